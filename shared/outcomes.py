@@ -1,0 +1,22 @@
+"""The closed vocabulary of what can happen to a message: one outcome, at most one reason."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    PARKED = "parked"
+    QUARANTINED = "quarantined"
+
+
+class QuarantineReason(StrEnum):
+    MALFORMED_JSON = "malformed-json"
+    SCHEMA_VIOLATION = "schema-violation"
+    SESSION_MISMATCH = "session-mismatch"
+    INVALID_TRANSITION = "invalid-transition"
+    RULE_VIOLATION = "rule-violation"
+    CONFLICTING_DUPLICATE = "conflicting-duplicate"
+    RESEQUENCE_OVERFLOW = "resequence-overflow"
