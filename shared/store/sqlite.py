@@ -1,0 +1,226 @@
+"""The embedded SQLite OrderStore: the default for local runs, one transaction per message.
+
+WAL lets the operator CLI read while the host writes. `synchronous` defaults to NORMAL: a committed
+message survives a process crash (SIGKILL included), not a power cut; pass `?synchronous=full` in the
+connection for that.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shared.records import OrderLedger, ParkedMessage, QuarantineRecord, SessionChanges
+from shared.store.base import ConcurrencyConflict, StoreUnavailable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledgers (
+    session_id TEXT NOT NULL, order_id TEXT NOT NULL, version INTEGER NOT NULL,
+    state TEXT NOT NULL, last_sequence INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (session_id, order_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parked (
+    session_id TEXT NOT NULL, order_id TEXT NOT NULL, sequence INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (session_id, order_id, sequence)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    session_id TEXT NOT NULL, order_id TEXT NOT NULL, sequence INTEGER NOT NULL,
+    content_hash TEXT NOT NULL, message_id TEXT NOT NULL, recorded_at TEXT NOT NULL,
+    PRIMARY KEY (session_id, order_id, sequence)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (recorded_at);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id TEXT PRIMARY KEY, session_id TEXT NOT NULL, status TEXT NOT NULL, quarantined_at TEXT NOT NULL,
+    doc TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+_SYNC_MODES = {"off", "normal", "full", "extra"}
+
+
+class SqliteOrderStore:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "normal", busy_timeout_ms: int = 10_000
+    ) -> None:
+        if synchronous.lower() not in _SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection, serialised by a lock: writes serialise in SQLite anyway, and it keeps the
+        # per-message path free of connection set-up.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteOrderStore:
+        """`sqlite:///relative/path.db`, `sqlite:////abs/path.db`, optional `?synchronous=full`."""
+        rest = url.removeprefix("sqlite:///")
+        path, _, query = rest.partition("?")
+        options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        if not path:
+            raise ValueError("sqlite connection needs a path: sqlite:///.local/orders.db")
+        return cls(path, synchronous=options.get("synchronous", "normal"))
+
+    # --- the per-message path ---
+    def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
+        row = self._query_one(
+            "SELECT doc, version FROM ledgers WHERE session_id = ? AND order_id = ?", (session_id, order_id)
+        )
+        return OrderLedger.from_document(json.loads(row[0]), str(row[1])) if row else None
+
+    def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
+        row = self._query_one(
+            "SELECT doc FROM parked WHERE session_id = ? AND order_id = ? AND sequence = ?",
+            (session_id, order_id, sequence),
+        )
+        return ParkedMessage.from_document(json.loads(row[0])) if row else None
+
+    def commit(self, changes: SessionChanges) -> None:
+        sid = changes.session_id
+        ledger = changes.ledger
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    new_version = self._write(sid, changes)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrencyConflict(str(exc)) from exc
+            except sqlite3.OperationalError as exc:  # locked beyond busy_timeout, disk I/O, ...
+                raise StoreUnavailable(str(exc)) from exc
+        if ledger is not None and new_version is not None:
+            ledger.version = str(new_version)
+
+    def _write(self, sid: str, changes: SessionChanges) -> int | None:
+        db = self._db
+        new_version: int | None = None
+        ledger = changes.ledger
+        if ledger is not None:
+            row = db.execute(
+                "SELECT version FROM ledgers WHERE session_id = ? AND order_id = ?", (sid, ledger.order_id)
+            ).fetchone()
+            stored = str(row[0]) if row else None
+            if stored != ledger.version:
+                raise ConcurrencyConflict(f"ledger {sid}/{ledger.order_id} changed since it was read")
+            new_version = (row[0] if row else 0) + 1
+            db.execute(
+                "INSERT OR REPLACE INTO ledgers (session_id, order_id, version, state, last_sequence, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    sid,
+                    ledger.order_id,
+                    new_version,
+                    ledger.order.state.value,
+                    ledger.last_sequence,
+                    json.dumps(ledger.to_document(), separators=(",", ":")),
+                ),
+            )
+        for order_id, seq in changes.unpark:
+            cur = db.execute(
+                "DELETE FROM parked WHERE session_id = ? AND order_id = ? AND sequence = ?",
+                (sid, order_id, seq),
+            )
+            if cur.rowcount != 1:
+                raise ConcurrencyConflict(f"parked {sid}/{order_id}/{seq} is gone")
+        if changes.park:
+            db.executemany(
+                "INSERT INTO parked (session_id, order_id, sequence, doc) VALUES (?, ?, ?, ?)",
+                [(sid, p.order_id, p.sequence, json.dumps(p.to_document())) for p in changes.park],
+            )
+        if changes.idempotency:
+            db.executemany(
+                "INSERT OR REPLACE INTO idempotency"
+                " (session_id, order_id, sequence, content_hash, message_id, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (sid, r.order_id, r.sequence, r.content_hash, r.message_id, r.recorded_at.isoformat())
+                    for r in changes.idempotency
+                ],
+            )
+        if changes.quarantine:
+            db.executemany(
+                "INSERT OR REPLACE INTO quarantine (id, session_id, status, quarantined_at, doc)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (q.id, q.session_id, q.status, q.quarantined_at.isoformat(), json.dumps(q.to_document()))
+                    for q in changes.quarantine
+                ],
+            )
+        return new_version
+
+    # --- operator reads and maintenance ---
+    def list_ledgers(self, customer_id: str | None = None) -> list[OrderLedger]:
+        sql = "SELECT doc, version FROM ledgers"
+        args: tuple[Any, ...] = ()
+        if customer_id is not None:
+            sql, args = sql + " WHERE session_id = ?", (customer_id,)
+        rows = self._query_all(sql + " ORDER BY session_id, order_id", args)
+        return [OrderLedger.from_document(json.loads(doc), str(version)) for doc, version in rows]
+
+    def list_parked(self, customer_id: str | None = None) -> list[ParkedMessage]:
+        sql = "SELECT doc FROM parked"
+        args: tuple[Any, ...] = ()
+        if customer_id is not None:
+            sql, args = sql + " WHERE session_id = ?", (customer_id,)
+        rows = self._query_all(sql + " ORDER BY session_id, order_id, sequence", args)
+        return [ParkedMessage.from_document(json.loads(doc)) for (doc,) in rows]
+
+    def list_quarantine(self, *, include_replayed: bool = False) -> list[QuarantineRecord]:
+        where = "" if include_replayed else " WHERE status = 'open'"
+        rows = self._query_all(f"SELECT doc FROM quarantine{where} ORDER BY quarantined_at, id", ())
+        return [QuarantineRecord.from_document(json.loads(doc)) for (doc,) in rows]
+
+    def get_quarantine(self, quarantine_id: str) -> QuarantineRecord | None:
+        row = self._query_one("SELECT doc FROM quarantine WHERE id = ?", (quarantine_id,))
+        return QuarantineRecord.from_document(json.loads(row[0])) if row else None
+
+    def mark_replayed(self, quarantine_id: str, at: datetime) -> None:
+        record = self.get_quarantine(quarantine_id)
+        if record is None:
+            raise KeyError(quarantine_id)
+        doc = record.to_document() | {"status": "replayed", "replayed_at": at.isoformat()}
+        self._execute(
+            "UPDATE quarantine SET status = 'replayed', doc = ? WHERE id = ?",
+            (json.dumps(doc), quarantine_id),
+        )
+
+    def purge_idempotency_records(self, older_than: datetime) -> int:
+        return self._execute("DELETE FROM idempotency WHERE recorded_at < ?", (older_than.isoformat(),))
+
+    def count_idempotency_records(self) -> int:
+        row = self._query_one("SELECT COUNT(*) FROM idempotency", ())
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- helpers ---
+    def _query_one(self, sql: str, args: tuple[Any, ...]) -> Any:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+
+    def _query_all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).rowcount
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
