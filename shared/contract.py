@@ -1,0 +1,207 @@
+"""The `order-step/v1` message contract: pydantic models, parsing, and the published JSON Schema.
+
+Parsing turns raw bytes into a validated `OrderStepMessage` or a `ContractError` carrying the quarantine
+reason. Amounts are decimals (JSON string or number), parsed without going through float.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+
+from shared.domain import model as domain
+from shared.outcomes import QuarantineReason
+
+SCHEMA_ID = "order-step/v1"
+# Ids end up in storage keys and in `message_id` = "{order_id}:{sequence}": keep them plain.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Data(BaseModel):
+    # Step data may carry extra informational fields; they are kept (and hashed) but not interpreted.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class LineItem(_Data):
+    sku: Text
+    quantity: StrictInt = Field(ge=1)
+    unit_price: Money
+
+
+class OrderPlacedData(_Data):
+    items: list[LineItem] = Field(min_length=1)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class PaymentAuthorizedData(_Data):
+    payment_id: Text
+    amount: Money
+
+
+class InventoryReservedData(_Data):
+    reservation_id: Text
+
+
+class OrderShippedData(_Data):
+    carrier: Text
+    tracking_number: Text
+
+
+class OrderDeliveredData(_Data):
+    pass
+
+
+class OrderCancelledData(_Data):
+    reason: Text
+
+
+class _StepBase(_Strict):
+    schema_: Literal["order-step/v1"] = Field(alias="schema")
+    customer_id: Id
+    order_id: Id
+    sequence: StrictInt = Field(ge=1, le=1_000_000)
+    occurred_at: AwareDatetime
+
+
+class OrderPlaced(_StepBase):
+    step: Literal["order.placed"]
+    data: OrderPlacedData
+
+    def to_command(self) -> domain.Command:
+        items = tuple(domain.LineItem(i.sku, i.quantity, i.unit_price) for i in self.data.items)
+        return domain.PlaceOrder(items=items, currency=self.data.currency)
+
+
+class PaymentAuthorized(_StepBase):
+    step: Literal["payment.authorized"]
+    data: PaymentAuthorizedData
+
+    def to_command(self) -> domain.Command:
+        return domain.AuthorizePayment(payment_id=self.data.payment_id, amount=self.data.amount)
+
+
+class InventoryReserved(_StepBase):
+    step: Literal["inventory.reserved"]
+    data: InventoryReservedData
+
+    def to_command(self) -> domain.Command:
+        return domain.ReserveInventory(reservation_id=self.data.reservation_id)
+
+
+class OrderShipped(_StepBase):
+    step: Literal["order.shipped"]
+    data: OrderShippedData
+
+    def to_command(self) -> domain.Command:
+        return domain.ShipOrder(carrier=self.data.carrier, tracking_number=self.data.tracking_number)
+
+
+class OrderDelivered(_StepBase):
+    step: Literal["order.delivered"]
+    data: OrderDeliveredData = Field(default_factory=OrderDeliveredData)
+
+    def to_command(self) -> domain.Command:
+        return domain.DeliverOrder()
+
+
+class OrderCancelled(_StepBase):
+    step: Literal["order.cancelled"]
+    data: OrderCancelledData
+
+    def to_command(self) -> domain.Command:
+        return domain.CancelOrder(reason=self.data.reason)
+
+
+OrderStepMessage = Annotated[
+    OrderPlaced | PaymentAuthorized | InventoryReserved | OrderShipped | OrderDelivered | OrderCancelled,
+    Field(discriminator="step"),
+]
+STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(OrderStepMessage)
+STEP_NAMES: tuple[str, ...] = (
+    "order.placed",
+    "payment.authorized",
+    "inventory.reserved",
+    "order.shipped",
+    "order.delivered",
+    "order.cancelled",
+)
+
+
+class ContractError(Exception):
+    """The body is not a valid order-step/v1 message; `reason` is the quarantine reason code."""
+
+    def __init__(self, reason: QuarantineReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_order_step(body: bytes) -> Any:
+    """Validated message (one of the step models) or ContractError. Error details never echo input values."""
+    try:
+        raw = json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(QuarantineReason.MALFORMED_JSON, _describe_json_error(exc)) from None
+    if not isinstance(raw, dict):
+        raise ContractError(
+            QuarantineReason.SCHEMA_VIOLATION, f"body is a JSON {type(raw).__name__}, not an object"
+        )
+    try:
+        return STEP_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise ContractError(QuarantineReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "union_tag_invalid":  # pydantic's message would echo the input value
+            parts.append(f"step: unknown step; expected one of {', '.join(STEP_NAMES)}")
+            continue
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _describe_json_error(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"body is not UTF-8 (byte {exc.start})"
+    assert isinstance(exc, json.JSONDecodeError)
+    return f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+
+
+def content_hash(message: Any) -> str:
+    """Hash of the message's meaning, so formatting differences are not 'different content'."""
+    canonical = message.model_dump(mode="json", by_alias=True)
+    canonical["occurred_at"] = _normalise_time(message.occurred_at)
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _normalise_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema (docs/schema/order-step-v1.schema.json), generated from the models."""
+    schema = STEP_ADAPTER.json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://example.invalid/schemas/order-step-v1.schema.json",
+        "title": "order-step/v1",
+        "description": "One step of an order, sent on a Service Bus session whose id is customer_id.",
+        **schema,
+    }

@@ -1,0 +1,230 @@
+"""The message pipeline: one envelope in, exactly one outcome out, all its effects in one store commit.
+
+Order of decisions for a well-formed message of order O with sequence N (next expected: E):
+  N already applied or parked  -> duplicate (same content) or quarantined conflicting-duplicate
+  O is terminal                -> quarantined invalid-transition (never parked)
+  N > E                        -> parked (up to park_limit, else quarantined resequence-overflow)
+  N == E                       -> applied, then parked N+1, N+2, ... are applied in the same commit
+A domain refusal of an in-sequence step quarantines it without advancing O: later steps wait parked
+until a corrected message for N is replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.contract import ContractError, content_hash, parse_order_step
+from shared.domain.model import DomainError, Order
+from shared.domain.workflow import OrderWorkflow
+from shared.envelope import SessionEnvelope
+from shared.outcomes import Outcome, QuarantineReason
+from shared.records import (
+    AppliedStep,
+    IdempotencyRecord,
+    OrderLedger,
+    ParkedMessage,
+    QuarantineRecord,
+    SessionChanges,
+    utcnow,
+)
+from shared.store.base import ConcurrencyConflict, OrderStore
+
+DEFAULT_PARK_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingResult:
+    outcome: Outcome
+    reason: QuarantineReason | None = None
+    detail: str | None = None
+    customer_id: str | None = None
+    order_id: str | None = None
+    sequence: int | None = None
+    step: str | None = None
+    applied_sequences: tuple[int, ...] = ()  # this message's and any parked ones it released
+    quarantine_ids: tuple[str, ...] = ()  # this message's and any parked ones that could never apply
+    order_state: str | None = None
+
+
+@dataclass(slots=True)
+class _Work:
+    """One message's decision in progress."""
+
+    envelope: SessionEnvelope
+    message: Any
+    ledger: OrderLedger
+    changes: SessionChanges
+    now: datetime
+    applied: list[int] = field(default_factory=list)
+
+
+class OrderStepProcessor:
+    def __init__(
+        self,
+        store: OrderStore,
+        *,
+        park_limit: int = DEFAULT_PARK_LIMIT,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if park_limit < 1:
+            raise ValueError("park_limit must be at least 1")
+        self.store = store
+        self.park_limit = park_limit
+        self._clock = clock
+
+    def process(self, envelope: SessionEnvelope) -> ProcessingResult:
+        """Decide and commit. Raises TransientStoreError when the store fails: nothing was written."""
+        now = self._clock()
+        try:
+            message = parse_order_step(envelope.body)
+            if message.customer_id != envelope.session_id:
+                raise ContractError(
+                    QuarantineReason.SESSION_MISMATCH,
+                    "the body's customer_id is not the message's session id",
+                )
+        except ContractError as exc:
+            record = QuarantineRecord.from_envelope(envelope, exc.reason, exc.detail, at=now)
+            self.store.commit(SessionChanges(envelope.session_id, quarantine=[record]))
+            return ProcessingResult(Outcome.QUARANTINED, exc.reason, exc.detail, quarantine_ids=(record.id,))
+
+        ledger = self.store.get_ledger(envelope.session_id, message.order_id) or OrderLedger(
+            order=Order(customer_id=message.customer_id, order_id=message.order_id)
+        )
+        work = _Work(envelope, message, ledger, SessionChanges(envelope.session_id), now)
+        return self._decide(work, content_hash(message))
+
+    def _decide(self, work: _Work, digest: str) -> ProcessingResult:
+        ledger, seq = work.ledger, work.message.sequence
+        known = ledger.applied_hash(seq) or ledger.parked.get(seq)
+        if known == digest:
+            ledger.duplicates += 1
+            return self._commit(work, Outcome.DUPLICATE)
+        if known is not None or seq < ledger.next_sequence:
+            where = "applied" if seq < ledger.next_sequence else "parked"
+            return self._reject(
+                work,
+                QuarantineReason.CONFLICTING_DUPLICATE,
+                f"sequence {seq} is already {where} with different content",
+            )
+        if ledger.order.state.is_terminal:
+            return self._reject(
+                work,
+                QuarantineReason.INVALID_TRANSITION,
+                f"order is {ledger.order.state.value} (terminal); {work.message.step} cannot follow",
+            )
+        if seq > ledger.next_sequence:
+            if len(ledger.parked) >= self.park_limit:
+                return self._reject(
+                    work,
+                    QuarantineReason.RESEQUENCE_OVERFLOW,
+                    f"{len(ledger.parked)} messages already wait for sequence {ledger.next_sequence}",
+                )
+            ledger.parked[seq] = digest
+            work.changes.park.append(
+                ParkedMessage(work.envelope.session_id, ledger.order_id, seq, digest, work.envelope, work.now)
+            )
+            return self._commit(work, Outcome.PARKED)
+        try:
+            self._apply(work, work.message, work.envelope, digest)
+        except DomainError as exc:
+            return self._reject(work, QuarantineReason(exc.reason), str(exc))
+        self._release_parked(work)
+        return self._commit(work, Outcome.APPLIED)
+
+    def _apply(self, work: _Work, message: Any, envelope: SessionEnvelope, digest: str) -> None:
+        ledger = work.ledger
+        ledger.order = OrderWorkflow.apply(ledger.order, message.step, message.to_command())
+        ledger.last_sequence = message.sequence
+        ledger.applied.append(
+            AppliedStep(message.sequence, message.step, digest, envelope.message_id, work.now)
+        )
+        work.changes.idempotency.append(
+            IdempotencyRecord(
+                envelope.session_id, ledger.order_id, message.sequence, digest, envelope.message_id, work.now
+            )
+        )
+        work.applied.append(message.sequence)
+
+    def _release_parked(self, work: _Work) -> None:
+        """Apply parked successors now due; quarantine what can never apply once the order is terminal."""
+        ledger = work.ledger
+        while ledger.next_sequence in ledger.parked and not ledger.order.state.is_terminal:
+            parked = self._take_parked(work, ledger.next_sequence)
+            message = parse_order_step(parked.envelope.body)  # it was valid when it was parked
+            try:
+                self._apply(work, message, parked.envelope, parked.content_hash)
+            except DomainError as exc:
+                self._quarantine(work, parked.envelope, QuarantineReason(exc.reason), str(exc), message)
+                return
+        if ledger.order.state.is_terminal:
+            for seq in sorted(ledger.parked):
+                parked = self._take_parked(work, seq)
+                self._quarantine(
+                    work,
+                    parked.envelope,
+                    QuarantineReason.INVALID_TRANSITION,
+                    f"order became {ledger.order.state.value} (terminal) while sequence {seq} waited",
+                    parse_order_step(parked.envelope.body),
+                )
+
+    def _take_parked(self, work: _Work, seq: int) -> ParkedMessage:
+        ledger = work.ledger
+        parked = self.store.get_parked(work.envelope.session_id, ledger.order_id, seq)
+        if parked is None:  # the ledger and the parked rows disagree: someone else moved on; re-read
+            raise ConcurrencyConflict(f"parked message {ledger.order_id}/{seq} is missing")
+        del ledger.parked[seq]
+        work.changes.unpark.append((ledger.order_id, seq))
+        return parked
+
+    def _quarantine(
+        self, work: _Work, envelope: SessionEnvelope, reason: QuarantineReason, detail: str, message: Any
+    ) -> QuarantineRecord:
+        record = QuarantineRecord.from_envelope(
+            envelope,
+            reason,
+            detail,
+            at=work.now,
+            order_id=message.order_id,
+            sequence=message.sequence,
+            step=message.step,
+        )
+        work.changes.quarantine.append(record)
+        return record
+
+    def _reject(self, work: _Work, reason: QuarantineReason, detail: str) -> ProcessingResult:
+        """Quarantine this message; the order itself does not change."""
+        record = self._quarantine(work, work.envelope, reason, detail, work.message)
+        self.store.commit(work.changes)
+        return self._result(work, Outcome.QUARANTINED, reason, detail, extra_quarantine=(record.id,))
+
+    def _commit(self, work: _Work, outcome: Outcome) -> ProcessingResult:
+        work.ledger.updated_at = work.now
+        work.changes.ledger = work.ledger
+        self.store.commit(work.changes)
+        released = tuple(q.id for q in work.changes.quarantine)
+        return self._result(work, outcome, extra_quarantine=released)
+
+    def _result(
+        self,
+        work: _Work,
+        outcome: Outcome,
+        reason: QuarantineReason | None = None,
+        detail: str | None = None,
+        extra_quarantine: tuple[str, ...] = (),
+    ) -> ProcessingResult:
+        m = work.message
+        return ProcessingResult(
+            outcome,
+            reason,
+            detail,
+            customer_id=m.customer_id,
+            order_id=m.order_id,
+            sequence=m.sequence,
+            step=m.step,
+            applied_sequences=tuple(work.applied),
+            quarantine_ids=extra_quarantine,
+            order_state=work.ledger.order.state.value,
+        )
