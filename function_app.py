@@ -1,0 +1,67 @@
+"""Azure Functions entrypoints (Python v2 model). Thin adapters: parse, call the service, report.
+
+One message's path: process_order_step -> envelope_from_message -> OrderService.handle
+-> OrderStepProcessor.process -> OrderStore.commit (one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+from azure_functions_logging import JsonFormatter, logging_context, setup_logging
+
+from shared.functions_adapter import envelope_from_message
+from shared.service import get_service
+from shared.settings import QUEUE_NAME_SETTING, SERVICE_BUS_CONNECTION
+
+setup_logging(functions_formatter=JsonFormatter(), format="json")
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+# Daily at 02:30 UTC: purge idempotency records older than IDEMPOTENCY_RETENTION_DAYS.
+PURGE_SCHEDULE = "0 30 2 * * *"
+
+
+@app.function_name("process_order_step")
+@app.service_bus_queue_trigger(
+    arg_name="msg",
+    queue_name=f"%{QUEUE_NAME_SETTING}%",
+    connection=SERVICE_BUS_CONNECTION,
+    is_sessions_enabled=True,
+)
+def process_order_step(msg: func.ServiceBusMessage, context: func.Context) -> None:
+    """Completes on return (autoCompleteMessages); raises only on transient store failures -> redelivery."""
+    with logging_context(context):
+        get_service().handle(envelope_from_message(msg))
+
+
+@app.function_name("purge_idempotency_records")
+@app.timer_trigger(arg_name="timer", schedule=PURGE_SCHEDULE, run_on_startup=False, use_monitor=True)
+def purge_idempotency_records(timer: func.TimerRequest, context: func.Context) -> None:
+    with logging_context(context):
+        get_service().purge_idempotency_records()
+
+
+@app.function_name("get_customer_orders")
+@app.route(route="customers/{customer_id}/orders", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_customer_orders(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    import re
+
+    from shared.contract import ID_PATTERN
+    from shared.views import order_view
+
+    customer_id = req.route_params.get("customer_id", "")
+    with logging_context(context):
+        if not re.fullmatch(ID_PATTERN, customer_id):
+            return _json({"error": "customer_id must match " + ID_PATTERN}, 400)
+        ledgers = get_service().store.list_ledgers(customer_id)
+        logging.getLogger("orders.http").info(
+            "customer orders read", extra={"customer_id": customer_id, "orders": len(ledgers)}
+        )
+        return _json({"customer_id": customer_id, "orders": [order_view(x) for x in ledgers]}, 200)
+
+
+def _json(body: object, status: int) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
