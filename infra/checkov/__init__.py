@@ -1,0 +1,1 @@
+"""Custom checkov policies for infra/ (loaded with --external-checks-dir infra/checkov)."""
