@@ -78,10 +78,7 @@ param maximumInstanceCount int = 40
 param alwaysReadyInstanceCount int = 0
 
 @description('Name of the Service Bus-triggered function in function_app.py (always-ready group "function:<name>").')
-param ordersFunctionName string = 'process_order'
-
-@description('NCRONTAB schedule of the idempotency purge timer (%IDEMPOTENCY_PURGE_SCHEDULE%). Daily at 03:17 UTC.')
-param idempotencyPurgeSchedule string = '0 17 3 * * *'
+param ordersFunctionName string = 'process_order_step'
 
 var alwaysReady = alwaysReadyInstanceCount > 0 ? [
   {
@@ -146,48 +143,50 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
   }
+}
 
-  resource appSettings 'config' = {
-    name: 'appsettings'
-    properties: {
-      // Host storage (leases, timers, keys) - identity based.
-      AzureWebJobsStorage__accountName: storageAccountName
-      AzureWebJobsStorage__credential: 'managedidentity'
-      AzureWebJobsStorage__clientId: identityClientId
-      // Service Bus trigger: connection="ServiceBusConnection".
-      ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespaceFqdn
-      ServiceBusConnection__credential: 'managedidentity'
-      ServiceBusConnection__clientId: identityClientId
-      // Order store (Azure Table Storage) - read by shared/ via OrderStoreConnection__*.
-      OrderStoreConnection__tableServiceUri: storageTableEndpoint
-      OrderStoreConnection__credential: 'managedidentity'
-      OrderStoreConnection__clientId: identityClientId
-      // Application settings (see local.settings.json.example for the local equivalents).
-      ORDERS_QUEUE_NAME: ordersQueueName
-      ORDERS_TABLE_NAME: ordersTableName
-      IDEMPOTENCY_RETENTION_DAYS: '14'
-      IDEMPOTENCY_PURGE_SCHEDULE: idempotencyPurgeSchedule
-      ORDERS_PARK_LIMIT: '50'
-      ORDERS_MAX_DELIVERY_COUNT: string(ordersMaxDeliveryCount)
-      // Telemetry with Entra ID authentication (the component has DisableLocalAuth: true).
-      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
-      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-    }
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: functionApp
+  name: 'appsettings'
+  properties: {
+    // Host storage (leases, timers, keys) - identity based.
+    AzureWebJobsStorage__accountName: storageAccountName
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identityClientId
+    // Service Bus trigger: connection="ServiceBusConnection".
+    ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespaceFqdn
+    ServiceBusConnection__credential: 'managedidentity'
+    ServiceBusConnection__clientId: identityClientId
+    // Order store (Azure Table Storage) - read by shared/ via OrderStoreConnection__*.
+    OrderStoreConnection__tableServiceUri: storageTableEndpoint
+    OrderStoreConnection__credential: 'managedidentity'
+    OrderStoreConnection__clientId: identityClientId
+    // Application settings (see local.settings.json.example for the local equivalents).
+    ORDERS_QUEUE_NAME: ordersQueueName
+    ORDERS_TABLE_NAME: ordersTableName
+    IDEMPOTENCY_RETENTION_DAYS: '14'
+    ORDERS_PARK_LIMIT: '50'
+    ORDERS_MAX_DELIVERY_COUNT: string(ordersMaxDeliveryCount)
+    // Telemetry with Entra ID authentication (the component has DisableLocalAuth: true).
+    APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   }
+}
 
-  // No basic-auth publishing credentials: deployments authenticate with Entra ID.
-  resource ftpPublishing 'basicPublishingCredentialsPolicies' = {
-    name: 'ftp'
-    properties: {
-      allow: false
-    }
+// No basic-auth publishing credentials: deployments authenticate with Entra ID.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
   }
+}
 
-  resource scmPublishing 'basicPublishingCredentialsPolicies' = {
-    name: 'scm'
-    properties: {
-      allow: false
-    }
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
   }
 }
 

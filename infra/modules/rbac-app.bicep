@@ -34,10 +34,11 @@ param grantServiceBusScaleRights bool = true
 
 resource serviceBusNamespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: serviceBusNamespaceName
+}
 
-  resource ordersQueue 'queues' existing = {
-    name: ordersQueueName
-  }
+resource ordersQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: serviceBusNamespace
+  name: ordersQueueName
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -51,8 +52,8 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // Service Bus trigger: receive + complete/abandon/dead-letter + accept sessions, on the orders
 // queue only (its DLQ sub-queue is covered by the same scope).
 resource appServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(serviceBusNamespace::ordersQueue.id, principalId, '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0')
-  scope: serviceBusNamespace::ordersQueue
+  name: guid(ordersQueue.id, principalId, '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0')
+  scope: ordersQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0')
     principalId: principalId
@@ -65,8 +66,8 @@ resource appServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-
 // The only built-in data role that carries Manage is Data Owner, so it is scoped to the queue,
 // never to the namespace.
 resource appServiceBusScale 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantServiceBusScaleRights) {
-  name: guid(serviceBusNamespace::ordersQueue.id, principalId, '090c5cfd-751d-490a-894a-3ce6f1109419')
-  scope: serviceBusNamespace::ordersQueue
+  name: guid(ordersQueue.id, principalId, '090c5cfd-751d-490a-894a-3ce6f1109419')
+  scope: ordersQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '090c5cfd-751d-490a-894a-3ce6f1109419')
     principalId: principalId

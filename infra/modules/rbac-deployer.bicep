@@ -26,10 +26,11 @@ param storageAccountName string
 
 resource serviceBusNamespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: serviceBusNamespaceName
+}
 
-  resource ordersQueue 'queues' existing = {
-    name: ordersQueueName
-  }
+resource ordersQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: serviceBusNamespace
+  name: ordersQueueName
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -38,8 +39,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 // Publish test orders to the orders queue only (not the whole namespace).
 resource deployerServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(serviceBusNamespace::ordersQueue.id, principalId, '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
-  scope: serviceBusNamespace::ordersQueue
+  name: guid(ordersQueue.id, principalId, '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
+  scope: ordersQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
     principalId: principalId

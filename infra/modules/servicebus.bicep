@@ -73,21 +73,23 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
     minimumTlsVersion: '1.2'
     publicNetworkAccess: 'Enabled'
   }
+}
 
-  resource ordersQueue 'queues' = {
-    name: queueName
-    properties: {
-      requiresSession: true
-      lockDuration: 'PT1M'
-      maxDeliveryCount: 10
-      deadLetteringOnMessageExpiration: true
-      requiresDuplicateDetection: true
-      duplicateDetectionHistoryTimeWindow: 'PT10M'
-      defaultMessageTimeToLive: 'P14D'
-      enableBatchedOperations: true
-      enablePartitioning: false
-      maxSizeInMegabytes: 5120
-    }
+// Declared with `parent:` (not nested) so the offline parsers see it as its own resource.
+resource ordersQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: queueName
+  properties: {
+    requiresSession: true
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    deadLetteringOnMessageExpiration: true
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    defaultMessageTimeToLive: 'P14D'
+    enableBatchedOperations: true
+    enablePartitioning: false
+    maxSizeInMegabytes: 5120
   }
 }
 
@@ -95,6 +97,6 @@ output namespaceId string = namespace.id
 output namespaceName string = namespace.name
 // e.g. "sb-xyz.servicebus.windows.net" (derived from the endpoint so sovereign clouds work too).
 output namespaceFqdn string = replace(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':443/', '')
-output queueId string = namespace::ordersQueue.id
-output queueName string = namespace::ordersQueue.name
-output maxDeliveryCount int = namespace::ordersQueue.properties.maxDeliveryCount
+output queueId string = ordersQueue.id
+output queueName string = ordersQueue.name
+output maxDeliveryCount int = ordersQueue.properties.maxDeliveryCount

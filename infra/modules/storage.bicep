@@ -50,40 +50,46 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       defaultAction: 'Allow'
     }
   }
+}
 
-  resource blobServices 'blobServices' = {
-    name: 'default'
-    properties: {
-      deleteRetentionPolicy: {
-        enabled: true
-        days: 7
-      }
-      containerDeleteRetentionPolicy: {
-        enabled: true
-        days: 7
-      }
+// Child resources are declared with `parent:` (not nested) so every one of them is visible to
+// the offline Bicep parsers used by tests/infra and checkov.
+resource blobServices 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
     }
-
-    resource deploymentContainer 'containers' = {
-      name: deploymentContainerName
-      properties: {
-        publicAccess: 'None'
-      }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
     }
   }
+}
 
-  resource tableServices 'tableServices' = {
-    name: 'default'
-
-    resource ordersTable 'tables' = {
-      name: ordersTableName
-    }
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
   }
+}
+
+resource tableServices 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource ordersTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableServices
+  name: ordersTableName
 }
 
 output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output tableEndpoint string = storage.properties.primaryEndpoints.table
-output deploymentContainerName string = storage::blobServices::deploymentContainer.name
-output ordersTableName string = storage::tableServices::ordersTable.name
+output deploymentContainerName string = deploymentContainer.name
+output ordersTableName string = ordersTable.name
