@@ -205,3 +205,18 @@ def json_schema() -> dict[str, Any]:
         "description": "One step of an order, sent on a Service Bus session whose id is customer_id.",
         **schema,
     }
+
+
+SCHEMA_PATH = "docs/schema/order-step-v1.schema.json"
+
+
+def render_json_schema() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # `python -m shared.contract` regenerates the published schema
+    from pathlib import Path
+
+    Path(SCHEMA_PATH).parent.mkdir(parents=True, exist_ok=True)
+    Path(SCHEMA_PATH).write_text(render_json_schema(), encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")
