@@ -1,0 +1,219 @@
+"""function_app's entrypoints called the way the host calls them, with real azure.functions types."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+import function_app
+from shared.service import OrderService, reset_service
+from shared.settings import AppSettings
+from shared.store.base import StoreUnavailable
+from shared.store.sqlite import SqliteOrderStore
+from tests.support.builders import HAPPY_PATH, body
+
+CANARY = "CANARY-payload-value-7731"
+
+
+class InvocationContext(func.Context):
+    """The minimal func.Context the host passes; a fresh invocation id per call."""
+
+    def __init__(self, name: str) -> None:
+        self._id = str(uuid.uuid4())
+        self._name = name
+
+    @property
+    def invocation_id(self) -> str:
+        return self._id
+
+    @property
+    def function_name(self) -> str:
+        return self._name
+
+    @property
+    def function_directory(self) -> str:
+        return str(Path.cwd())
+
+    @property
+    def trace_context(self) -> Any:
+        return None
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return None
+
+
+def sb_message(
+    raw: bytes, *, session: str = "cust-1", message_id: str, delivery_count: int = 1, seq: int = 1
+) -> ServiceBusMessage:
+    enqueued = datetime.now(UTC) - timedelta(milliseconds=250)
+    return ServiceBusMessage(
+        body=raw,
+        message_id=message_id,
+        session_id=session,
+        delivery_count=delivery_count,
+        sequence_number=seq,
+        enqueued_time_utc=enqueued,
+        content_type="application/json",
+        application_properties={"source": "test"},
+        user_properties={"source": "test"},
+    )
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[OrderService]:
+    store = SqliteOrderStore(tmp_path / "orders.db")
+    svc = OrderService(AppSettings(max_delivery_count=5), store)
+    reset_service(svc)
+    yield svc
+    reset_service(None)
+
+
+def trigger(msg: ServiceBusMessage) -> None:
+    function_app.process_order_step(msg, InvocationContext("process_order_step"))
+
+
+def outcome_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "orders.processing" and hasattr(r, "outcome")]
+
+
+def test_bindings_are_what_the_docs_say() -> None:
+    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    assert set(functions) == {"process_order_step", "purge_idempotency_records", "get_customer_orders"}
+    [sb] = functions["process_order_step"].get_bindings()
+    assert (sb.type, sb.name, sb.connection, sb.queue_name, sb.is_sessions_enabled) == (
+        "serviceBusTrigger",
+        "msg",
+        "ServiceBusConnection",
+        "%ORDERS_QUEUE_NAME%",
+        True,
+    )
+    [timer] = functions["purge_idempotency_records"].get_bindings()
+    assert timer.type == "timerTrigger" and timer.schedule == function_app.PURGE_SCHEDULE
+    http = functions["get_customer_orders"].get_trigger()
+    assert http.route == "customers/{customer_id}/orders" and str(http.auth_level.value).lower() == "function"
+    readme = Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else ""
+    for name in (
+        "process_order_step",
+        "%ORDERS_QUEUE_NAME%",
+        "ServiceBusConnection",
+        "customers/{customer_id}/orders",
+    ):
+        assert name in readme, f"README does not document {name}"
+
+
+def test_trigger_applies_a_whole_order_and_logs_one_json_line_each(
+    service: OrderService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    for i, name in enumerate(HAPPY_PATH, start=1):
+        trigger(sb_message(body(name, i), message_id=f"ord-1:{i}", seq=100 + i))
+    [ledger] = service.store.list_ledgers("cust-1")
+    assert [a.step for a in ledger.applied] == HAPPY_PATH
+    records = outcome_records(caplog)
+    assert [r.outcome for r in records] == ["applied"] * 5
+    first = records[0].__dict__
+    for field in (
+        "session_id",
+        "message_id",
+        "delivery_count",
+        "sequence_number",
+        "enqueued_time",
+        "lag_ms",
+        "customer_id",
+        "order_id",
+        "sequence",
+        "step",
+        "outcome",
+        "reason",
+        "duration_ms",
+    ):
+        assert field in first, field
+    assert first["sequence_number"] == 101 and first["lag_ms"] >= 250 and first["message_id"] == "ord-1:1"
+
+
+def test_the_json_formatter_renders_fields_and_never_payload_values(
+    service: OrderService, caplog: pytest.LogCaptureFixture
+) -> None:
+    from azure_functions_logging import JsonFormatter
+
+    caplog.set_level(logging.INFO)
+    poisoned = body(
+        "order.placed",
+        1,
+        data={"items": [{"sku": CANARY, "quantity": 1, "unit_price": 1}], "currency": "EUR"},
+    )
+    trigger(sb_message(poisoned, message_id="ord-1:1"))
+    trigger(sb_message(CANARY.encode(), message_id="m-bad"))
+    trigger(sb_message(body("order.shipped", 2, data={"carrier": CANARY}), message_id="ord-1:2"))
+    formatter = JsonFormatter()
+    lines = [formatter.format(r) for r in caplog.records]
+    assert lines and all(CANARY not in line for line in lines)
+    docs = [json.loads(line) for line in lines if '"outcome"' in line]
+    assert [d["extra"]["outcome"] for d in docs] == ["applied", "quarantined", "quarantined"]
+    assert docs[1]["extra"]["reason"] == "malformed-json" and docs[2]["extra"]["reason"] == "schema-violation"
+
+
+def test_bad_message_completes_normally_so_the_session_is_never_blocked(service: OrderService) -> None:
+    trigger(sb_message(b"\xff\x00 not json", message_id="m-1", seq=9))  # must not raise
+    [record] = service.store.list_quarantine()
+    assert record.reason == "malformed-json" and record.raw_body == b"\xff\x00 not json"
+    assert record.metadata["sequence_number"] == 9 and record.metadata["application_properties"] == {
+        "source": "test"
+    }
+
+
+def test_transient_store_failure_raises_so_the_host_abandons(
+    service: OrderService, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    def down(*_: Any, **__: Any) -> None:
+        raise StoreUnavailable("table endpoint unreachable")
+
+    monkeypatch.setattr(service.store, "commit", down)
+    with pytest.raises(StoreUnavailable):
+        trigger(sb_message(body("order.placed", 1), message_id="ord-1:1", delivery_count=5))
+    retry = [r for r in caplog.records if getattr(r, "outcome", None) == "retry"]
+    assert retry and retry[0].final_attempt is True and retry[0].levelno == logging.WARNING
+    assert any("last delivery attempt" in r.getMessage() for r in caplog.records)
+
+
+def test_timer_purges_old_idempotency_records(service: OrderService) -> None:
+    trigger(sb_message(body("order.placed", 1), message_id="ord-1:1"))
+    assert service.store.count_idempotency_records() == 1
+    assert service.purge_idempotency_records(now=datetime.now(UTC) + timedelta(days=13)) == 0
+    function_app.purge_idempotency_records(
+        TimerRequest(past_due=False), InvocationContext("purge_idempotency_records")
+    )
+    assert service.store.count_idempotency_records() == 1
+    assert service.purge_idempotency_records(now=datetime.now(UTC) + timedelta(days=15)) == 1
+    [ledger] = service.store.list_ledgers()
+    assert ledger.applied  # purging records never touches order state
+
+
+def test_http_endpoint_returns_the_customers_orders(service: OrderService) -> None:
+    trigger(sb_message(body("order.placed", 1), message_id="ord-1:1"))
+    req = func.HttpRequest(
+        "GET", "/api/customers/cust-1/orders", body=b"", route_params={"customer_id": "cust-1"}
+    )
+    resp = function_app.get_customer_orders(req, InvocationContext("get_customer_orders"))
+    assert resp.status_code == 200
+    doc = json.loads(resp.get_body())
+    assert doc["orders"][0]["state"] == "PLACED" and doc["orders"][0]["applied_steps"] == ["order.placed"]
+    bad = func.HttpRequest("GET", "/api/customers/x/orders", body=b"", route_params={"customer_id": "../etc"})
+    assert function_app.get_customer_orders(bad, InvocationContext("get_customer_orders")).status_code == 400
