@@ -1,0 +1,42 @@
+# One entry point for people and CI. `make test` is what .ci/run calls.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install lint test test-fast demo schema bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy function_app.py shared devstack scripts bench tests
+
+# Every test: unit, functions, integration (Azurite), emulator conformance, end to end, infra checks.
+test: lint
+	$(BIN)/python -m pytest -q
+	bash scripts/ci/infra_checks.sh
+
+# Just the fast layers while you work.
+test-fast: install
+	$(BIN)/python -m pytest -q tests/unit tests/functions
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+schema: install
+	$(BIN)/python -m shared.contract
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
