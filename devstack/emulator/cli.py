@@ -1,0 +1,87 @@
+"""Command line entry point: `orders emulator ...` or `python -m devstack.emulator`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+DEFAULT_CONFIG = "dev/servicebus/Config.json"
+log = logging.getLogger("devstack.emulator")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the emulator's options on a (sub)parser."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=5672, help="AMQP port (default 5672; 0 = any free port)")
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"official emulator Config.json (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument("--data", default=None, help="SQLite file or directory: messages survive restarts")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from exc
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM. Returns a process exit code; errors are one line, no traceback."""
+    from .server import EmulatorServer
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level)), format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        server = EmulatorServer(Path(args.config), host=args.host, port=args.port, data=args.data)
+    except ConfigError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # e.g. unusable --data path
+        print(f"emulator: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        task = asyncio.create_task(server.serve(stop))
+        while server._server is None and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+            return 1
+        queues = ", ".join(server.queue_names) or "(none)"
+        extra = f", restored {server.restored} messages from {args.data}" if args.data else ""
+        log.info("Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra)
+        await task
+        log.info("Service Bus emulator stopped")
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except OSError as exc:
+        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devstack.emulator` entry point."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.emulator", description="Service Bus emulator")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

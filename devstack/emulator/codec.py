@@ -1,0 +1,623 @@
+"""A small AMQP 1.0 type-system codec.
+
+Written for the emulator rather than reused from a library so that we control exactly which wire
+forms are produced (the SDK's decoder has assumptions, e.g. sections described by smallulong) and
+so message sections can be passed through untouched, byte for byte.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+_U8 = struct.Struct(">B")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_I8 = struct.Struct(">b")
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_F32 = struct.Struct(">f")
+_F64 = struct.Struct(">d")
+
+
+class DecodeError(ValueError):
+    """Raised when bytes on the wire are not valid AMQP encodings."""
+
+
+class Symbol(str):
+    """An AMQP symbol (ASCII); distinct from str so it round-trips with the right constructor."""
+
+    __slots__ = ()
+
+
+class UByte(int):
+    """Typed int so the encoder emits ubyte."""
+
+    __slots__ = ()
+
+
+class UShort(int):
+    """Typed int so the encoder emits ushort."""
+
+    __slots__ = ()
+
+
+class UInt(int):
+    """Typed int so the encoder emits uint."""
+
+    __slots__ = ()
+
+
+class ULong(int):
+    """Typed int so the encoder emits ulong."""
+
+    __slots__ = ()
+
+
+class Byte(int):
+    """Typed int so the encoder emits byte."""
+
+    __slots__ = ()
+
+
+class Short(int):
+    """Typed int so the encoder emits short."""
+
+    __slots__ = ()
+
+
+class Int(int):
+    """Typed int so the encoder emits int."""
+
+    __slots__ = ()
+
+
+class Long(int):
+    """Typed int so the encoder emits long (plain int does too; this documents intent)."""
+
+    __slots__ = ()
+
+
+class Timestamp(int):
+    """Milliseconds since the Unix epoch, encoded as an AMQP timestamp."""
+
+    __slots__ = ()
+
+
+class Float(float):
+    """Typed float so the encoder emits a 32-bit float."""
+
+    __slots__ = ()
+
+
+class Char(str):
+    """A single UTF-32 character."""
+
+    __slots__ = ()
+
+
+class Decimal(bytes):
+    """Opaque decimal32/64/128 value; kept as raw bytes plus its constructor."""
+
+    code: int = 0x94
+
+    def __new__(cls, data: bytes, code: int) -> Decimal:
+        """Remember the constructor so re-encoding is lossless."""
+        obj = super().__new__(cls, data)
+        obj.code = code
+        return obj
+
+
+class Raw(bytes):
+    """Already-encoded AMQP bytes, emitted verbatim by the encoder."""
+
+    __slots__ = ()
+
+
+class Described:
+    """A described type: a descriptor (ulong code or symbol) and a value."""
+
+    __slots__ = ("descriptor", "value")
+
+    def __init__(self, descriptor: Any, value: Any) -> None:
+        """Store the pair."""
+        self.descriptor = descriptor
+        self.value = value
+
+    def __repr__(self) -> str:
+        """Readable in logs and test failures."""
+        return f"Described({self.descriptor!r}, {self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        """Structural equality, handy in tests."""
+        return (
+            isinstance(other, Described) and self.descriptor == other.descriptor and self.value == other.value
+        )
+
+    def __hash__(self) -> int:
+        """Hash on the descriptor only; values may be unhashable lists."""
+        return hash(self.descriptor)
+
+
+class Array(list):  # type: ignore[type-arg]
+    """An AMQP array: every element shares one constructor, given by `element_type`."""
+
+    def __init__(self, items: Any = (), element_type: type | None = None) -> None:
+        """element_type is one of the typed classes (or str/bytes/int/uuid.UUID/bool)."""
+        super().__init__(items)
+        self.element_type = element_type
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _enc_null(out: bytearray, _v: Any) -> None:
+    out.append(0x40)
+
+
+def encode(value: Any, out: bytearray) -> None:
+    """Append the AMQP encoding of value to out, choosing the most compact legal form."""
+    t = type(value)
+    enc = _ENCODERS.get(t)
+    if enc is not None:
+        enc(out, value)
+        return
+    if value is None:
+        out.append(0x40)
+    elif isinstance(value, Raw):
+        out += value
+    elif isinstance(value, bool):
+        out.append(0x41 if value else 0x42)
+    elif isinstance(value, Symbol):
+        _enc_symbol(out, value)
+    elif isinstance(value, Char):
+        out.append(0x73)
+        out += _U32.pack(ord(value))
+    elif isinstance(value, str):
+        _enc_str(out, value)
+    elif isinstance(value, Decimal):
+        out.append(value.code)
+        out += value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        _enc_bin(out, bytes(value))
+    elif isinstance(value, Described):
+        _enc_described(out, value)
+    elif isinstance(value, Array):
+        _enc_array(out, value)
+    elif isinstance(value, (list, tuple)):
+        _enc_list(out, value)
+    elif isinstance(value, dict):
+        _enc_map(out, value)
+    elif isinstance(value, uuid.UUID):
+        out.append(0x98)
+        out += value.bytes
+    elif isinstance(value, int):
+        for cls in (UInt, ULong, UByte, UShort, Byte, Short, Int, Timestamp, Long):
+            if isinstance(value, cls):
+                _ENCODERS[cls](out, value)
+                return
+        _enc_long(out, value)
+    elif isinstance(value, float):
+        if isinstance(value, Float):
+            out.append(0x72)
+            out += _F32.pack(value)
+        else:
+            out.append(0x82)
+            out += _F64.pack(value)
+    else:
+        raise TypeError(f"cannot AMQP-encode {type(value).__name__}")
+
+
+def encode_bytes(value: Any) -> bytes:
+    """Convenience wrapper returning a new bytes object."""
+    out = bytearray()
+    encode(value, out)
+    return bytes(out)
+
+
+def _enc_symbol(out: bytearray, v: str) -> None:
+    b = v.encode("ascii")
+    if len(b) < 256:
+        out.append(0xA3)
+        out.append(len(b))
+    else:
+        out.append(0xB3)
+        out += _U32.pack(len(b))
+    out += b
+
+
+def _enc_str(out: bytearray, v: str) -> None:
+    b = v.encode("utf-8")
+    if len(b) < 256:
+        out.append(0xA1)
+        out.append(len(b))
+    else:
+        out.append(0xB1)
+        out += _U32.pack(len(b))
+    out += b
+
+
+def _enc_bin(out: bytearray, b: bytes) -> None:
+    if len(b) < 256:
+        out.append(0xA0)
+        out.append(len(b))
+    else:
+        out.append(0xB0)
+        out += _U32.pack(len(b))
+    out += b
+
+
+def _enc_long(out: bytearray, v: int) -> None:
+    if -128 <= v <= 127:
+        out.append(0x55)
+        out += _I8.pack(v)
+    else:
+        out.append(0x81)
+        out += _I64.pack(v)
+
+
+def _enc_uint(out: bytearray, v: int) -> None:
+    if v == 0:
+        out.append(0x43)
+    elif v < 256:
+        out.append(0x52)
+        out.append(v)
+    else:
+        out.append(0x70)
+        out += _U32.pack(v)
+
+
+def _enc_ulong(out: bytearray, v: int) -> None:
+    if v == 0:
+        out.append(0x44)
+    elif v < 256:
+        out.append(0x53)
+        out.append(v)
+    else:
+        out.append(0x80)
+        out += _U64.pack(v)
+
+
+def _enc_int(out: bytearray, v: int) -> None:
+    if -128 <= v <= 127:
+        out.append(0x54)
+        out += _I8.pack(v)
+    else:
+        out.append(0x71)
+        out += _I32.pack(v)
+
+
+def _enc_described(out: bytearray, v: Described) -> None:
+    out.append(0x00)
+    d = v.descriptor
+    if isinstance(d, int) and not isinstance(d, bool):
+        _enc_ulong(out, d)
+    elif isinstance(d, str):
+        _enc_symbol(out, d)
+    else:
+        encode(d, out)
+    encode(v.value, out)
+
+
+def _enc_list(out: bytearray, v: Any) -> None:
+    if not v:
+        out.append(0x45)
+        return
+    body = bytearray()
+    for item in v:
+        encode(item, body)
+    n = len(v)
+    if len(body) + 1 < 256 and n < 256:
+        out.append(0xC0)
+        out.append(len(body) + 1)
+        out.append(n)
+    else:
+        out.append(0xD0)
+        out += _U32.pack(len(body) + 4)
+        out += _U32.pack(n)
+    out += body
+
+
+def _enc_map(out: bytearray, v: dict[Any, Any]) -> None:
+    body = bytearray()
+    for k, item in v.items():
+        encode(k, body)
+        encode(item, body)
+    write_map_header(out, len(v) * 2, len(body))
+    out += body
+
+
+def write_map_header(out: bytearray, count: int, body_len: int) -> None:
+    """Write a map constructor for `count` items (keys+values) whose encoding is body_len bytes."""
+    if body_len + 1 < 256 and count < 256:
+        out.append(0xC1)
+        out.append(body_len + 1)
+        out.append(count)
+    else:
+        out.append(0xD1)
+        out += _U32.pack(body_len + 4)
+        out += _U32.pack(count)
+
+
+_ARRAY_ELEMENT: dict[type, tuple[int, Callable[[Any], bytes]]] = {
+    Symbol: (0xB3, lambda v: _U32.pack(len(v.encode("ascii"))) + v.encode("ascii")),
+    str: (0xB1, lambda v: _U32.pack(len(v.encode("utf-8"))) + v.encode("utf-8")),
+    bytes: (0xB0, lambda v: _U32.pack(len(v)) + bytes(v)),
+    uuid.UUID: (0x98, lambda v: v.bytes),
+    UInt: (0x70, _U32.pack),
+    ULong: (0x80, _U64.pack),
+    Int: (0x71, _I32.pack),
+    Long: (0x81, _I64.pack),
+    int: (0x81, _I64.pack),
+    Timestamp: (0x83, _I64.pack),
+    UByte: (0x50, _U8.pack),
+    UShort: (0x60, _U16.pack),
+    Byte: (0x51, _I8.pack),
+    Short: (0x61, _I16.pack),
+    float: (0x82, _F64.pack),
+    Float: (0x72, _F32.pack),
+    bool: (0x56, lambda v: b"\x01" if v else b"\x00"),
+}
+
+
+def _enc_array(out: bytearray, v: Array) -> None:
+    et = v.element_type
+    if et is None:
+        et = type(v[0]) if v else Symbol
+    if et in _ARRAY_ELEMENT:
+        code, fn = _ARRAY_ELEMENT[et]
+        body = bytearray([code])
+        for item in v:
+            body += fn(item)
+    else:
+        raise TypeError(f"unsupported array element type {et!r}")
+    n = len(v)
+    if len(body) + 1 < 256 and n < 256:
+        out.append(0xE0)
+        out.append(len(body) + 1)
+        out.append(n)
+    else:
+        out.append(0xF0)
+        out += _U32.pack(len(body) + 4)
+        out += _U32.pack(n)
+    out += body
+
+
+_ENCODERS: dict[type, Callable[[bytearray, Any], None]] = {
+    type(None): _enc_null,
+    bool: lambda out, v: out.append(0x41 if v else 0x42),
+    int: _enc_long,
+    Long: _enc_long,
+    str: _enc_str,
+    Symbol: _enc_symbol,
+    bytes: _enc_bin,
+    Raw: lambda out, v: out.__iadd__(v),
+    UInt: _enc_uint,
+    ULong: _enc_ulong,
+    Int: _enc_int,
+    UByte: lambda out, v: out.extend((0x50, v)),
+    UShort: lambda out, v: out.extend(b"\x60" + _U16.pack(v)),
+    Byte: lambda out, v: out.extend(b"\x51" + _I8.pack(v)),
+    Short: lambda out, v: out.extend(b"\x61" + _I16.pack(v)),
+    Timestamp: lambda out, v: out.extend(b"\x83" + _I64.pack(v)),
+    float: lambda out, v: out.extend(b"\x82" + _F64.pack(v)),
+    Float: lambda out, v: out.extend(b"\x72" + _F32.pack(v)),
+    uuid.UUID: lambda out, v: out.extend(b"\x98" + v.bytes),
+    list: _enc_list,
+    dict: _enc_map,
+    Described: _enc_described,
+    Array: _enc_array,
+}
+
+
+# --------------------------------------------------------------------------- decoding
+
+Decoder = Callable[[bytes, int], tuple[Any, int]]
+
+
+def decode(buf: bytes, pos: int = 0) -> tuple[Any, int]:
+    """Decode one value at pos; return (value, next position)."""
+    try:
+        code = buf[pos]
+    except IndexError as exc:
+        raise DecodeError("truncated AMQP value") from exc
+    fn = _DECODERS.get(code)
+    if fn is None:
+        raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at {pos}")
+    return fn(buf, pos + 1)
+
+
+def skip(buf: bytes, pos: int) -> int:
+    """Return the position after the value at pos without building Python objects where cheap."""
+    code = buf[pos]
+    if code in _FIXED_WIDTH:
+        return pos + 1 + _FIXED_WIDTH[code]
+    if code in (0xA0, 0xA1, 0xA3, 0xC0, 0xC1, 0xE0):
+        return pos + 2 + buf[pos + 1]
+    if code in (0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0):
+        return pos + 5 + _U32.unpack_from(buf, pos + 1)[0]
+    if code == 0x00:
+        return skip(buf, skip(buf, pos + 1))
+    raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at {pos}")
+
+
+_FIXED_WIDTH = {
+    0x40: 0, 0x41: 0, 0x42: 0, 0x43: 0, 0x44: 0, 0x45: 0,
+    0x50: 1, 0x51: 1, 0x52: 1, 0x53: 1, 0x54: 1, 0x55: 1, 0x56: 1,
+    0x60: 2, 0x61: 2,
+    0x70: 4, 0x71: 4, 0x72: 4, 0x73: 4, 0x74: 4,
+    0x80: 8, 0x81: 8, 0x82: 8, 0x83: 8, 0x84: 8,
+    0x94: 16, 0x98: 16,
+}  # fmt: skip
+
+
+def _fixed(st: struct.Struct, cls: Callable[[Any], Any]) -> Decoder:
+    size = st.size
+
+    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+        return cls(st.unpack_from(buf, pos)[0]), pos + size
+
+    return dec
+
+
+def _dec_var(size_st: struct.Struct, conv: Callable[[bytes], Any]) -> Decoder:
+    width = size_st.size
+
+    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+        n = size_st.unpack_from(buf, pos)[0]
+        start = pos + width
+        end = start + n
+        if end > len(buf):
+            raise DecodeError("truncated variable-width value")
+        return conv(bytes(buf[start:end])), end
+
+    return dec
+
+
+def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
+    width = size_st.size
+
+    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+        size = size_st.unpack_from(buf, pos)[0]
+        count = size_st.unpack_from(buf, pos + width)[0]
+        end = pos + width + size
+        p = pos + 2 * width
+        items = []
+        for _ in range(count):
+            v, p = decode(buf, p)
+            items.append(v)
+        if p != end:
+            raise DecodeError("compound size mismatch")
+        if is_map:
+            return {items[i]: items[i + 1] for i in range(0, len(items), 2)}, end
+        return items, end
+
+    return dec
+
+
+def _dec_array(size_st: struct.Struct) -> Decoder:
+    width = size_st.size
+
+    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+        size = size_st.unpack_from(buf, pos)[0]
+        count = size_st.unpack_from(buf, pos + width)[0]
+        end = pos + width + size
+        p = pos + 2 * width
+        code = buf[p]
+        descriptor = None
+        if code == 0x00:
+            descriptor, p = decode(buf, p + 1)
+            code = buf[p]
+        fn = _DECODERS[code]
+        p += 1
+        items: list[Any] = []
+        for _ in range(count):
+            v, p = fn(buf, p)
+            items.append(Described(descriptor, v) if descriptor is not None else v)
+        return Array(items), end
+
+    return dec
+
+
+def _dec_described(buf: bytes, pos: int) -> tuple[Any, int]:
+    descriptor, p = decode(buf, pos)
+    value, p = decode(buf, p)
+    return Described(descriptor, value), p
+
+
+def _dec_uuid(buf: bytes, pos: int) -> tuple[Any, int]:
+    return uuid.UUID(bytes=bytes(buf[pos : pos + 16])), pos + 16
+
+
+def _dec_decimal(code: int, size: int) -> Decoder:
+    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+        return Decimal(bytes(buf[pos : pos + size]), code), pos + size
+
+    return dec
+
+
+_DECODERS: dict[int, Decoder] = {
+    0x40: lambda b, p: (None, p),
+    0x41: lambda b, p: (True, p),
+    0x42: lambda b, p: (False, p),
+    0x56: lambda b, p: (b[p] == 1, p + 1),
+    0x43: lambda b, p: (0, p),
+    0x44: lambda b, p: (0, p),
+    0x45: lambda b, p: ([], p),
+    0x50: lambda b, p: (b[p], p + 1),
+    0x52: lambda b, p: (b[p], p + 1),
+    0x53: lambda b, p: (b[p], p + 1),
+    0x51: _fixed(_I8, int),
+    0x54: _fixed(_I8, int),
+    0x55: _fixed(_I8, int),
+    0x60: _fixed(_U16, int),
+    0x61: _fixed(_I16, int),
+    0x70: _fixed(_U32, int),
+    0x71: _fixed(_I32, int),
+    0x72: _fixed(_F32, float),
+    0x73: _fixed(_U32, lambda v: Char(chr(v))),
+    0x74: _dec_decimal(0x74, 4),
+    0x80: _fixed(_U64, int),
+    0x81: _fixed(_I64, int),
+    0x82: _fixed(_F64, float),
+    0x83: _fixed(_I64, Timestamp),
+    0x84: _dec_decimal(0x84, 8),
+    0x94: _dec_decimal(0x94, 16),
+    0x98: _dec_uuid,
+    0xA0: _dec_var(_U8, bytes),
+    0xB0: _dec_var(_U32, bytes),
+    0xA1: _dec_var(_U8, lambda b: b.decode("utf-8")),
+    0xB1: _dec_var(_U32, lambda b: b.decode("utf-8")),
+    0xA3: _dec_var(_U8, lambda b: Symbol(b.decode("ascii"))),
+    0xB3: _dec_var(_U32, lambda b: Symbol(b.decode("ascii"))),
+    0xC0: _dec_compound(_U8, False),
+    0xD0: _dec_compound(_U32, False),
+    0xC1: _dec_compound(_U8, True),
+    0xD1: _dec_compound(_U32, True),
+    0xE0: _dec_array(_U8),
+    0xF0: _dec_array(_U32),
+    0x00: _dec_described,
+}
+
+
+def map_entries_raw(buf: bytes, pos: int) -> tuple[list[tuple[Any, bytes]], int]:
+    """Decode a map at pos into (key, raw encoded key+value bytes) pairs.
+
+    Used to add or drop entries of a map (message annotations, application properties) while
+    leaving every other entry exactly as the client encoded it.
+    """
+    code = buf[pos]
+    if code in (0xC1,):
+        count = buf[pos + 2]
+        end = pos + 2 + buf[pos + 1]
+        p = pos + 3
+    elif code == 0xD1:
+        size, count = struct.unpack_from(">II", buf, pos + 1)
+        end = pos + 5 + size
+        p = pos + 9
+    elif code == 0x40:
+        return [], pos + 1
+    else:
+        raise DecodeError(f"expected a map, got constructor 0x{code:02x}")
+    entries: list[tuple[Any, bytes]] = []
+    for _ in range(count // 2):
+        start = p
+        key, p = decode(buf, p)
+        p = skip(buf, p)
+        entries.append((key, bytes(buf[start:p])))
+    if p != end:
+        raise DecodeError("map size mismatch")
+    return entries, end
+
+
+def build_map_raw(entries: list[bytes]) -> bytes:
+    """Build a map encoding from pre-encoded key+value chunks."""
+    body = b"".join(entries)
+    out = bytearray()
+    write_map_header(out, len(entries) * 2, len(body))
+    out += body
+    return bytes(out)

@@ -1,0 +1,102 @@
+"""Optional SQLite persistence (`--data`): messages and session state survive restarts, locks do not.
+
+Writes are coalesced per event-loop batch and committed before any acknowledgement for that batch
+leaves the server, so an accepted send is on disk (WAL, synchronous=FULL) before the client hears
+about it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from .message import Message
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    entity TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (entity, seq)
+);
+CREATE TABLE IF NOT EXISTS session_state (
+    entity TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    state BLOB,
+    PRIMARY KEY (entity, session_id)
+);
+"""
+
+
+class SqliteStore:
+    """Store implementation backed by one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (creating if needed) the database."""
+        p = Path(path)
+        if p.is_dir() or (not p.suffix and not p.exists()):
+            p.mkdir(parents=True, exist_ok=True)
+            p = p / "emulator.sqlite3"
+        self.path = p
+        self.db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+        self._pending: dict[tuple[str, int], Message | None] = {}
+        self._states: dict[tuple[str, str], bytes | None] = {}
+
+    def save(self, entity: str, message: Message) -> None:
+        """Remember the latest version; written at the next commit."""
+        self._pending[(entity.lower(), message.seq)] = message
+
+    def delete(self, entity: str, seq: int) -> None:
+        """Mark for deletion at the next commit."""
+        self._pending[(entity.lower(), seq)] = None
+
+    def save_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
+        """Session state, written at the next commit."""
+        self._states[(entity.lower(), session_id)] = state
+
+    def commit(self) -> None:
+        """Durably write everything pending in one transaction."""
+        if not self._pending and not self._states:
+            return
+        pending, self._pending = self._pending, {}
+        states, self._states = self._states, {}
+        upserts = [(e, s, m.to_record()) for (e, s), m in pending.items() if m is not None]
+        deletes = [(e, s) for (e, s), m in pending.items() if m is None]
+        cur = self.db.cursor()
+        cur.execute("BEGIN")
+        try:
+            if deletes:
+                cur.executemany("DELETE FROM messages WHERE entity=? AND seq=?", deletes)
+            if upserts:
+                cur.executemany("INSERT OR REPLACE INTO messages (entity, seq, data) VALUES (?,?,?)", upserts)
+            for (e, sid), st in states.items():
+                if st is None:
+                    cur.execute("DELETE FROM session_state WHERE entity=? AND session_id=?", (e, sid))
+                else:
+                    cur.execute(
+                        "INSERT OR REPLACE INTO session_state (entity, session_id, state) VALUES (?,?,?)",
+                        (e, sid, st),
+                    )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def load_messages(self) -> Iterator[tuple[str, Message]]:
+        """Every stored message, in sequence order."""
+        for entity, data in self.db.execute("SELECT entity, data FROM messages ORDER BY seq"):
+            yield entity, Message.from_record(bytes(data))
+
+    def load_session_states(self) -> Iterator[tuple[str, str, bytes]]:
+        """Every stored session state."""
+        for entity, sid, state in self.db.execute("SELECT entity, session_id, state FROM session_state"):
+            yield entity, sid, bytes(state)
+
+    def close(self) -> None:
+        """Flush and close."""
+        self.commit()
+        self.db.close()

@@ -1,0 +1,275 @@
+"""Server wiring plus the programmatic API (`EmulatorServer`) used by tests and local tooling."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .broker import Broker, BrokerError, Store
+from .config import EmulatorConfig, QueueProperties, load_config, parse_config
+from .connection import Connection
+from .management import Management
+
+log = logging.getLogger("devstack.emulator")
+
+T = TypeVar("T")
+
+TICK_S = 0.05
+SAS_KEY_NAME = "RootManageSharedAccessKey"
+
+
+def connection_string(host: str, port: int) -> str:
+    """The connection string the SDK needs (plain AMQP, no TLS, because of UseDevelopmentEmulator)."""
+    return (
+        f"Endpoint=sb://{host}:{port};SharedAccessKeyName={SAS_KEY_NAME};SharedAccessKey=local;"
+        "UseDevelopmentEmulator=true;"
+    )
+
+
+class ServerCore:
+    """Broker + management + live connections; all methods run on the event-loop thread."""
+
+    def __init__(self, broker: Broker) -> None:
+        """Hold shared state."""
+        self.broker = broker
+        self.management = Management(broker)
+        self.connections: set[Connection] = set()
+        self.dirty: set[Connection] = set()
+        self._beat = 0
+
+    def note_durable_write(self) -> None:
+        """A send was accepted; flush() commits before acknowledging (kept explicit for readers)."""
+
+    def flush(self) -> None:
+        """Commit the store, then write all queued frames (durable before acknowledged)."""
+        self.broker.store.commit()
+        if self.dirty:
+            dirty, self.dirty = self.dirty, set()
+            for c in dirty:
+                c.flush()
+
+    def tick(self) -> None:
+        """Timers: lock/TTL/schedule processing and heartbeats."""
+        try:
+            self.broker.tick()
+        except Exception:  # keep the server alive; log the bug
+            log.exception("timer processing failed")
+        self._beat += 1
+        if self._beat % 20 == 0:
+            for c in list(self.connections):
+                c.heartbeat()
+        self.flush()
+
+
+def _load_persisted(broker: Broker, store: Any) -> int:
+    count = 0
+    for entity, m in store.load_messages():
+        try:
+            q = broker.resolve(entity)
+        except BrokerError:
+            log.warning("persisted message for unknown entity %s dropped", entity)
+            continue
+        q.restore(m)
+        broker.bump_seq(m.seq)
+        count += 1
+    for entity, sid, state in store.load_session_states():
+        try:
+            q = broker.resolve(entity)
+        except BrokerError:
+            continue
+        q._session(sid).state = state
+    return count
+
+
+class EmulatorServer:
+    """An in-process Service Bus emulator speaking AMQP 1.0 on host:port.
+
+    `start()` runs it on a background thread with its own event loop (port 0 picks a free port);
+    `serve()` runs it on the caller's loop (used by the CLI).
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | str | Path | dict[str, Any] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data: str | Path | None = None,
+    ) -> None:
+        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker."""
+        if config is None:
+            cfg = EmulatorConfig("sbemulatorns", ())
+        elif isinstance(config, EmulatorConfig):
+            cfg = config
+        elif isinstance(config, dict):
+            cfg = parse_config(config)
+        else:
+            cfg = load_config(config)
+        self.config = cfg
+        self.host = host
+        self.port = port
+        self.data = data
+        self._store: Any = None
+        if data is not None:
+            from .persistence import SqliteStore
+
+            self._store = SqliteStore(data)
+        self.broker = Broker(self._store)
+        for q in cfg.queues:
+            self.broker.add_queue(q.name, q.properties)
+        self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
+        self.core = ServerCore(self.broker)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def connection_string(self) -> str:
+        """SDK connection string for this instance."""
+        return connection_string(self.host, self.port)
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Names of all queues."""
+        return [q.name for q in self.broker.queues.values()]
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._ticker = loop.create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.core.tick()
+
+    async def _close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._server is not None:
+            self._server.close()
+        for c in list(self.core.connections):
+            if c.transport is not None:
+                c.transport.abort()
+        self.core.connections.clear()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+        self.broker.store.commit()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run on the current loop until `stop` is set."""
+        await self._open()
+        try:
+            await stop.wait()
+        finally:
+            await self._close()
+            if self._store is not None:
+                self._store.close()
+
+    def start(self) -> int:
+        """Start on a background thread; returns the bound port."""
+        if self._thread is not None:
+            return self.port
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._close())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="servicebus-emulator", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            self._thread = None
+            raise errors[0]
+        return self.port
+
+    def stop(self) -> None:
+        """Stop the background server and close the store."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._thread = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> EmulatorServer:
+        """Start on enter."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop on exit."""
+        self.stop()
+
+    # ------------------------------------------------------------------ inspection / admin
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run fn on the server loop (thread-safe access to broker state)."""
+        loop = self._loop
+        if loop is None or self._thread is None or threading.current_thread() is self._thread:
+            return fn()
+
+        async def wrapper() -> T:
+            result = fn()
+            self.core.flush()
+            return result
+
+        fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(wrapper(), loop)
+        return fut.result(10)
+
+    def create_queue(self, name: str, properties: QueueProperties | None = None, **changes: Any) -> str:
+        """Create (or reconfigure) a queue at runtime; keyword changes override QueueProperties fields."""
+        props = (properties or QueueProperties()).with_(**changes) if changes else (properties or QueueProperties())
+        self.call(lambda: self.broker.add_queue(name, props))
+        return name
+
+    def delete_queue(self, name: str) -> None:
+        """Drop a queue and its messages."""
+        self.call(lambda: self.broker.delete_queue(name))
+
+    def queue_counts(self, name: str) -> dict[str, int]:
+        """{'active', 'locked', 'deferred', 'scheduled', 'dead_lettered', 'total'} for a queue."""
+        return self.call(lambda: self.broker.resolve(name).counts())
+
+    def session_counts(self, name: str) -> dict[str, int]:
+        """Messages per session id (any state)."""
+        return self.call(lambda: self.broker.resolve(name).session_counts())
+
+    def dead_letter_count(self, name: str) -> int:
+        """Messages in the queue's dead-letter sub-queue."""
+        return self.queue_counts(name)["dead_lettered"]
+
+    def active_count(self, name: str) -> int:
+        """Messages that are available or locked (not deferred/scheduled)."""
+        c = self.queue_counts(name)
+        return c["active"] + c["locked"]
+
+    def store(self) -> Store:
+        """The broker store (for diagnostics)."""
+        return self.broker.store
