@@ -1,0 +1,173 @@
+"""`orders host` / `python -m devstack.host`: run function_app.py's Service Bus and timer triggers locally."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger("devstack.host")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app-dir", default=".", help="directory holding function_app.py and host.json (default: current)"
+    )
+    parser.add_argument(
+        "--settings",
+        default=None,
+        metavar="PATH",
+        help="local.settings.json to read Values from (default: APP_DIR/local.settings.json)",
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="exit 0 once no message has arrived for this long (should exceed sessionIdleTimeout)",
+    )
+    parser.add_argument(
+        "--max-concurrent-sessions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="override host.json extensions.serviceBus.maxConcurrentSessions",
+    )
+    parser.add_argument(
+        "--session-idle-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="override host.json extensions.serviceBus.sessionIdleTimeout",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on Ctrl-C/SIGTERM, how long in-flight invocations may finish before they are abandoned",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from devstack.host.config import HostConfigError
+    from devstack.host.discovery import DiscoveryError
+    from devstack.host.runtime import LocalHost
+    from devstack.host.timespan import TimeSpanError
+
+    app_dir = Path(args.app_dir)
+    if not (app_dir / "function_app.py").is_file():
+        print(f"orders host: error: no function_app.py in {app_dir.resolve()}", file=sys.stderr)
+        return 2
+    if args.settings and not Path(args.settings).is_file():
+        print(f"orders host: error: settings file {args.settings} does not exist", file=sys.stderr)
+        return 2
+    overrides: dict[str, object] = {}
+    if getattr(args, "session_idle_timeout", None):
+        overrides["sessionIdleTimeout"] = _as_timespan(args.session_idle_timeout)
+    host = LocalHost(
+        app_dir,
+        settings_path=args.settings,
+        host_json_overrides=overrides,
+        max_concurrent_sessions=args.max_concurrent_sessions,
+        shutdown_grace=getattr(args, "shutdown_grace", 10.0),
+        restore_environment=False,
+    )
+    try:
+        host.prepare()
+    except (HostConfigError, DiscoveryError, TimeSpanError) as exc:
+        print(f"orders host: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # importing the app failed: say so in one line, keep the detail in the log
+        log.debug("function_app import failed", exc_info=True)
+        print(
+            f"orders host: error: could not load function_app.py: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+
+    stop_requested = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if stop_requested.is_set():  # second Ctrl-C: give up on the grace period
+            host.shutdown_grace = 0.0
+        stop_requested.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    until_idle = args.until_idle
+    sid = host.options.session_idle_timeout
+    if until_idle is not None and sid is not None and until_idle <= sid:
+        log.warning(
+            "--until-idle is not longer than sessionIdleTimeout: sessions held idle by other receivers may "
+            "look like an empty queue",
+            extra={"until_idle_s": until_idle, "session_idle_timeout_s": sid},
+        )
+    code = 0
+    try:
+        host.start()
+        while not stop_requested.is_set():
+            if host._fatal is not None:
+                code = 1
+                break
+            if until_idle is not None and host.idle_for() >= until_idle:
+                log.info("idle: nothing arrived", extra={"idle_s": until_idle, **host.counters.as_dict()})
+                break
+            stop_requested.wait(0.2)
+        if received:
+            log.info("shutdown requested", extra={"signal": signal.Signals(received[0]).name})
+    except Exception as exc:
+        print(f"orders host: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        host.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received and code == 0:
+        return 130 if received[0] == signal.SIGINT else 0
+    return code
+
+
+def _as_timespan(seconds: float) -> str:
+    whole = int(seconds)
+    fraction = seconds - whole
+    text = time.strftime("%H:%M:%S", time.gmtime(whole))
+    return text + (f"{fraction:.7f}"[1:] if fraction else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="orders host", description="Run function_app.py's Service Bus and timer triggers locally."
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,673 @@
+"""The local Functions host: runs the Service Bus and timer triggers a v2-model function_app.py
+declares, the way the Functions host + Service Bus extension do (see docs/local-host.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devstack.host.config import (
+    HostConfigError,
+    ServiceBusConnection,
+    ServiceBusOptions,
+    load_host_json,
+    resolve_servicebus_connection,
+    resolve_setting_references,
+)
+from devstack.host.discovery import FunctionSpec, discover_functions, load_function_app
+from devstack.host.invocation import LocalContext, timer_request, to_functions_message
+from devstack.host.ncrontab import CronError, CronSchedule
+from devstack.host.timespan import TimeSpanError, parse_timespan
+
+log = logging.getLogger("devstack.host")
+
+SDK_LOGGERS = ("azure", "uamqp", "urllib3", "msal")
+
+
+@dataclass
+class HostCounters:
+    invocations: int = 0
+    completed: int = 0
+    abandoned: int = 0
+    failed: int = 0  # invocations that raised (abandoned or not settled)
+    timer_invocations: int = 0
+    sessions_acquired: int = 0
+    sessions_released: int = 0
+    lock_lost: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class _Listener:
+    spec: FunctionSpec
+    kind: str  # "servicebus" | "timer"
+    entity: str = ""  # queue name, or topic/subscription
+    topic: str | None = None
+    subscription: str | None = None
+    sessions: bool = False
+    connection: ServiceBusConnection | None = None
+    schedule: CronSchedule | None = None
+    run_on_startup: bool = False
+
+
+def configure_json_logging(level: int = logging.INFO) -> logging.Handler:
+    """JSON lines on stderr through the app's formatter (azure_functions_logging.JsonFormatter), installed
+    before function_app is imported, so its setup_logging() finds this handler as it would the worker's."""
+    from azure_functions_logging import JsonFormatter, setup_logging
+
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_devstack_host", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._devstack_host = True  # type: ignore[attr-defined]
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    setup_logging(functions_formatter=JsonFormatter(), format="json")
+    return handler
+
+
+class LocalHost:
+    """Programmatic API: `start()` / `stop()` (listeners run on threads), or `run_until_idle(seconds)`.
+
+    settings_overrides win over the environment, which wins over local.settings.json `Values`;
+    everything resolved is put into os.environ before function_app is imported (restored by stop()
+    when restore_environment is true). host_json_overrides patch `extensions.serviceBus`."""
+
+    def __init__(
+        self,
+        app_dir: str | Path = ".",
+        *,
+        settings_path: str | Path | None = None,
+        settings_overrides: Mapping[str, str] | None = None,
+        host_json_overrides: Mapping[str, Any] | None = None,
+        max_concurrent_sessions: int | None = None,
+        configure_logging: bool = True,
+        restore_environment: bool = True,
+        session_accept_wait: float = 2.0,
+        poll_interval: float = 0.5,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        self.app_dir = Path(app_dir).resolve()
+        self.settings_path = Path(settings_path) if settings_path else self.app_dir / "local.settings.json"
+        self.settings_overrides = dict(settings_overrides or {})
+        self.host_json_overrides = dict(host_json_overrides or {})
+        self.max_concurrent_sessions_override = max_concurrent_sessions
+        self.configure_logging = configure_logging
+        self.restore_environment = restore_environment
+        self.session_accept_wait = session_accept_wait
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+
+        self.counters = HostCounters()
+        self.options = ServiceBusOptions()
+        self.function_timeout: float | None = None
+        self.functions: list[FunctionSpec] = []
+        self.values: dict[str, str] = {}
+        self._listeners: list[_Listener] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._renewer: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._prepared = False
+        self._started_at = time.monotonic()
+        self._last_activity = time.monotonic()
+        self._in_flight = 0
+        self._fatal: BaseException | None = None
+
+    # ------------------------------------------------------------------ setup
+    def prepare(self) -> None:
+        """Resolve settings and connections, import function_app, discover triggers. Raises
+        HostConfigError (bad setting/connection/host.json) or DiscoveryError with a one-line message."""
+        if self._prepared:
+            return
+        from shared.settings import SettingsError, merged_environment
+
+        try:
+            values = merged_environment(local_settings=self.settings_path)
+        except SettingsError as exc:
+            raise HostConfigError(str(exc)) from None
+        values.update(self.settings_overrides)
+        values.setdefault("FUNCTIONS_WORKER_RUNTIME", "python")
+        self.values = values
+
+        host_json = load_host_json(self.app_dir)
+        sb = dict(((host_json.get("extensions") or {}).get("serviceBus")) or {})
+        sb.update(self.host_json_overrides)
+        host_json = {**host_json, "extensions": {**(host_json.get("extensions") or {}), "serviceBus": sb}}
+        self.options = ServiceBusOptions.from_host_json(host_json)
+        if self.max_concurrent_sessions_override is not None:
+            if self.max_concurrent_sessions_override < 1:
+                raise HostConfigError("max concurrent sessions must be at least 1")
+            self.options = replace(
+                self.options, max_concurrent_sessions=self.max_concurrent_sessions_override
+            )
+        timeout = host_json.get("functionTimeout")
+        try:
+            self.function_timeout = parse_timespan(str(timeout)) if timeout not in (None, "", "-1") else None
+        except TimeSpanError as exc:
+            raise HostConfigError(f"host.json: functionTimeout: {exc}") from None
+
+        for key, value in values.items():  # the host hands every app setting to the worker as env
+            if os.environ.get(key) != value:
+                self._saved_env.setdefault(key, os.environ.get(key))
+                os.environ[key] = value
+        if self.configure_logging:
+            configure_json_logging()
+
+        app = load_function_app(self.app_dir)
+        self.functions = discover_functions(app, str(self.app_dir))
+        self._listeners = [x for x in (self._listener_for(spec) for spec in self.functions) if x is not None]
+        self._prepared = True
+
+    def _listener_for(self, spec: FunctionSpec) -> _Listener | None:
+        t = spec.trigger
+        if spec.trigger_type == "serviceBusTrigger":
+            if str(t.get("cardinality", "one")).lower() == "many":
+                raise HostConfigError(f"{spec.name}: cardinality 'many' (batches) is not supported locally")
+            what = f"function {spec.name}"
+            conn = resolve_servicebus_connection(str(t.get("connection") or ""), self.values)
+            if t.get("queueName"):
+                queue = resolve_setting_references(str(t["queueName"]), self.values, what=what)
+                return _Listener(
+                    spec,
+                    "servicebus",
+                    entity=queue,
+                    sessions=bool(t.get("isSessionsEnabled")),
+                    connection=conn,
+                )
+            topic = resolve_setting_references(str(t.get("topicName") or ""), self.values, what=what)
+            sub = resolve_setting_references(str(t.get("subscriptionName") or ""), self.values, what=what)
+            if not topic or not sub:
+                raise HostConfigError(
+                    f"{spec.name}: serviceBusTrigger needs queueName or topicName+subscriptionName"
+                )
+            return _Listener(
+                spec,
+                "servicebus",
+                entity=f"{topic}/subscriptions/{sub}",
+                topic=topic,
+                subscription=sub,
+                sessions=bool(t.get("isSessionsEnabled")),
+                connection=conn,
+            )
+        if spec.trigger_type == "timerTrigger":
+            schedule_text = resolve_setting_references(
+                str(t.get("schedule") or ""), self.values, what=f"function {spec.name}"
+            )
+            try:
+                schedule = CronSchedule.parse(schedule_text)
+            except CronError as exc:
+                raise HostConfigError(f"{spec.name}: schedule {exc}") from None
+            return _Listener(spec, "timer", schedule=schedule, run_on_startup=bool(t.get("runOnStartup")))
+        if spec.trigger_type == "httpTrigger":
+            log.info(
+                "HTTP trigger not served by the local host",
+                extra={"function": spec.name, "route": t.get("route"), "hint": "use func start for HTTP"},
+            )
+            return None
+        log.warning(
+            "trigger type not supported by the local host",
+            extra={"function": spec.name, "trigger_type": spec.trigger_type},
+        )
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.prepare()
+        from azure.servicebus import AutoLockRenewer
+
+        self._stopping.clear()
+        self._stopped.clear()
+        self._started_at = self._last_activity = time.monotonic()
+        workers = int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or 0) or min(
+            32, (os.cpu_count() or 1) + 4
+        )
+        sb_listeners = [x for x in self._listeners if x.kind == "servicebus"]
+        concurrency = sum(self._receivers_for(x) for x in sb_listeners)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(workers, 1), thread_name_prefix="func-worker"
+        )
+        if any(x.spec.is_async for x in self._listeners):
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(
+                target=self._loop.run_forever, name="func-asyncio", daemon=True
+            )
+            self._loop_thread.start()
+        if sb_listeners and self.options.max_auto_lock_renewal_duration > 0:
+            self._renewer = AutoLockRenewer(
+                max_lock_renewal_duration=self.options.max_auto_lock_renewal_duration,
+                max_workers=max(4, concurrency),
+            )
+        log.info(
+            "local host started",
+            extra={
+                "app_dir": str(self.app_dir),
+                "functions": [
+                    {
+                        "function": x.spec.name,
+                        "trigger": x.spec.trigger_type,
+                        "entity": x.entity or None,
+                        "sessions": x.sessions,
+                        "schedule": x.schedule.expression if x.schedule else None,
+                        "connection": x.connection.describe() if x.connection else None,
+                    }
+                    for x in self._listeners
+                ],
+                "max_concurrent_sessions": self.options.max_concurrent_sessions,
+                "session_idle_timeout_s": self._session_idle_timeout(),
+                "prefetch_count": self.options.prefetch_count,
+                "auto_complete_messages": self.options.auto_complete_messages,
+                "max_auto_lock_renewal_s": self.options.max_auto_lock_renewal_duration,
+                "ignored_host_json": list(self.options.ignored) or None,
+            },
+        )
+        for listener in self._listeners:
+            if listener.kind == "servicebus":
+                for i in range(self._receivers_for(listener)):
+                    self._spawn(
+                        f"sb-{listener.spec.name}-{i}",
+                        self._session_worker if listener.sessions else self._queue_worker,
+                        listener,
+                    )
+            else:
+                self._spawn(f"timer-{listener.spec.name}", self._timer_worker, listener)
+
+    def _receivers_for(self, listener: _Listener) -> int:
+        # Sessions: maxConcurrentSessions receivers, one message at a time each
+        # (maxConcurrentCallsPerSession=1).
+        # Non-session: maxConcurrentCalls is not modelled; use the same number of receivers.
+        return self.options.max_concurrent_sessions
+
+    def _spawn(self, name: str, target: Callable[[_Listener], None], listener: _Listener) -> None:
+        def run() -> None:
+            try:
+                target(listener)
+            except BaseException as exc:  # a listener must never die silently
+                log.error(
+                    "listener crashed",
+                    extra={"function": listener.spec.name, "error": repr(exc)},
+                    exc_info=True,
+                )
+                self._fatal = exc
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking messages, let in-flight invocations finish (abandoning any still running after
+        shutdown_grace), close receivers, clients and the lock renewer."""
+        if self._stopped.is_set() or not self._threads:
+            self._restore_env()
+            return
+        log.info("local host stopping", extra={"in_flight": self._in_flight})
+        self._stopping.set()
+        deadline = time.monotonic() + (timeout if timeout is not None else self.shutdown_grace + 15)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if self._renewer is not None:
+            self._renewer.close()
+            self._renewer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(2)
+            self._loop = None
+        self._threads = []
+        self._stopped.set()
+        log.info("local host stopped", extra={**self.counters.as_dict(), "stuck_threads": alive or None})
+        self._restore_env()
+
+    def _restore_env(self) -> None:
+        if not self.restore_environment:
+            return
+        for key, old in self._saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        self._saved_env = {}
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def idle_for(self) -> float:
+        """Seconds since a message last arrived or an invocation last finished (0 while one is running)."""
+        with self._lock:
+            if self._in_flight:
+                return 0.0
+            return time.monotonic() - self._last_activity
+
+    def wait_until_idle(self, idle_seconds: float, timeout: float | None = None) -> bool:
+        """Block until nothing has arrived for idle_seconds (True) or timeout passes (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._fatal is not None:
+                raise RuntimeError(f"a listener crashed: {self._fatal!r}")
+            if self.idle_for() >= idle_seconds:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.1, idle_seconds / 4))
+
+    def run_until_idle(self, idle_seconds: float, timeout: float | None = None) -> HostCounters:
+        """start(), wait until idle for idle_seconds, stop(); returns the counters. Raises TimeoutError
+        if it is still busy after `timeout` seconds."""
+        self.start()
+        try:
+            if not self.wait_until_idle(idle_seconds, timeout):
+                raise TimeoutError(f"local host still busy after {timeout} s: {self.counters.as_dict()}")
+        finally:
+            self.stop()
+        return self.counters
+
+    def __enter__(self) -> LocalHost:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self.counters, name, getattr(self.counters, name) + delta)
+
+    def _touch(self, in_flight: int = 0) -> None:
+        with self._lock:
+            self._in_flight += in_flight
+            self._last_activity = time.monotonic()
+
+    def _session_idle_timeout(self) -> float:
+        # Extension default when unset: the client's try timeout (as ServiceBusSessionProcessor does).
+        idle = self.options.session_idle_timeout
+        return idle if idle is not None and idle > 0 else self.options.retry.try_timeout
+
+    # ------------------------------------------------------------------ Service Bus
+    def _client(self, listener: _Listener) -> Any:
+        assert listener.connection is not None
+        return listener.connection.create_client(
+            **self.options.retry.client_kwargs(), try_timeout=self.options.retry.try_timeout
+        )
+
+    def _receiver(self, client: Any, listener: _Listener, **kwargs: Any) -> Any:
+        kwargs.setdefault("prefetch_count", self.options.prefetch_count)
+        if listener.topic:
+            return client.get_subscription_receiver(listener.topic, str(listener.subscription), **kwargs)
+        return client.get_queue_receiver(listener.entity, **kwargs)
+
+    def _session_worker(self, listener: _Listener) -> None:
+        from azure.servicebus import NEXT_AVAILABLE_SESSION
+        from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+
+        idle_timeout = self._session_idle_timeout()
+        failures = 0
+        with self._client(listener) as client:
+            while not self._stopping.is_set():
+                receiver = self._receiver(
+                    client,
+                    listener,
+                    session_id=NEXT_AVAILABLE_SESSION,
+                    max_wait_time=self.session_accept_wait,
+                    auto_lock_renewer=self._renewer,
+                    retry_total=0,
+                )
+                try:
+                    receiver.__enter__()
+                except OperationTimeoutError:
+                    failures = 0
+                    continue  # no session available within session_accept_wait
+                except ServiceBusError as exc:
+                    failures += 1
+                    self._backoff_after(exc, listener, failures, "could not accept a session")
+                    continue
+                failures = 0
+                session_id = receiver.session.session_id
+                self._count(sessions_acquired=1)
+                self._touch()
+                log.info("session acquired", extra={"function": listener.spec.name, "session_id": session_id})
+                released_because = "idle"
+                try:
+                    released_because = self._pump(receiver, listener, idle_timeout, session_id)
+                except ServiceBusError as exc:
+                    released_because = type(exc).__name__
+                    if "lock" in type(exc).__name__.lower():
+                        self._count(lock_lost=1)
+                    log.warning(
+                        "session receiver failed",
+                        extra={
+                            "function": listener.spec.name,
+                            "session_id": session_id,
+                            "error": type(exc).__name__,
+                            "detail": str(exc)[:300],
+                        },
+                    )
+                finally:
+                    try:
+                        receiver.close()
+                    except Exception as exc:
+                        log.warning(
+                            "closing session receiver failed",
+                            extra={"session_id": session_id, "error": repr(exc)[:300]},
+                        )
+                    self._count(sessions_released=1)
+                    log.info(
+                        "session released",
+                        extra={
+                            "function": listener.spec.name,
+                            "session_id": session_id,
+                            "reason": released_because,
+                        },
+                    )
+
+    def _queue_worker(self, listener: _Listener) -> None:
+        from azure.servicebus.exceptions import ServiceBusError
+
+        failures = 0
+        with self._client(listener) as client:
+            while not self._stopping.is_set():
+                try:
+                    with self._receiver(client, listener, auto_lock_renewer=self._renewer) as receiver:
+                        self._pump(receiver, listener, None, None)
+                    failures = 0
+                except ServiceBusError as exc:
+                    failures += 1
+                    self._backoff_after(exc, listener, failures, "receiver failed")
+
+    def _backoff_after(self, exc: Exception, listener: _Listener, failures: int, what: str) -> None:
+        delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+        log.warning(
+            what,
+            extra={
+                "function": listener.spec.name,
+                "entity": listener.entity,
+                "error": type(exc).__name__,
+                "detail": str(exc)[:300],
+                "retry_in_s": delay,
+            },
+        )
+        self._stopping.wait(delay)
+
+    def _pump(
+        self, receiver: Any, listener: _Listener, idle_timeout: float | None, session_id: str | None
+    ) -> str:
+        """Receive one message at a time until idle_timeout passes without one (sessions) or stop."""
+        idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
+        while not self._stopping.is_set():
+            wait = self.poll_interval
+            if idle_deadline is not None:
+                left = idle_deadline - time.monotonic()
+                if left <= 0:
+                    return "idle"
+                wait = min(wait, left)
+            messages = receiver.receive_messages(max_message_count=1, max_wait_time=max(wait, 0.05))
+            for message in messages:
+                self._touch()
+                self._handle(receiver, listener, message, session_id)
+                if idle_deadline is not None:
+                    idle_deadline = time.monotonic() + float(idle_timeout or 0)
+        return "shutdown"
+
+    def _handle(self, receiver: Any, listener: _Listener, message: Any, session_id: str | None) -> None:
+        spec = listener.spec
+        session = getattr(receiver, "session", None)
+        locked_until = getattr(session, "locked_until_utc", None) if session is not None else None
+        trigger_value = to_functions_message(message, session_locked_until=locked_until)
+        ok, error = self._invoke(
+            spec,
+            trigger_value,
+            {
+                "message_id": message.message_id,
+                "session_id": session_id,
+                "delivery_count": trigger_value.delivery_count,
+            },
+        )
+        try:
+            if ok:
+                if self.options.auto_complete_messages:
+                    receiver.complete_message(message)
+                    self._count(completed=1)
+            else:
+                receiver.abandon_message(message)
+                self._count(abandoned=1)
+        finally:
+            self._touch()
+        if error is not None and not ok:
+            log.debug("message abandoned", extra={"session_id": session_id, "message_id": message.message_id})
+
+    def _invoke(self, spec: FunctionSpec, trigger_value: Any, fields: dict[str, Any]) -> tuple[bool, Any]:
+        """Run the user function on the worker pool (sync) or event loop (async); True when it returned.
+        While stopping, an invocation still running after shutdown_grace is given up (and abandoned)."""
+        context = LocalContext(spec.name, spec.directory)
+        kwargs: dict[str, Any] = {spec.trigger_arg: trigger_value}
+        if spec.takes_context:
+            kwargs["context"] = context
+        self._count(invocations=1, timer_invocations=1 if spec.trigger_type == "timerTrigger" else 0)
+        is_sb = spec.trigger_type == "serviceBusTrigger"
+        if is_sb:
+            self._touch(in_flight=1)
+        started = time.perf_counter()
+        try:
+            future = self._submit(spec, context, kwargs)
+            return True, self._await(future, spec, started)
+        except BaseException as exc:
+            self._count(failed=1)
+            log.warning(
+                "function failed",
+                extra={
+                    **fields,
+                    "function": spec.name,
+                    "error": type(exc).__name__,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
+            return False, exc
+        finally:
+            if is_sb:
+                self._touch(in_flight=-1)
+
+    def _submit(self, spec: FunctionSpec, context: LocalContext, kwargs: dict[str, Any]) -> Any:
+        from azure_functions_logging import inject_context, restore_context
+
+        if spec.is_async:
+            assert self._loop is not None
+
+            async def call_async() -> Any:
+                tokens = inject_context(context)
+                try:
+                    return await spec.user_function(**kwargs)
+                finally:
+                    restore_context(tokens)
+
+            return asyncio.run_coroutine_threadsafe(call_async(), self._loop)
+
+        def call_sync() -> Any:
+            context.thread_local_storage.invocation_id = context.invocation_id
+            tokens = inject_context(context)
+            try:
+                return spec.user_function(**kwargs)
+            finally:
+                restore_context(tokens)
+                context.thread_local_storage.invocation_id = None
+
+        assert self._pool is not None
+        return self._pool.submit(call_sync)
+
+    def _await(self, future: Any, spec: FunctionSpec, started: float) -> Any:
+        grace_deadline: float | None = None
+        while True:
+            elapsed = time.perf_counter() - started
+            if self.function_timeout is not None and elapsed > self.function_timeout:
+                future.cancel()
+                raise TimeoutError(f"{spec.name} exceeded functionTimeout ({self.function_timeout:g} s)")
+            if self._stopping.is_set():
+                grace_deadline = grace_deadline or time.monotonic() + self.shutdown_grace
+                if time.monotonic() > grace_deadline:
+                    future.cancel()
+                    raise TimeoutError(
+                        f"{spec.name} still running {self.shutdown_grace:g} s after shutdown began"
+                    )
+            try:
+                return future.result(timeout=0.25)
+            except concurrent.futures.TimeoutError:
+                continue
+
+    # ------------------------------------------------------------------ timers
+    def _timer_worker(self, listener: _Listener) -> None:
+        schedule = listener.schedule
+        assert schedule is not None
+        last: datetime | None = None
+        if listener.run_on_startup and not self._stopping.is_set():
+            nxt = schedule.next_after(datetime.now(UTC))
+            self._fire_timer(listener, timer_request(schedule.expression, None, nxt, past_due=False))
+            last = datetime.now(UTC)
+        while not self._stopping.is_set():
+            due = schedule.next_after(datetime.now(UTC))
+            log.info("timer scheduled", extra={"function": listener.spec.name, "next": due.isoformat()})
+            while not self._stopping.is_set():
+                left = (due - datetime.now(UTC)).total_seconds()
+                if left <= 0:
+                    break
+                self._stopping.wait(min(left, 1.0))
+            if self._stopping.is_set():
+                return
+            late = (datetime.now(UTC) - due).total_seconds()
+            request = timer_request(schedule.expression, last, schedule.next_after(due), past_due=late > 1.0)
+            self._fire_timer(listener, request)
+            last = due
+
+    def _fire_timer(self, listener: _Listener, request: Any) -> None:
+        self._invoke(
+            listener.spec,
+            request,
+            {
+                "schedule": listener.schedule.expression if listener.schedule else None,
+                "past_due": request.past_due,
+            },
+        )
