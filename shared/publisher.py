@@ -117,7 +117,7 @@ class OutgoingMessage:
     message_id: str
     body: bytes
     content_type: str
-    application_properties: dict[str, str]
+    application_properties: dict[str, Any]  # str, int, float or bool values
     kind: Kind
     expected: Expected
     order_id: str | None = None
@@ -309,8 +309,8 @@ def _encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
-def _props(kind: str, recipe: str | None = None) -> dict[str, str]:
-    props = {"generator": GENERATOR, "kind": kind}
+def _props(kind: str, recipe: str | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {"generator": GENERATOR, "kind": kind}
     if recipe:
         props["poison"] = recipe
     return props

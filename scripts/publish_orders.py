@@ -1,0 +1,11 @@
+"""Publish test order-step messages (same code as `orders publish`; see docs/cli.md)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from shared.publisher import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,543 @@
+"""`orders`: the operator and helper console script (see docs/cli.md).
+
+  orders status [--customer C] [--json] [--store CONN]
+  orders quarantine list|show|replay ...
+  orders publish ...            (same code as scripts/publish_orders.py)
+  orders emulator ... / orders host ...   (delegated to devstack.emulator.cli / devstack.host.cli)
+
+Errors are one line on stderr (`orders: error: ...`): exit 2 for usage, 1 for runtime failures.
+Only argparse is imported up front; everything else is imported by the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from shared.publisher import SendFn
+    from shared.store.base import OrderStore
+
+PROG = "orders"
+DEFAULT_LIMIT = 20
+
+
+class CliError(Exception):
+    """A failure to report as one line; `exit_code` 1 (runtime) or 2 (usage)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        root = self.prog.split()[0]
+        hint = f" (see '{self.prog} --help')"
+        _print_error(root, message + hint)
+        raise SystemExit(2)
+
+
+def _print_error(prog: str, message: str) -> None:
+    text = " ".join(str(message).split()) or "failed"
+    if len(text) > 400:
+        text = text[:397] + "..."
+    sys.stderr.write(f"{prog}: error: {text}\n")
+    sys.stderr.flush()
+
+
+def guarded(action: Callable[[], int], *, prog: str = PROG) -> int:
+    """Run a command: its exit code, or a one-line error and 1/2 instead of a traceback."""
+    try:
+        return int(action() or 0)
+    except SystemExit as exc:  # argparse (help, usage errors) and delegated commands
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:
+        _print_error(prog, "interrupted")
+        return 130
+    except BrokenPipeError:  # `orders status | head`
+        return 0
+    except Exception as exc:
+        code = getattr(exc, "exit_code", 1)
+        message = str(exc) if isinstance(exc, CliError) or hasattr(exc, "exit_code") else _describe(exc)
+        _print_error(prog, message)
+        return code if isinstance(code, int) and code > 0 else 1
+
+
+def _describe(exc: BaseException) -> str:
+    from shared.settings import SettingsError
+
+    if isinstance(exc, SettingsError):
+        return f"bad settings: {exc}"
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{name}: {text}" if text else name
+
+
+# --------------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
+        prog=PROG, description="Operate the session-ordered order processor: status, quarantine, test data."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    store_opts = OneLineArgumentParser(add_help=False)
+    store_opts.add_argument(
+        "--store", metavar="CONNECTION", help="order store connection (default: OrderStoreConnection setting)"
+    )
+
+    p = sub.add_parser("status", parents=[store_opts], help="orders, outcomes and quarantine at a glance")
+    p.add_argument("--customer", metavar="C", help="only this customer (session id)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help="orders shown in the table")
+    p.set_defaults(handler=_status)
+
+    q = sub.add_parser("quarantine", help="list, show and replay quarantined messages")
+    qsub = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+    p = qsub.add_parser("list", parents=[store_opts], help="quarantined messages (open ones by default)")
+    p.add_argument("--all", action="store_true", help="include replayed ones")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_quarantine_list)
+    p = qsub.add_parser("show", parents=[store_opts], help="one quarantined message, body included")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_quarantine_show)
+    p = qsub.add_parser(
+        "replay", parents=[store_opts], help="re-publish a quarantined message (or a corrected body)"
+    )
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--body-file", metavar="F", help="send this corrected JSON body instead of the original")
+    p.add_argument("--queue", metavar="Q", help="queue (default: ORDERS_QUEUE_NAME or orders-with-sessions)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
+    target.add_argument(
+        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
+    )
+    p.add_argument(
+        "--new-message-id",
+        action="store_true",
+        help="send the original body under a new message id (the queue drops a repeated id for 10 minutes)",
+    )
+    p.add_argument("--force", action="store_true", help="replay even if already replayed or invalid")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=lambda args: _quarantine_replay(args, send))
+
+    from shared import publisher  # standard library only at import time
+
+    p = sub.add_parser("publish", help="generate and send test order-step messages")
+    publisher.add_arguments(p)
+    p.set_defaults(handler=lambda args: publisher.run(args, send=send))
+
+    first = next((a for a in argv if not a.startswith("-")), None)
+    _add_delegate(sub, "emulator", "devstack.emulator.cli", "the local Service Bus emulator", first)
+    _add_delegate(sub, "host", "devstack.host.cli", "the local Functions host", first)
+    return parser
+
+
+def _add_delegate(sub: Any, name: str, module: str, what: str, first: str | None) -> None:
+    """`orders NAME ...` runs `module.run(args)`; the module is imported only when NAME is the command."""
+    help_text = f"{what} (delegates to {module})"
+    if first == name:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+            add_arguments, run = mod.add_arguments, mod.run
+        except Exception as exc:
+            reason = _describe(exc)
+            p = sub.add_parser(name, help=help_text, add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(handler=lambda args: _unavailable(module, reason))
+            return
+        p = sub.add_parser(name, help=help_text, description=f"{what}.")
+        add_arguments(p)
+        p.set_defaults(handler=run)
+        return
+    p = sub.add_parser(name, help=help_text, add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+def _unavailable(module: str, reason: str) -> int:
+    raise CliError(f"{module} is not available ({reason})")
+
+
+def main(argv: list[str] | None = None, *, send: SendFn | None = None) -> int:
+    """Entry point of the `orders` console script. `send` replaces publisher.send_messages (tests)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+
+    def run() -> int:
+        parser = build_parser(args_in, send=send)
+        args = parser.parse_args(args_in)
+        return int(args.handler(args) or 0)
+
+    return guarded(run)
+
+
+# --------------------------------------------------------------------------------------------------
+# store access
+
+
+def open_store_from(args: argparse.Namespace) -> OrderStore:
+    """The store named by --store or the settings; a missing SQLite file is an error, not a new store."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from shared.settings import DEFAULT_SQLITE_URL, AppSettings
+
+    settings = AppSettings.load()
+    if getattr(args, "store", None):
+        settings = replace(settings, store_connection=args.store.strip(), store_identity={})
+    conn = (settings.store_connection or "").strip()
+    if conn.startswith("sqlite:") or (not conn and "tableServiceUri" not in settings.store_identity):
+        path = (conn or DEFAULT_SQLITE_URL).removeprefix("sqlite:///").partition("?")[0]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise CliError(f"no order store at {path} (nothing processed yet, or wrong --store?)")
+    from shared.store.factory import open_store
+
+    try:
+        return open_store(settings)
+    except ImportError as exc:
+        raise CliError(f"this order store is not available here: {_describe(exc)}") from None
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot open the order store: {_describe(exc)}") from None
+
+
+def _with_store(args: argparse.Namespace, action: Callable[[OrderStore], int]) -> int:
+    store = open_store_from(args)
+    try:
+        return action(store)
+    finally:
+        store.close()
+
+
+def _check_id(value: str | None, what: str) -> None:
+    import re
+
+    from shared.contract import ID_PATTERN
+
+    if value is not None and not re.fullmatch(ID_PATTERN, value):
+        raise CliError(f"{what} must match {ID_PATTERN}", exit_code=2)
+
+
+def _console(file: IO[str] | None = None) -> Any:
+    from rich.console import Console
+
+    return Console(file=file or sys.stdout, highlight=False)
+
+
+def _print_json(doc: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _safe(text: str) -> str:
+    """Untrusted text for a terminal: control characters (escape sequences!) shown as \\xNN."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
+
+
+# --------------------------------------------------------------------------------------------------
+# status
+
+
+def _status(args: argparse.Namespace) -> int:
+    _check_id(args.customer, "--customer")
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, not {args.limit}", exit_code=2)
+
+    def show(store: OrderStore) -> int:
+        from shared.views import status_report
+
+        report = status_report(store, args.customer)
+        if args.json:
+            _print_json(report)
+        else:
+            render_status(report, limit=args.limit, customer=args.customer)
+        return 0
+
+    return _with_store(args, show)
+
+
+def render_status(report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, customer: str | None = None) -> None:
+    from collections import Counter
+
+    from rich.table import Table
+
+    console = _console()
+    scope = f" for {customer}" if customer else ""
+    outcomes = Table(title=f"outcomes{scope}")
+    for name in report["outcomes"]:
+        outcomes.add_column(name, justify="right")
+    outcomes.add_row(*(str(v) for v in report["outcomes"].values()))
+    console.print(outcomes)
+
+    orders = report["orders"]
+    by_state = Counter(o["state"] for o in orders)
+    states = Table(title=f"orders by state ({len(orders)} orders)")
+    states.add_column("state")
+    states.add_column("orders", justify="right")
+    for state, count in sorted(by_state.items()):
+        states.add_row(state, str(count))
+    console.print(states)
+
+    if orders:
+        table = Table(title="orders")
+        for col in ("customer", "order", "state", "last seq", "applied steps", "parked", "waiting for"):
+            table.add_column(col, justify="right" if col in ("last seq", "waiting for") else "left")
+        for o in orders[:limit]:
+            table.add_row(
+                _safe(o["customer_id"]),
+                _safe(o["order_id"]),
+                o["state"],
+                str(o["last_sequence"]),
+                " > ".join(step.split(".")[-1] for step in o["applied_steps"]),
+                ",".join(str(s) for s in o["parked_sequences"]) or "-",
+                "-" if o["waiting_for_sequence"] is None else str(o["waiting_for_sequence"]),
+            )
+        console.print(table)
+        if len(orders) > limit:
+            console.print(
+                f"... {len(orders) - limit} more orders not shown (use --limit, --customer or --json)"
+            )
+
+    quarantine = report["quarantine"]
+    reasons = Table(title=f"quarantined messages ({len(quarantine)} open)")
+    reasons.add_column("reason")
+    reasons.add_column("messages", justify="right")
+    for reason, count in sorted(Counter(q["reason"] for q in quarantine).items()):
+        reasons.add_row(reason, str(count))
+    console.print(reasons)
+    if quarantine:
+        console.print("see them with: orders quarantine list")
+
+
+# --------------------------------------------------------------------------------------------------
+# quarantine
+
+
+def _quarantine_row(record: Any) -> dict[str, Any]:
+    from shared.views import quarantine_view
+
+    return quarantine_view(record) | {
+        "step": record.step,
+        "status": record.status,
+        "detail": record.detail,
+        "quarantined_at": record.quarantined_at.isoformat(),
+        "replayed_at": record.replayed_at.isoformat() if record.replayed_at else None,
+    }
+
+
+def _quarantine_list(args: argparse.Namespace) -> int:
+    def show(store: OrderStore) -> int:
+        rows = [_quarantine_row(r) for r in store.list_quarantine(include_replayed=args.all)]
+        if args.json:
+            _print_json({"quarantine": rows})
+            return 0
+        from rich.table import Table
+
+        table = Table(title=f"quarantined messages ({len(rows)}{'' if args.all else ' open'})")
+        for col in ("id", "quarantined at", "reason", "session", "order", "seq", "step", "status"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                r["id"],
+                r["quarantined_at"][:19],
+                r["reason"],
+                _safe(r["session_id"]),
+                _safe(r["order_id"] or "-"),
+                "-" if r["sequence"] is None else str(r["sequence"]),
+                r["step"] or "-",
+                r["status"],
+            )
+        _console().print(table)
+        return 0
+
+    return _with_store(args, show)
+
+
+def _get_record(store: OrderStore, quarantine_id: str) -> Any:
+    record = store.get_quarantine(quarantine_id)
+    if record is None:
+        raise CliError(f"no quarantined message with id {_safe(quarantine_id)!r}")
+    return record
+
+
+def _quarantine_show(args: argparse.Namespace) -> int:
+    def show(store: OrderStore) -> int:
+        record = _get_record(store, args.id)
+        if args.json:
+            _print_json(record.to_document())
+            return 0
+        from rich.table import Table
+
+        table = Table(title=f"quarantined message {record.id}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        row = _quarantine_row(record)
+        for key in (
+            "reason",
+            "detail",
+            "status",
+            "quarantined_at",
+            "replayed_at",
+            "session_id",
+            "message_id",
+        ):
+            table.add_row(key, _safe(str(row[key])))
+        for key in ("order_id", "sequence", "step"):
+            table.add_row(key, _safe(str(row[key])))
+        for key, value in record.metadata.items():
+            if key not in ("session_id", "message_id"):
+                table.add_row(f"metadata.{key}", _safe(str(value)))
+        console = _console()
+        console.print(table)
+        label = "body (base64: not UTF-8)" if record.body_encoding == "base64" else "body"
+        console.print(f"{label}, {len(record.raw_body)} bytes:", style="bold")
+        console.print(_safe(record.body), markup=False, highlight=False, soft_wrap=True)
+        return 0
+
+    return _with_store(args, show)
+
+
+def replay_message_id(record: Any, body: bytes | None, now: Any) -> str:
+    """Message id for a replay. The original body keeps its message id (the app then sees the same
+    message again); a corrected body gets `{order_id}:{sequence}:replay-{UTC time}` so the queue's
+    duplicate detection does not take it for the original."""
+    order_id, sequence = record.order_id, record.sequence
+    if body is not None:
+        import json
+
+        try:
+            doc = json.loads(body)
+            if isinstance(doc, dict):
+                order_id = doc.get("order_id", order_id)
+                sequence = doc.get("sequence", sequence)
+        except ValueError:
+            pass
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    base = f"{order_id}:{sequence}" if order_id and sequence is not None else record.message_id
+    return f"{base}:replay-{stamp}"[-128:]
+
+
+def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
+    from pathlib import Path
+
+    corrected: bytes | None = None
+    if args.body_file:
+        try:
+            corrected = Path(args.body_file).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read --body-file {args.body_file}: {exc.strerror or exc}") from None
+        _validate_json(corrected, args.body_file)
+
+    def replay(store: OrderStore) -> int:
+        from shared import publisher
+        from shared.records import utcnow
+        from shared.settings import merged_environment
+
+        record = _get_record(store, args.id)
+        if not record.session_id:
+            raise CliError(f"quarantined message {record.id} has no session id; cannot replay it")
+        if record.status == "replayed" and not args.force:
+            raise CliError(
+                f"{record.id} was already replayed at {record.replayed_at}; pass --force to replay again"
+            )
+        now = utcnow()
+        if corrected is not None:
+            if not args.force:
+                _check_contract(corrected, record.session_id)
+            body, message_id = corrected, replay_message_id(record, corrected, now)
+        else:
+            body = record.raw_body
+            message_id = replay_message_id(record, None, now) if args.new_message_id else record.message_id
+        props = {
+            str(k): v
+            for k, v in (record.metadata.get("application_properties") or {}).items()
+            if isinstance(v, str | int | float | bool)
+        }
+        props["replayed-from"] = record.id
+        message = publisher.OutgoingMessage(
+            session_id=record.session_id,
+            message_id=message_id,
+            body=body,
+            content_type=publisher.CONTENT_TYPE,
+            application_properties=props,
+            kind="step",
+            expected=publisher.Expected("applied"),
+            order_id=record.order_id,
+            sequence=record.sequence,
+            step=record.step,
+        )
+        connection, namespace, queue = publisher.resolve_target(
+            merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
+        )
+        (send or publisher.send_messages)(
+            [message],
+            connection_string=connection,
+            namespace=namespace,
+            queue=queue,
+            batch_size=1,
+            progress=False,
+        )
+        store.mark_replayed(record.id, now)
+        result = {
+            "replayed": record.id,
+            "queue": queue,
+            "session_id": record.session_id,
+            "message_id": message_id,
+            "corrected_body": corrected is not None,
+        }
+        if args.json:
+            _print_json(result)
+        else:
+            what = "corrected body" if corrected is not None else "original body"
+            _console().print(
+                f"replayed {record.id} ({what}) to {queue}: session {_safe(record.session_id)}, "
+                f"message id {_safe(message_id)}",
+                markup=False,
+            )
+        return 0
+
+    return _with_store(args, replay)
+
+
+def _validate_json(body: bytes, name: str) -> None:
+    import json
+
+    try:
+        json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise CliError(f"--body-file {name} is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"--body-file {name} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+def _check_contract(body: bytes, session_id: str) -> None:
+    """A corrected body the app would quarantine again is refused (unless --force)."""
+    from shared.contract import ContractError, parse_order_step
+
+    try:
+        message = parse_order_step(body)
+    except ContractError as exc:
+        raise CliError(
+            f"corrected body would be quarantined again ({exc.reason}: {exc.detail}); --force sends it anyway"
+        ) from None
+    if message.customer_id != session_id:
+        raise CliError(
+            f"corrected body's customer_id is not the session id {session_id!r} (session-mismatch); "
+            "--force sends it anyway"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
