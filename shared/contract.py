@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
 
 from shared.domain import model as domain
 from shared.outcomes import QuarantineReason
@@ -67,12 +76,17 @@ class OrderCancelledData(_Data):
     reason: Text
 
 
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
 class _StepBase(_Strict):
     schema_: Literal["order-step/v1"] = Field(alias="schema")
     customer_id: Id
     order_id: Id
     sequence: StrictInt = Field(ge=1, le=1_000_000)
-    occurred_at: AwareDatetime
+    # Normalised to UTC so the same instant written with another offset is the same content.
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class OrderPlaced(_StepBase):
@@ -184,15 +198,12 @@ def _describe_json_error(exc: Exception) -> str:
 
 
 def content_hash(message: Any) -> str:
-    """Hash of the message's meaning, so formatting differences are not 'different content'."""
-    canonical = message.model_dump(mode="json", by_alias=True)
-    canonical["occurred_at"] = _normalise_time(message.occurred_at)
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Hash of the validated message, so formatting, key order and offsets are not 'different content'.
 
-
-def _normalise_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    The models serialise deterministically (declared field order, UTC times); extra `data` fields keep
+    their order as sent.
+    """
+    return hashlib.sha256(STEP_ADAPTER.dump_json(message, by_alias=True)).hexdigest()
 
 
 def json_schema() -> dict[str, Any]:

@@ -510,18 +510,27 @@ def send_messages(
         endpoint = namespace
     summary = PublishSummary(queue=queue, endpoint=endpoint, by_kind=dict(Counter(m.kind for m in messages)))
     started = time.perf_counter()
-    with (
-        client,
-        client.get_queue_sender(queue_name=queue) as sender,
-        _progress(len(messages), progress) as tick,
-    ):
-        i = 0
-        while i < len(messages):
-            count = _send_batch(sender, messages[i : i + batch_size], summary)
-            summary.sent += count
-            summary.batches += 1
-            i += count
-            tick(count)
+    from azure.core.exceptions import AzureError
+
+    try:
+        with (
+            client,
+            client.get_queue_sender(queue_name=queue) as sender,
+            _progress(len(messages), progress) as tick,
+        ):
+            i = 0
+            while i < len(messages):
+                count = _send_batch(sender, messages[i : i + batch_size], summary)
+                summary.sent += count
+                summary.batches += 1
+                i += count
+                tick(count)
+    except AzureError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise PublishError(
+            f"sending to {queue} at {endpoint} failed after {summary.sent} message(s): "
+            f"{type(exc).__name__}: {first}"
+        ) from exc
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary
 

@@ -66,14 +66,23 @@ class OrderLedger:
         return replace(self, applied=list(self.applied), parked=dict(self.parked))
 
     def to_document(self) -> dict[str, Any]:
-        order = asdict(self.order)
-        order["state"] = self.order.state.value
-        order["total"] = None if self.order.total is None else str(self.order.total)
-        order["items"] = [
-            {"sku": i.sku, "quantity": i.quantity, "unit_price": str(i.unit_price)} for i in self.order.items
-        ]
+        o = self.order  # built by hand: dataclasses.asdict deep-copies and is hot on the per-message path
         return {
-            "order": order,
+            "order": {
+                "customer_id": o.customer_id,
+                "order_id": o.order_id,
+                "state": o.state.value,
+                "currency": o.currency,
+                "total": None if o.total is None else str(o.total),
+                "payment_id": o.payment_id,
+                "reservation_id": o.reservation_id,
+                "carrier": o.carrier,
+                "tracking_number": o.tracking_number,
+                "cancel_reason": o.cancel_reason,
+                "items": [
+                    {"sku": i.sku, "quantity": i.quantity, "unit_price": str(i.unit_price)} for i in o.items
+                ],
+            },
             "last_sequence": self.last_sequence,
             "applied": [
                 {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,12 @@ _SYNC_MODES = {"off", "normal", "full", "extra"}
 
 class SqliteOrderStore:
     def __init__(
-        self, path: str | Path, *, synchronous: str = "normal", busy_timeout_ms: int = 10_000
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "normal",
+        busy_timeout_ms: int = 10_000,
+        cache_size: int = 4096,
     ) -> None:
         if synchronous.lower() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
@@ -55,6 +61,11 @@ class SqliteOrderStore:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         self._db.executescript(_SCHEMA)
+        # Ledgers this process wrote or read, by (session, order). A hit skips a read; the version check in
+        # commit() still guards it, so another writer costs one ConcurrencyConflict (and a fresh read), never
+        # a wrong decision.
+        self._cache: OrderedDict[tuple[str, str], OrderLedger] = OrderedDict()
+        self._cache_size = cache_size
 
     @classmethod
     def from_url(cls, url: str) -> SqliteOrderStore:
@@ -68,10 +79,25 @@ class SqliteOrderStore:
 
     # --- the per-message path ---
     def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
+        key = (session_id, order_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached.copy()
         row = self._query_one(
             "SELECT doc, version FROM ledgers WHERE session_id = ? AND order_id = ?", (session_id, order_id)
         )
-        return OrderLedger.from_document(json.loads(row[0]), str(row[1])) if row else None
+        if not row:
+            return None
+        ledger = OrderLedger.from_document(json.loads(row[0]), str(row[1]))
+        self._remember(key, ledger)
+        return ledger.copy()
+
+    def _remember(self, key: tuple[str, str], ledger: OrderLedger) -> None:
+        self._cache[key] = ledger
+        self._cache.move_to_end(key)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
         row = self._query_one(
@@ -92,37 +118,54 @@ class SqliteOrderStore:
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
+            except ConcurrencyConflict:
+                self._forget(changes)
+                raise
             except sqlite3.IntegrityError as exc:
+                self._forget(changes)
                 raise ConcurrencyConflict(str(exc)) from exc
             except sqlite3.OperationalError as exc:  # locked beyond busy_timeout, disk I/O, ...
+                self._forget(changes)
                 raise StoreUnavailable(str(exc)) from exc
-        if ledger is not None and new_version is not None:
-            ledger.version = str(new_version)
+            if ledger is not None and new_version is not None:
+                ledger.version = str(new_version)
+                self._remember((sid, ledger.order_id), ledger.copy())
+
+    def _forget(self, changes: SessionChanges) -> None:
+        if changes.ledger is not None:
+            self._cache.pop((changes.session_id, changes.ledger.order_id), None)
 
     def _write(self, sid: str, changes: SessionChanges) -> int | None:
         db = self._db
         new_version: int | None = None
         ledger = changes.ledger
         if ledger is not None:
-            row = db.execute(
-                "SELECT version FROM ledgers WHERE session_id = ? AND order_id = ?", (sid, ledger.order_id)
-            ).fetchone()
-            stored = str(row[0]) if row else None
-            if stored != ledger.version:
-                raise ConcurrencyConflict(f"ledger {sid}/{ledger.order_id} changed since it was read")
-            new_version = (row[0] if row else 0) + 1
-            db.execute(
-                "INSERT OR REPLACE INTO ledgers (session_id, order_id, version, state, last_sequence, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    sid,
-                    ledger.order_id,
-                    new_version,
-                    ledger.order.state.value,
-                    ledger.last_sequence,
-                    json.dumps(ledger.to_document(), separators=(",", ":")),
-                ),
-            )
+            doc = json.dumps(ledger.to_document(), separators=(",", ":"))
+            state = ledger.order.state.value
+            if ledger.version is None:  # a new order: the primary key refuses a concurrent creator
+                new_version = 1
+                db.execute(
+                    "INSERT INTO ledgers (session_id, order_id, version, state, last_sequence, doc)"
+                    " VALUES (?, ?, 1, ?, ?, ?)",
+                    (sid, ledger.order_id, state, ledger.last_sequence, doc),
+                )
+            else:
+                new_version = int(ledger.version) + 1
+                cur = db.execute(
+                    "UPDATE ledgers SET version = ?, state = ?, last_sequence = ?, doc = ?"
+                    " WHERE session_id = ? AND order_id = ? AND version = ?",
+                    (
+                        new_version,
+                        state,
+                        ledger.last_sequence,
+                        doc,
+                        sid,
+                        ledger.order_id,
+                        int(ledger.version),
+                    ),
+                )
+                if cur.rowcount != 1:
+                    raise ConcurrencyConflict(f"ledger {sid}/{ledger.order_id} changed since it was read")
         for order_id, seq in changes.unpark:
             cur = db.execute(
                 "DELETE FROM parked WHERE session_id = ? AND order_id = ? AND sequence = ?",
