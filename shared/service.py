@@ -7,12 +7,14 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.envelope import SessionEnvelope
-from shared.processing import OrderStepProcessor, ProcessingResult
 from shared.settings import AppSettings
 from shared.store.base import OrderStore, TransientStoreError
+
+if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
+    from shared.envelope import SessionEnvelope
+    from shared.processing import ProcessingResult
 
 log = logging.getLogger("orders.processing")
 
@@ -21,6 +23,8 @@ class OrderService:
     def __init__(self, settings: AppSettings, store: OrderStore) -> None:
         self.settings = settings
         self.store = store
+        from shared.processing import OrderStepProcessor
+
         self.processor = OrderStepProcessor(store, park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
