@@ -3,7 +3,7 @@
 // Keyless by construction:
 //  * the deployment package container is reached with the user-assigned identity,
 //  * every connection in app settings is identity based (<CONNECTION>__credential = managedidentity
-//    + <CONNECTION>__clientId); there is no AccountKey / SharedAccessKey anywhere,
+//    + <CONNECTION>__clientId); no storage account key or SAS token is read or stored,
 //  * App Insights ingestion uses Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING),
 //  * FTP and SCM basic-auth publishing credentials are disabled (azd deploys with an Entra token).
 //
