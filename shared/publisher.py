@@ -9,7 +9,8 @@ Message ids (see docs/cli.md):
   duplicate        `{order_id}:{sequence}:dup-1` -- identical body, DIFFERENT message id: the queue's
                    duplicate detection would silently drop an exact resend within its window, so only a
                    new message id reaches (and exercises) the app's own idempotency.
-  poison           `{order_id}:{sequence}` when the body has them, else `poison-{n}-{reason}`; the
+  poison           `{order_id}:{sequence}` when the body has them, else `{order_id}:{recipe}` (a dedicated
+                   order id, `ord-0001-p01`, that no other message uses); the
                    conflicting duplicate uses `{order_id}:{sequence}:conflict-{n}` for the same reason.
 
 Only the standard library is imported at module level (the CLI imports this to build its parser);
@@ -358,11 +359,11 @@ def _poison(
 
     if recipe == "malformed-json":
         body = _encode(_step_body(cust, oid, 1, "order.placed", {}, at))[:-17]  # cut off mid-document
-        yield ("any", 0.0), poison(f"poison-{number + 1}-{recipe}", body)
+        yield ("any", 0.0), poison(f"{oid}:{recipe}", body)
     elif recipe == "non-utf8":
         yield (
             ("any", 0.0),
-            poison(f"poison-{number + 1}-{recipe}", b'{"schema": "order-step/v1", "note": "\xc3\x28\xff"}'),
+            poison(f"{oid}:{recipe}", b'{"schema": "order-step/v1", "note": "\xc3\x28\xff"}'),
         )
     elif recipe == "schema-violation":
         doc = _step_body(cust, oid, 1, "order.placed", {"items": [], "currency": "euro"}, at)
