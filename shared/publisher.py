@@ -578,7 +578,8 @@ def _is_transient(exc: Exception) -> bool:
         ServiceBusConnectionError,
         ServiceBusServerBusyError,
     )
-    return isinstance(exc, transient) or bool(getattr(exc, "_retryable", False))
+    # Not the SDK's own `retryable` flag: it marks authorization failures retryable too.
+    return isinstance(exc, transient)
 
 
 def to_servicebus_message(m: OutgoingMessage) -> Any:

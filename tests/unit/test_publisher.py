@@ -311,18 +311,22 @@ def test_send_keeps_the_generated_order_in_batches(fake_sdk: Any) -> None:
 def test_send_retries_transient_errors(fake_sdk: Any) -> None:
     from azure.servicebus.exceptions import ServiceBusServerBusyError
 
-    fake_sdk["failures"] = [ServiceBusServerBusyError(message="busy"), ServiceBusServerBusyError(message="busy")]
+    fake_sdk["failures"] = [
+        ServiceBusServerBusyError(message="busy"),
+        ServiceBusServerBusyError(message="busy"),
+    ]
     messages = generate_messages(PublishPlan(1, 1, 0, 0, False, 0, seed=1))
     summary = send_messages(messages, connection_string=CONN, namespace=None, queue="q", progress=False)
     assert summary.sent == len(messages) and summary.retries == 2
 
 
-def test_send_gives_up_on_permanent_errors(fake_sdk: Any) -> None:
-    from azure.servicebus.exceptions import ServiceBusAuthorizationError
+@pytest.mark.parametrize("error", ["ServiceBusAuthorizationError", "MessagingEntityNotFoundError"])
+def test_send_gives_up_on_permanent_errors(fake_sdk: Any, error: str) -> None:
+    from azure.servicebus import exceptions
 
-    fake_sdk["failures"] = [ServiceBusAuthorizationError(message="denied")]
+    fake_sdk["failures"] = [getattr(exceptions, error)(message="denied")]
     messages = generate_messages(PublishPlan(1, 1, 0, 0, False, 0, seed=1))
-    with pytest.raises(publisher.PublishError, match="denied"):
+    with pytest.raises(publisher.PublishError, match=f"after 1 attempt.*{error}: denied"):
         send_messages(messages, connection_string=CONN, namespace=None, queue="q", progress=False)
 
 
