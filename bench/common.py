@@ -1,0 +1,91 @@
+"""Small helpers shared by the benchmarks: timing summaries, the machine line, log plumbing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+class FormatAndDiscard(logging.Handler):
+    """Formats every record (so the formatter's cost is paid) and writes it nowhere."""
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(formatter)
+        self.records = 0
+        self.bytes = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.bytes += len(self.format(record))
+        self.records += 1
+
+
+@contextmanager
+def json_logs_discarded(*logger_names: str) -> Iterator[FormatAndDiscard]:
+    """Route the named loggers at INFO to a JSON-formatting handler that discards the text."""
+    from azure_functions_logging import JsonFormatter
+
+    handler = FormatAndDiscard(JsonFormatter())
+    saved = []
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate, list(logger.handlers)))
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield handler
+    finally:
+        for logger, level, propagate, handlers in saved:
+            logger.handlers = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def print_table(rows: Sequence[Sequence[object]], header: Sequence[str], out: TextIO | None = None) -> None:
+    stream = out or sys.stdout
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print(
+            "  ".join(c.rjust(w) if n else c.ljust(w) for c, w in zip(row, widths, strict=True)), file=stream
+        )
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
