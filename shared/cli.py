@@ -152,21 +152,13 @@ def _add_delegate(sub: Any, name: str, module: str, what: str, first: str | None
             mod = importlib.import_module(module)
             add_arguments, run = mod.add_arguments, mod.run
         except Exception as exc:
-            reason = _describe(exc)
-            p = sub.add_parser(name, help=help_text, add_help=False)
-            p.add_argument("rest", nargs=argparse.REMAINDER)
-            p.set_defaults(handler=lambda args: _unavailable(module, reason))
-            return
+            raise CliError(f"{module} is not available ({_describe(exc)})") from None
         p = sub.add_parser(name, help=help_text, description=f"{what}.")
         add_arguments(p)
         p.set_defaults(handler=run)
         return
     p = sub.add_parser(name, help=help_text, add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
-
-
-def _unavailable(module: str, reason: str) -> int:
-    raise CliError(f"{module} is not available ({reason})")
 
 
 def main(argv: list[str] | None = None, *, send: SendFn | None = None) -> int:
@@ -230,7 +222,9 @@ def _check_id(value: str | None, what: str) -> None:
 def _console(file: IO[str] | None = None) -> Any:
     from rich.console import Console
 
-    return Console(file=file or sys.stdout, highlight=False)
+    out = file or sys.stdout
+    # Piped output gets room for the tables instead of rich's 80-column default.
+    return Console(file=out, highlight=False, width=None if out.isatty() else 200)
 
 
 def _print_json(doc: Any) -> None:
