@@ -473,8 +473,12 @@ class Connection(asyncio.Protocol):
             self._attach_incoming(inc)
 
     def _reject_link(self, link: Link, role: bool, condition: str, description: str) -> None:
+        # spec-style refusal: the terminus we would own is null, then a detach carries the error
         a = link.attach_fields
-        link.reply_attach(role=role, source=field(a, 5), target=field(a, 6))
+        if role == frames.ROLE_SENDER:
+            link.reply_attach(role=role, source=None, target=field(a, 6))
+        else:
+            link.reply_attach(role=role, source=field(a, 5), target=None)
         link.detach(frames.amqp_error(condition, description))
 
     def _attach_incoming(self, link: IncomingLink) -> None:
@@ -633,7 +637,7 @@ class Connection(asyncio.Protocol):
     def _on_transfer(self, s: AmqpSession, f: list[Any], payload: bytes) -> None:
         s.next_incoming_id += 1
         link = s.links_in.get(int(field(f, 0, 0)))
-        if not isinstance(link, IncomingLink):
+        if not isinstance(link, IncomingLink) or link.closed:
             return
         delivery_id = field(f, 1)
         if delivery_id is not None and link.partial_id is None:

@@ -98,10 +98,8 @@ def field(fields: list[Any], index: int, default: Any = None) -> Any:
 
 def amqp_error(condition: str, description: str | None = None, info: dict[Any, Any] | None = None) -> Described:
     """An AMQP error composite (condition is sent as a symbol)."""
-    fields: list[Any] = [Symbol(condition), description]
-    if info:
-        fields.append(info)
-    return Described(ERROR, fields)
+    # all three fields are always present: the SDK indexes info without checking the length
+    return Described(ERROR, [Symbol(condition), description, info])
 
 
 def outcome(code: int, fields: list[Any] | None = None) -> Described:

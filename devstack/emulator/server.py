@@ -270,6 +270,18 @@ class EmulatorServer:
         c = self.queue_counts(name)
         return c["active"] + c["locked"]
 
+    def expire_locks(self, name: str) -> None:
+        """Force every message lock of a queue to expire now (lets tests reach lock-lost paths)."""
+
+        def run() -> None:
+            q = self.broker.resolve(name)
+            for m in list(q.locks.values()):
+                if m.session_id is None or not q.requires_session:
+                    m.locked_until_ms = 0
+                    q._unlock(m, 0, failed=True)
+
+        self.call(run)
+
     def store(self) -> Store:
         """The broker store (for diagnostics)."""
         return self.broker.store
