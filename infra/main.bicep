@@ -58,6 +58,9 @@ param maximumInstanceCount int = 40
 @description('Grant the app Azure Service Bus Data Owner on the orders queue so target-based scaling can read the queue length.')
 param grantServiceBusScaleRights bool = true
 
+@description('Let the deploying principal run `orders quarantine replay` (Storage Table Data Contributor instead of read-only).')
+param grantOperatorReplay bool = false
+
 @description('Optional e-mail address for the dead-letter and quarantine alerts.')
 param alertEmail string = ''
 
@@ -142,6 +145,7 @@ module deployerRoles './modules/rbac-deployer.bicep' = if (!empty(principalId)) 
     serviceBusNamespaceName: serviceBus.outputs.namespaceName
     ordersQueueName: serviceBus.outputs.queueName
     storageAccountName: storage.outputs.name
+    grantReplay: grantOperatorReplay
   }
 }
 

@@ -1,7 +1,10 @@
 // Role assignments for the principal running `azd up` (AZURE_PRINCIPAL_ID), so the operator
 // tooling works right after provisioning without any key:
 //   Azure Service Bus Data Sender  69a216fc-b8fb-44d8-bc22-1f3c2cd27a39  -> scripts/publish_orders.py
-//   Storage Table Data Reader      76199698-9eea-4c19-bc75-cec21354c6b6  -> `orders status`
+//   Storage Table Data Reader      76199698-9eea-4c19-bc75-cec21354c6b6  -> `orders status`,
+//                                                                           `orders quarantine list/show`
+//   Storage Table Data Contributor 0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3  -> only if grantReplay:
+//                                  `orders quarantine replay` marks the record replayed (a write)
 // Nothing here is required by the running app; skip it by leaving principalId empty.
 
 @description('Object id of the deploying user / service principal.')
@@ -23,6 +26,9 @@ param ordersQueueName string
 
 @description('Storage account holding the order store.')
 param storageAccountName string
+
+@description('Also grant Storage Table Data Contributor so this principal can run `orders quarantine replay` (it updates the quarantine record). Off by default: read-only operators.')
+param grantReplay bool = false
 
 resource serviceBusNamespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: serviceBusNamespaceName
@@ -58,5 +64,17 @@ resource deployerTableReader 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: principalId
     principalType: principalType
     description: 'Operator: read order state (orders status).'
+  }
+}
+
+// Replay writes the quarantine record's status; opt-in so the default operator stays read-only.
+resource deployerTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantReplay) {
+  name: guid(storage.id, principalId, '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+    principalId: principalId
+    principalType: principalType
+    description: 'Operator: mark quarantined messages replayed (orders quarantine replay).'
   }
 }

@@ -86,8 +86,13 @@ def test_deploying_principal_can_publish_and_read_status(bicep: Parsed) -> None:
     parsed = bicep["rbac-deployer.bicep"]
     assert sorted(rules.roles_granted(parsed).values()) == [
         "Azure Service Bus Data Sender",
+        "Storage Table Data Contributor",  # conditional: grantReplay (orders quarantine replay)
         "Storage Table Data Reader",
     ]
+    assert "condition" in parsed["resources"]["deployerTableContributor"]["config"]
+    assert rules.param_default(parsed, "grantReplay") is False
+    ras = rules.role_assignments(parsed)
+    assert ras["deployerServiceBusSender"]["scope"] == "ordersQueue"
     assert rules.param_default(parsed, "principalType") == "User"
     for ra in rules.role_assignments(parsed).values():
         assert ra["properties"]["principalType"] == "principalType"
