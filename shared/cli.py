@@ -275,11 +275,12 @@ def render_status(report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, custome
 
     orders = report["orders"]
     by_state = Counter(o["state"] for o in orders)
-    states = Table(title=f"orders by state ({len(orders)} orders)")
+    states = Table(title="orders by state")
     states.add_column("state")
     states.add_column("orders", justify="right")
     for state, count in sorted(by_state.items()):
         states.add_row(state, str(count))
+    states.add_row("total", str(len(orders)), style="bold")
     console.print(states)
 
     if orders:
@@ -396,6 +397,10 @@ def _quarantine_show(args: argparse.Namespace) -> int:
         label = "body (base64: not UTF-8)" if record.body_encoding == "base64" else "body"
         console.print(f"{label}, {len(record.raw_body)} bytes:", style="bold")
         console.print(_safe(record.body), markup=False, highlight=False, soft_wrap=True)
+        if record.body_encoding == "base64":
+            console.print("as text (invalid bytes replaced):", style="bold")
+            text = record.raw_body.decode("utf-8", "replace")
+            console.print(_safe(text), markup=False, highlight=False, soft_wrap=True)
         return 0
 
     return _with_store(args, show)
