@@ -132,6 +132,7 @@ class LocalHost:
         self._started_at = time.monotonic()
         self._last_activity = time.monotonic()
         self._in_flight = 0
+        self._held_sessions = 0
         self._fatal: BaseException | None = None
 
     # ------------------------------------------------------------------ setup
@@ -357,9 +358,11 @@ class LocalHost:
         return self._stopping.is_set()
 
     def idle_for(self) -> float:
-        """Seconds since a message last arrived or an invocation last finished (0 while one is running)."""
+        """Seconds since a message last arrived, an invocation finished or a session was released; 0 while
+        an invocation runs or a session is held (a held session may still be hiding others' messages:
+        sessions wait for a free receiver, which frees up sessionIdleTimeout after its last message)."""
         with self._lock:
-            if self._in_flight:
+            if self._in_flight or self._held_sessions:
                 return 0.0
             return time.monotonic() - self._last_activity
 
@@ -399,9 +402,10 @@ class LocalHost:
             for name, delta in deltas.items():
                 setattr(self.counters, name, getattr(self.counters, name) + delta)
 
-    def _touch(self, in_flight: int = 0) -> None:
+    def _touch(self, in_flight: int = 0, held: int = 0) -> None:
         with self._lock:
             self._in_flight += in_flight
+            self._held_sessions += held
             self._last_activity = time.monotonic()
 
     def _session_idle_timeout(self) -> float:
@@ -436,21 +440,30 @@ class LocalHost:
                     session_id=NEXT_AVAILABLE_SESSION,
                     max_wait_time=self.session_accept_wait,
                     auto_lock_renewer=self._renewer,
-                    retry_total=0,
                 )
+                # Accepting a session that is not there is not an error to retry (the SDK would retry the
+                # timeout clientRetryOptions.maxRetries times, with backoff): no retries while accepting.
+                config: Any = getattr(receiver, "_config", None)
+                retries = getattr(config, "retry_total", None)
+                if retries is not None:
+                    config.retry_total = 0
                 try:
                     receiver.__enter__()
+                    if retries is not None:
+                        config.retry_total = retries
                 except OperationTimeoutError:
                     failures = 0
+                    _close_quietly(receiver)
                     continue  # no session available within session_accept_wait
                 except ServiceBusError as exc:
                     failures += 1
+                    _close_quietly(receiver)
                     self._backoff_after(exc, listener, failures, "could not accept a session")
                     continue
                 failures = 0
                 session_id = receiver.session.session_id
                 self._count(sessions_acquired=1)
-                self._touch()
+                self._touch(held=1)
                 log.info("session acquired", extra={"function": listener.spec.name, "session_id": session_id})
                 released_because = "idle"
                 try:
@@ -477,6 +490,7 @@ class LocalHost:
                             extra={"session_id": session_id, "error": repr(exc)[:300]},
                         )
                     self._count(sessions_released=1)
+                    self._touch(held=-1)
                     log.info(
                         "session released",
                         extra={
@@ -586,6 +600,7 @@ class LocalHost:
                     "error": type(exc).__name__,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
+                exc_info=exc,
             )
             return False, exc
         finally:
@@ -671,3 +686,10 @@ class LocalHost:
                 "past_due": request.past_due,
             },
         )
+
+
+def _close_quietly(receiver: Any) -> None:
+    try:
+        receiver.close()
+    except Exception:
+        log.debug("closing a receiver failed", exc_info=True)
