@@ -94,7 +94,7 @@ def store_problems(store: InMemoryOrderStore, park_limit: int) -> list[str]:
     """Invariants any store state must keep, whatever was delivered."""
     problems: list[str] = []
     idem: dict[tuple[str, str, int], Any] = dict(store._idempotency)
-    parked_rows = {(k[0], k[1]): set() for k in store._parked}  # type: dict[tuple[str, str], set[int]]
+    parked_rows: dict[tuple[str, str], set[int]] = {(k[0], k[1]): set() for k in store._parked}
     for sid, order_id, seq in store._parked:
         parked_rows[(sid, order_id)].add(seq)
     ledgers = {(x.customer_id, x.order_id): x for x in store.list_ledgers()}
@@ -115,8 +115,8 @@ def store_problems(store: InMemoryOrderStore, park_limit: int) -> list[str]:
         if any(s <= ledger.last_sequence for s in ledger.parked):
             problems.append(f"{order_id}: parked {sorted(ledger.parked)} at or below {ledger.last_sequence}")
     for sid, order_id, seq in idem:
-        ledger = ledgers.get((sid, order_id))
-        if ledger is None or not any(a.sequence == seq for a in ledger.applied):
+        owner = ledgers.get((sid, order_id))
+        if owner is None or not any(a.sequence == seq for a in owner.applied):
             problems.append(f"{order_id}/{seq}: idempotency record without its effect")
     for key in parked_rows:
         if key not in ledgers:

@@ -166,8 +166,8 @@ def scenario(draw: st.DrawFn, *, noise: bool = True) -> dict[str, Any]:
                 doc = doc_for(customer, f"noise-{draw(st.integers(0, 2))}", draw(st.integers(1, 6)), step)
                 raw, session = encode(doc), customer
             messages.append((envelope(raw, session), "noise-order" if kind == "noise-order" else "invalid"))
-    order = draw(st.permutations(range(len(messages))))
-    shuffled = [messages[i] for i in order]
+    permutation = draw(st.permutations(range(len(messages))))
+    shuffled = [messages[i] for i in permutation]
     plan = draw(st.lists(st.sampled_from(["ok", "ok", "ok", "fail", "lost-ack"]), max_size=2 * len(messages)))
     return {"tracked": tracked, "messages": shuffled, "plan": plan}
 
