@@ -30,16 +30,24 @@ def _function_app() -> Any:
     return module
 
 
-_FUNCTIONS: dict[int, list[Any]] = {}
+def _functions(app: Any) -> list[Any]:
+    """``app.get_functions()`` without tripping its duplicate-name guard.
+
+    FunctionApp.get_functions() remembers every name it built in ``functions_bindings`` and raises
+    "does not have a unique function name" when called a second time on the same app (other test
+    modules call it too). Build against an empty registry and restore the original afterwards,
+    so neither this module nor the others depend on test order.
+    """
+    saved = getattr(app, "functions_bindings", None)
+    try:
+        app.functions_bindings = {}
+        return list(app.get_functions())
+    finally:
+        app.functions_bindings = saved
 
 
 def _bindings(module: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    # FunctionApp.get_functions() validates names against what it already built, so a second call
-    # on the same app raises "does not have a unique function name": build once per app object.
-    key = id(module.app)
-    if key not in _FUNCTIONS:
-        _FUNCTIONS[key] = list(module.app.get_functions())
-    for function in _FUNCTIONS[key]:
+    for function in _functions(module.app):
         for binding in function.get_bindings():
             yield function.get_function_name(), binding.get_dict_repr()
 
