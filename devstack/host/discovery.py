@@ -56,9 +56,21 @@ def load_function_app(app_dir: Path, module_name: str = "function_app") -> Any:
     return apps[0]
 
 
+_indexed: dict[int, tuple[Any, list[Any]]] = {}
+
+
+def _app_functions(app: Any) -> list[Any]:
+    """app.get_functions(), once per app object (a second call fails its unique-name validation)."""
+    cached = _indexed.get(id(app))
+    if cached is None or cached[0] is not app:
+        cached = (app, list(app.get_functions()))
+        _indexed[id(app)] = cached
+    return cached[1]
+
+
 def discover_functions(app: Any, directory: str) -> list[FunctionSpec]:
     specs: list[FunctionSpec] = []
-    for fn in app.get_functions():
+    for fn in _app_functions(app):
         trigger = fn.get_trigger()
         if trigger is None:
             continue
