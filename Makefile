@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml requirements.txt
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy function_app.py shared devstack scripts bench tests
+	$(BIN)/mypy function_app.py shared devstack scripts bench tests infra/checkov
 
 # Every test: unit, functions, integration (Azurite), emulator conformance, end to end, infra checks.
 test: lint
 	$(BIN)/python -m pytest -q
+	bash scripts/ci/emulator_compat.sh
 	bash scripts/ci/infra_checks.sh
+	bash scripts/ci/secret_scan.sh
 
 # Just the fast layers while you work.
 test-fast: install
