@@ -94,18 +94,20 @@ def outcome_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 def test_bindings_are_what_the_docs_say() -> None:
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
     assert set(functions) == {"process_order_step", "purge_idempotency_records", "get_customer_orders"}
-    [sb] = functions["process_order_step"].get_bindings()
-    assert (sb.type, sb.name, sb.connection, sb.queue_name, sb.is_sessions_enabled) == (
-        "serviceBusTrigger",
-        "msg",
-        "ServiceBusConnection",
-        "%ORDERS_QUEUE_NAME%",
-        True,
+    [sb] = [b.get_dict_repr() for b in functions["process_order_step"].get_bindings()]
+    assert {k: sb[k] for k in ("type", "name", "connection", "queueName", "isSessionsEnabled")} == {
+        "type": "serviceBusTrigger",
+        "name": "msg",
+        "connection": "ServiceBusConnection",
+        "queueName": "%ORDERS_QUEUE_NAME%",
+        "isSessionsEnabled": True,
+    }
+    [timer] = [b.get_dict_repr() for b in functions["purge_idempotency_records"].get_bindings()]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == function_app.PURGE_SCHEDULE
+    http = next(
+        b.get_dict_repr() for b in functions["get_customer_orders"].get_bindings() if b.type == "httpTrigger"
     )
-    [timer] = functions["purge_idempotency_records"].get_bindings()
-    assert timer.type == "timerTrigger" and timer.schedule == function_app.PURGE_SCHEDULE
-    http = functions["get_customer_orders"].get_trigger()
-    assert http.route == "customers/{customer_id}/orders" and str(http.auth_level.value).lower() == "function"
+    assert http["route"] == "customers/{customer_id}/orders" and str(http["authLevel"]).endswith("FUNCTION")
     readme = Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else ""
     for name in (
         "process_order_step",
@@ -125,7 +127,7 @@ def test_trigger_applies_a_whole_order_and_logs_one_json_line_each(
     [ledger] = service.store.list_ledgers("cust-1")
     assert [a.step for a in ledger.applied] == HAPPY_PATH
     records = outcome_records(caplog)
-    assert [r.outcome for r in records] == ["applied"] * 5
+    assert [getattr(r, "outcome", None) for r in records] == ["applied"] * 5
     first = records[0].__dict__
     for field in (
         "session_id",
@@ -189,7 +191,7 @@ def test_transient_store_failure_raises_so_the_host_abandons(
     with pytest.raises(StoreUnavailable):
         trigger(sb_message(body("order.placed", 1), message_id="ord-1:1", delivery_count=5))
     retry = [r for r in caplog.records if getattr(r, "outcome", None) == "retry"]
-    assert retry and retry[0].final_attempt is True and retry[0].levelno == logging.WARNING
+    assert retry and getattr(retry[0], "final_attempt", None) is True and retry[0].levelno == logging.WARNING
     assert any("last delivery attempt" in r.getMessage() for r in caplog.records)
 
 

@@ -12,9 +12,7 @@ def _normalise(spec: str) -> str:
 
 def test_requirements_txt_matches_pyproject_dependencies() -> None:
     declared = tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencies"]
-    lines = [
-        line.split("#", 1)[0].strip() for line in Path("requirements.txt").read_text().splitlines()
-    ]
+    lines = [line.split("#", 1)[0].strip() for line in Path("requirements.txt").read_text().splitlines()]
     required = [line for line in lines if line]
     assert sorted(map(_normalise, required)) == sorted(map(_normalise, declared))
 

@@ -9,6 +9,7 @@ import pytest
 from shared.domain.model import (
     AuthorizePayment,
     CancelOrder,
+    Command,
     DeliverOrder,
     InvalidTransition,
     LineItem,
@@ -24,7 +25,7 @@ from shared.domain.workflow import OrderWorkflow
 PLACE = PlaceOrder(
     items=(LineItem("a", 2, Decimal("10.10")), LineItem("b", 1, Decimal("0.30"))), currency="EUR"
 )
-COMMANDS = {
+COMMANDS: dict[str, Command] = {
     "order.placed": PLACE,
     "payment.authorized": AuthorizePayment("pay", Decimal("20.50")),
     "inventory.reserved": ReserveInventory("res"),
