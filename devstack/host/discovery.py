@@ -56,16 +56,19 @@ def load_function_app(app_dir: Path, module_name: str = "function_app") -> Any:
     return apps[0]
 
 
-_indexed: dict[int, tuple[Any, list[Any]]] = {}
-
-
 def _app_functions(app: Any) -> list[Any]:
-    """app.get_functions(), once per app object (a second call fails its unique-name validation)."""
-    cached = _indexed.get(id(app))
-    if cached is None or cached[0] is not app:
-        cached = (app, list(app.get_functions()))
-        _indexed[id(app)] = cached
-    return cached[1]
+    """app.get_functions() as the worker calls it once at indexing. FunctionApp remembers the names it
+    validated and refuses a second call, so that state is set aside and restored: tests or other code in
+    the same process may index the app too."""
+    has_state = hasattr(app, "functions_bindings")
+    saved = getattr(app, "functions_bindings", None)
+    if has_state:
+        app.functions_bindings = {}
+    try:
+        return list(app.get_functions())
+    finally:
+        if has_state:
+            app.functions_bindings = saved
 
 
 def discover_functions(app: Any, directory: str) -> list[FunctionSpec]:
