@@ -10,6 +10,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -162,8 +163,13 @@ class ContractError(Exception):
         self.detail = detail
 
 
+@lru_cache(maxsize=4096)
 def parse_order_step(body: bytes) -> Any:
-    """Validated message (one of the step models) or ContractError. Error details never echo input values."""
+    """Validated message (one of the step models) or ContractError. Error details never echo input values.
+
+    Memoised on the raw bytes (the models are frozen): a parked message is parsed again when released,
+    and a duplicate is the same bytes; neither should pay for validation twice.
+    """
     try:
         raw = json.loads(body, parse_float=Decimal)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

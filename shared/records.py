@@ -6,7 +6,7 @@ All stores keep the same shapes; `to_document`/`from_document` give one JSON-saf
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -63,7 +63,15 @@ class OrderLedger:
         return next((s.content_hash for s in self.applied if s.sequence == sequence), None)
 
     def copy(self) -> OrderLedger:
-        return replace(self, applied=list(self.applied), parked=dict(self.parked))
+        return OrderLedger(
+            self.order,  # immutable: shared
+            self.last_sequence,
+            list(self.applied),
+            dict(self.parked),
+            self.duplicates,
+            self.version,
+            self.updated_at,
+        )
 
     def to_document(self) -> dict[str, Any]:
         o = self.order  # built by hand: dataclasses.asdict deep-copies and is hot on the per-message path
