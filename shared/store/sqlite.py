@@ -96,17 +96,19 @@ class SqliteOrderStore:
     # --- the per-message path ---
     def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
         key = (session_id, order_id)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached.copy()
+        with self._lock:  # the host calls from one thread per session; the LRU is shared
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached.copy()
         row = self._query_one(
             "SELECT doc, version FROM ledgers WHERE session_id = ? AND order_id = ?", (session_id, order_id)
         )
         if not row:
             return None
         ledger = OrderLedger.from_document(json.loads(row[0]), str(row[1]))
-        self._remember(key, ledger)
+        with self._lock:
+            self._remember(key, ledger)
         return ledger.copy()
 
     def _remember(self, key: tuple[str, str], ledger: OrderLedger) -> None:
