@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .codec import Symbol, encode_bytes
 from .config import QueueProperties
 from .message import X_DEADLETTER_SOURCE, Message, State
-from .codec import Symbol, encode_bytes
 
 log = logging.getLogger("devstack.emulator")
 
@@ -361,12 +361,12 @@ class Queue:
         while self.ready_sessions:
             sid = next(iter(self.ready_sessions))
             del self.ready_sessions[sid]
-            s = self.sessions.get(sid)
-            if s is None or s.owner is not None:
+            candidate = self.sessions.get(sid)
+            if candidate is None or candidate.owner is not None:
                 continue
-            if self._peek_available(s, now):
-                self._lock_session(s, c, now)
-                return s
+            if self._peek_available(candidate, now):
+                self._lock_session(candidate, c, now)
+                return candidate
         return None
 
     def _peek_available(self, s: Session, now: int) -> bool:
@@ -577,7 +577,6 @@ class Queue:
             d.annotations.append(
                 (X_DEADLETTER_SOURCE, encode_bytes(Symbol(X_DEADLETTER_SOURCE)) + encode_bytes(self.name))
             )
-            d.session_id = d.session_id if target.requires_session else d.session_id
             try:
                 target.enqueue(d)
                 return
@@ -615,7 +614,9 @@ class Queue:
             m = self.messages.get(seq)
             if m is None or m.state != State.DEFERRED or m.locked or (session and m.session_id != session.id):
                 raise BrokerError(
-                    MESSAGE_NOT_FOUND, f"Failed to retrieve the deferred message with sequence number {seq}.", 404
+                    MESSAGE_NOT_FOUND,
+                    f"Failed to retrieve the deferred message with sequence number {seq}.",
+                    404,
                 )
             found.append(m)
         for m in found:

@@ -18,7 +18,9 @@ log = logging.getLogger("devstack.emulator")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the emulator's options on a (sub)parser."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=5672, help="AMQP port (default 5672; 0 = any free port)")
+    parser.add_argument(
+        "--port", type=_port, default=5672, help="AMQP port (default 5672; 0 = any free port)"
+    )
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"official emulator Config.json (default {DEFAULT_CONFIG})"
     )
@@ -40,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM. Returns a process exit code; errors are one line, no traceback."""
     from .server import EmulatorServer
 
-    logging.basicConfig(level=getattr(logging, str(args.log_level)), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level)), format="%(asctime)s %(levelname)s %(message)s"
+    )
     try:
         server = EmulatorServer(Path(args.config), host=args.host, port=args.port, data=args.data)
     except ConfigError as exc:
@@ -66,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         queues = ", ".join(server.queue_names) or "(none)"
         extra = f", restored {server.restored} messages from {args.data}" if args.data else ""
-        log.info("Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra)
+        log.info(
+            "Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra
+        )
         await task
         log.info("Service Bus emulator stopped")
         return 0

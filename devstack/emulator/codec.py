@@ -143,7 +143,7 @@ class Described:
         return hash(self.descriptor)
 
 
-class Array(list):  # type: ignore[type-arg]
+class Array(list[Any]):
     """An AMQP array: every element shares one constructor, given by `element_type`."""
 
     def __init__(self, items: Any = (), element_type: type | None = None) -> None:
@@ -395,7 +395,7 @@ _ENCODERS: dict[type, Callable[[bytearray, Any], None]] = {
     str: _enc_str,
     Symbol: _enc_symbol,
     bytes: _enc_bin,
-    Raw: lambda out, v: out.__iadd__(v),
+    Raw: lambda out, v: out.extend(v),
     UInt: _enc_uint,
     ULong: _enc_ulong,
     Int: _enc_int,
@@ -490,11 +490,13 @@ def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
         for _ in range(count):
             v, p = decode(buf, p)
             items.append(v)
-        if p != end:
+        # Trust the element count over the size field: some client encoders (azure-servicebus 7.14's
+        # pyamqp) write an inaccurate size for nested compounds, and the elements parse correctly.
+        if p != end and p > len(buf):
             raise DecodeError("compound size mismatch")
         if is_map:
-            return {items[i]: items[i + 1] for i in range(0, len(items), 2)}, end
-        return items, end
+            return {items[i]: items[i + 1] for i in range(0, len(items), 2)}, p
+        return items, p
 
     return dec
 
@@ -518,7 +520,7 @@ def _dec_array(size_st: struct.Struct) -> Decoder:
         for _ in range(count):
             v, p = fn(buf, p)
             items.append(Described(descriptor, v) if descriptor is not None else v)
-        return Array(items), end
+        return Array(items), p if count else end
 
     return dec
 

@@ -18,7 +18,6 @@ from . import frames
 from .broker import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
-    NOT_FOUND,
     TIMEOUT,
     BrokerError,
     Queue,
@@ -110,7 +109,9 @@ class Link:
         self.credit = 0
         self.closed = False
 
-    def reply_attach(self, *, role: bool, source: Any, target: Any, properties: dict[Any, Any] | None = None) -> None:
+    def reply_attach(
+        self, *, role: bool, source: Any, target: Any, properties: dict[Any, Any] | None = None
+    ) -> None:
         """Answer the peer's attach."""
         a = self.attach_fields
         self.conn.send(
@@ -264,7 +265,9 @@ class Connection(asyncio.Protocol):
         self.core.flush()
 
     # ------------------------------------------------------------------ output
-    def send(self, channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0) -> None:
+    def send(
+        self, channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0
+    ) -> None:
         """Queue a frame for writing (flushed by the server after each batch)."""
         if self.closed:
             return
@@ -306,10 +309,15 @@ class Connection(asyncio.Protocol):
 
     def heartbeat(self) -> None:
         """Keep the peer's idle timer happy."""
-        if self.remote_idle_ms and not self.closed and self.transport is not None:
-            if (time.monotonic() - self.last_sent) * 1000 > self.remote_idle_ms / 2:
-                self.transport.write(frames.EMPTY_FRAME)
-                self.last_sent = time.monotonic()
+        idle_for_ms = (time.monotonic() - self.last_sent) * 1000
+        if (
+            self.remote_idle_ms
+            and not self.closed
+            and self.transport is not None
+            and idle_for_ms > self.remote_idle_ms / 2
+        ):
+            self.transport.write(frames.EMPTY_FRAME)
+            self.last_sent = time.monotonic()
 
     def close_with_error(self, condition: str, description: str) -> None:
         """Close the connection with an error."""
@@ -356,7 +364,9 @@ class Connection(asyncio.Protocol):
     def _on_header(self, header: bytes) -> None:
         if header == frames.SASL_HEADER and self.phase == "header":
             self.out.append(frames.SASL_HEADER)
-            mechs = Array([Symbol("MSSBCBS"), Symbol("ANONYMOUS"), Symbol("PLAIN"), Symbol("EXTERNAL")], Symbol)
+            mechs = Array(
+                [Symbol("MSSBCBS"), Symbol("ANONYMOUS"), Symbol("PLAIN"), Symbol("EXTERNAL")], Symbol
+            )
             self.send(0, frames.SASL_MECHANISMS, [mechs], ftype=frames.FRAME_SASL)
             self.phase = "sasl"
         elif header == frames.AMQP_HEADER:
@@ -491,7 +501,9 @@ class Connection(asyncio.Protocol):
                 self._reject_link(link, frames.ROLE_RECEIVER, e.condition, e.description)
                 return
             if q.is_dlq:
-                self._reject_link(link, frames.ROLE_RECEIVER, NOT_ALLOWED, "Cannot send to a dead-letter queue.")
+                self._reject_link(
+                    link, frames.ROLE_RECEIVER, NOT_ALLOWED, "Cannot send to a dead-letter queue."
+                )
                 return
             link.queue = q
         link.reply_attach(role=frames.ROLE_RECEIVER, source=field(a, 5), target=field(a, 6))
@@ -551,7 +563,9 @@ class Connection(asyncio.Protocol):
             return
         props = field(a, 13, {})
         timeout_ms = props.get(LINK_TIMEOUT) if isinstance(props, dict) else None
-        wait_s = timeout_ms / 1000.0 if isinstance(timeout_ms, int) and timeout_ms > 0 else DEFAULT_SESSION_WAIT_S
+        wait_s = (
+            timeout_ms / 1000.0 if isinstance(timeout_ms, int) and timeout_ms > 0 else DEFAULT_SESSION_WAIT_S
+        )
 
         def on_session(found: Session | None) -> None:
             if link.timer is not None:
@@ -584,9 +598,7 @@ class Connection(asyncio.Protocol):
         link.session_id = session.id
         link.bsession = session
         link.is_consumer = True
-        src = list(link.source_fields)
-        while len(src) < 8:
-            src.append(None)
+        src = frames.pad(list(link.source_fields), 11)
         filters = dict(src[7]) if isinstance(src[7], dict) else {}
         filters[Symbol(SESSION_FILTER)] = session.id
         src[7] = filters
@@ -785,4 +797,3 @@ class Connection(asyncio.Protocol):
         delivery_id = s.next_delivery_id
         s.next_delivery_id += 1
         self.send_transfer(s, link.handle, delivery_id, uuid.uuid4().bytes, True, payload)
-

@@ -33,6 +33,26 @@ ROLE_RECEIVER = True
 
 _FRAME_HEADER = struct.Struct(">IBBH")
 
+FIELD_COUNTS = {
+    OPEN: 10,
+    BEGIN: 8,
+    ATTACH: 14,
+    FLOW: 11,
+    TRANSFER: 11,
+    DISPOSITION: 6,
+    DETACH: 3,
+    END: 1,
+    CLOSE: 1,
+    SASL_MECHANISMS: 1,
+    SASL_OUTCOME: 2,
+}
+
+
+def pad(fields: list[Any], width: int) -> list[Any]:
+    """Extend a composite's field list with nulls to its full width (for strict decoders)."""
+    return fields + [None] * (width - len(fields)) if len(fields) < width else fields
+
+
 OUTCOME_NAMES = {
     ACCEPTED: "accepted",
     REJECTED: "rejected",
@@ -42,14 +62,17 @@ OUTCOME_NAMES = {
 }
 
 
-def build_frame(channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0) -> bytes:
+def build_frame(
+    channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0
+) -> bytes:
     """Encode a performative (and optional transfer payload) into one frame."""
     body = bytearray(_FRAME_HEADER.size)
-    # trailing nulls can be omitted, which keeps frames small and is what peers expect
-    n = len(fields)
-    while n and fields[n - 1] is None:
-        n -= 1
-    encode(Described(performative, fields[:n]), body)
+    # Always send every field: the spec allows trimming trailing nulls, but older SDK decoders
+    # (azure-servicebus 7.14) index the field list directly.
+    width = FIELD_COUNTS.get(performative, len(fields))
+    if len(fields) < width:
+        fields = fields + [None] * (width - len(fields))
+    encode(Described(performative, fields), body)
     body += payload
     _FRAME_HEADER.pack_into(body, 0, len(body), 2, ftype, channel)
     return bytes(body)
@@ -96,7 +119,9 @@ def field(fields: list[Any], index: int, default: Any = None) -> Any:
     return default
 
 
-def amqp_error(condition: str, description: str | None = None, info: dict[Any, Any] | None = None) -> Described:
+def amqp_error(
+    condition: str, description: str | None = None, info: dict[Any, Any] | None = None
+) -> Described:
     """An AMQP error composite (condition is sent as a symbol)."""
     # all three fields are always present: the SDK indexes info without checking the length
     return Described(ERROR, [Symbol(condition), description, info])

@@ -64,7 +64,8 @@ def build_response(
 ) -> bytes:
     """Encode a response message with status application properties."""
     out = bytearray()
-    encode(Described(frames.PROPERTIES, [uuid.uuid4(), None, None, None, None, correlation_id]), out)
+    props = frames.pad([uuid.uuid4(), None, None, None, None, correlation_id], 13)
+    encode(Described(frames.PROPERTIES, props), out)
     if cbs:
         app: dict[Any, Any] = {"status-code": Int(status), "status-description": description}
     else:
@@ -125,6 +126,7 @@ class Management:
         except BrokerError as e:
             resp = build_response(req.message_id, e.status, e.description, None, condition=e.condition)
         except (MessageError, KeyError, TypeError, ValueError) as e:
+            log.info("bad management request %s %r: %s", op, body, e)
             resp = build_response(req.message_id, 400, f"Bad request: {e}", None, condition=ARGUMENT_ERROR)
         conn.send_response(reply_link, resp)
 
@@ -141,6 +143,12 @@ class Management:
         for t in tokens:
             if isinstance(t, uuid.UUID):
                 out.append(t)
+            elif isinstance(t, (bytes, bytearray)) and len(t) == 16:
+                out.append(uuid.UUID(bytes=bytes(t)))
+            elif isinstance(t, (bytes, bytearray)):
+                out.append(uuid.UUID(bytes(t).decode("ascii")))
+            elif isinstance(t, Described):
+                out.extend(self._tokens({"lock-tokens": [t.value]}))
             else:
                 out.append(uuid.UUID(str(t)))
         return out
@@ -159,7 +167,9 @@ class Management:
 
     def _set_session_state(self, q: Queue, req: Request, body: dict[Any, Any]) -> tuple[int, Any]:
         state = body.get("session-state")
-        q.set_session_state(str(body["session-id"]), bytes(state) if state is not None else None, self._link_name(req))
+        q.set_session_state(
+            str(body["session-id"]), bytes(state) if state is not None else None, self._link_name(req)
+        )
         return 200, {}
 
     def _peek(self, q: Queue, req: Request, body: dict[Any, Any]) -> tuple[int, Any]:
@@ -175,10 +185,17 @@ class Management:
         seqs = [int(x) for x in body.get("sequence-numbers") or []]
         mode = body.get("receiver-settle-mode", 1)
         sid = body.get("session-id")
-        got = q.receive_deferred(seqs, None, str(sid) if sid is not None else None, receive_and_delete=mode == 0)
+        got = q.receive_deferred(
+            seqs, None, str(sid) if sid is not None else None, receive_and_delete=mode == 0
+        )
         out = []
         for m, token in got:
-            item: dict[str, Any] = {"message": m.encode(lock_token=token, locked_until_ms=m.locked_until_ms or None)}
+            payload = m.encode(
+                lock_token=token,
+                locked_until_ms=m.locked_until_ms or None,
+                token_in_delivery_annotations=True,
+            )
+            item: dict[str, Any] = {"message": payload}
             if token is not None:
                 item["lock-token"] = token
             out.append(item)

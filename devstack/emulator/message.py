@@ -40,7 +40,14 @@ X_DEADLETTER_SOURCE = "x-opt-deadletter-source"
 X_ENQUEUE_SEQUENCE_NUMBER = "x-opt-enqueue-sequence-number"
 
 _BROKER_ANNOTATIONS = frozenset(
-    {X_SEQUENCE_NUMBER, X_ENQUEUED_TIME, X_LOCKED_UNTIL, X_LOCK_TOKEN, X_MESSAGE_STATE, X_ENQUEUE_SEQUENCE_NUMBER}
+    {
+        X_SEQUENCE_NUMBER,
+        X_ENQUEUED_TIME,
+        X_LOCKED_UNTIL,
+        X_LOCK_TOKEN,
+        X_MESSAGE_STATE,
+        X_ENQUEUE_SEQUENCE_NUMBER,
+    }
 )
 
 
@@ -86,8 +93,18 @@ class Message:
         """True while a receiver holds the message lock."""
         return self.lock_token is not None
 
-    def encode(self, *, lock_token: uuid.UUID | None = None, locked_until_ms: int | None = None) -> bytes:
-        """The payload sent to a receiver: fresh header and annotations, the rest verbatim."""
+    def encode(
+        self,
+        *,
+        lock_token: uuid.UUID | None = None,
+        locked_until_ms: int | None = None,
+        token_in_delivery_annotations: bool = False,
+    ) -> bytes:
+        """The payload sent to a receiver: fresh header and annotations, the rest verbatim.
+
+        Messages returned by management operations carry no delivery tag, so (like the service)
+        their lock token also goes into the delivery annotations, where older SDKs look for it.
+        """
         out = bytearray()
         ttl = self.ttl_ms
         if ttl is None and self.expires_ms is not None:
@@ -101,6 +118,8 @@ class Message:
             UInt(self.delivery_count),
         ]
         encode(Described(frames.HEADER, header), out)
+        if token_in_delivery_annotations and lock_token is not None:
+            encode(Described(frames.DELIVERY_ANNOTATIONS, {Symbol(X_LOCK_TOKEN): lock_token}), out)
         entries = [
             encode_bytes(Symbol(X_SEQUENCE_NUMBER)) + encode_bytes(Long(self.seq)),
             encode_bytes(Symbol(X_ENQUEUED_TIME)) + encode_bytes(Timestamp(self.enqueued_ms)),

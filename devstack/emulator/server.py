@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -163,10 +164,8 @@ class EmulatorServer:
                 c.transport.abort()
         self.core.connections.clear()
         if self._server is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except (TimeoutError, asyncio.TimeoutError):
-                pass
         self.broker.store.commit()
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -245,7 +244,11 @@ class EmulatorServer:
 
     def create_queue(self, name: str, properties: QueueProperties | None = None, **changes: Any) -> str:
         """Create (or reconfigure) a queue at runtime; keyword changes override QueueProperties fields."""
-        props = (properties or QueueProperties()).with_(**changes) if changes else (properties or QueueProperties())
+        props = (
+            (properties or QueueProperties()).with_(**changes)
+            if changes
+            else (properties or QueueProperties())
+        )
         self.call(lambda: self.broker.add_queue(name, props))
         return name
 

@@ -25,7 +25,9 @@ def test_async_session_send_receive_state_and_exclusivity(servicebus_emulator, f
     q = fresh_queue(requires_session=True)
 
     async def main() -> None:
-        async with AsyncClient.from_connection_string(servicebus_emulator.connection_string, retry_total=1) as c:
+        async with AsyncClient.from_connection_string(
+            servicebus_emulator.connection_string, retry_total=1
+        ) as c:
             async with c.get_queue_sender(q) as s:
                 await s.send_messages([ServiceBusMessage(f"m{i}", session_id="async") for i in range(3)])
             async with c.get_queue_receiver(q, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=2) as r:
@@ -56,13 +58,17 @@ def test_async_dead_letter_and_dlq_receive(servicebus_emulator, fresh_queue):
     q = fresh_queue()
 
     async def main() -> None:
-        async with AsyncClient.from_connection_string(servicebus_emulator.connection_string, retry_total=1) as c:
+        async with AsyncClient.from_connection_string(
+            servicebus_emulator.connection_string, retry_total=1
+        ) as c:
             async with c.get_queue_sender(q) as s:
                 await s.send_messages(ServiceBusMessage("x"))
             async with c.get_queue_receiver(q, max_wait_time=2) as r:
                 [m] = await r.receive_messages(max_wait_time=2)
                 await r.dead_letter_message(m, reason="r", error_description="d")
-            async with c.get_queue_receiver(q, sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=2) as d:
+            async with c.get_queue_receiver(
+                q, sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=2
+            ) as d:
                 [dm] = await d.receive_messages(max_wait_time=2)
                 assert (dm.dead_letter_reason, dm.dead_letter_error_description) == ("r", "d")
                 await d.complete_message(dm)
@@ -77,7 +83,9 @@ def test_compat_settlements_on_the_receiver_link(servicebus_emulator, fresh_queu
     q = fresh_queue(requires_session=True)
     with client(servicebus_emulator.connection_string) as c:
         with c.get_queue_sender(q) as s:
-            s.send_messages([ServiceBusMessage(b, session_id="c") for b in ("done", "again", "defer", "dead")])
+            s.send_messages(
+                [ServiceBusMessage(b, session_id="c") for b in ("done", "again", "defer", "dead")]
+            )
         with c.get_queue_receiver(q, session_id="c", max_wait_time=1) as r:
             got = []
             while len(got) < 4:

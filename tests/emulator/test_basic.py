@@ -14,7 +14,7 @@ from tests.emulator._helpers import client
 
 def test_send_receive_complete_sets_broker_annotations(servicebus_emulator, fresh_queue):
     q = fresh_queue()
-    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5)
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5)
     with client(servicebus_emulator.connection_string) as c:
         with c.get_queue_sender(q) as s:
             s.send_messages(ServiceBusMessage("hello"))
@@ -59,7 +59,9 @@ def test_receive_and_delete_removes_on_delivery(servicebus_emulator, fresh_queue
     with client(servicebus_emulator.connection_string) as c:
         with c.get_queue_sender(q) as s:
             s.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
-        with c.get_queue_receiver(q, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE, max_wait_time=1) as r:
+        with c.get_queue_receiver(
+            q, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE, max_wait_time=1
+        ) as r:
             msgs = r.receive_messages(max_message_count=2, max_wait_time=2)
             while len(msgs) < 2:
                 more = r.receive_messages(max_message_count=2, max_wait_time=1)
@@ -131,39 +133,35 @@ def test_one_megabyte_message(servicebus_emulator, fresh_queue):
 
 def test_unknown_entity_raises_entity_not_found(servicebus_emulator):
     with client(servicebus_emulator.connection_string) as c:
-        with pytest.raises(MessagingEntityNotFoundError):
-            with c.get_queue_sender("does-not-exist") as s:
-                s.send_messages(ServiceBusMessage("x"))
-        with pytest.raises(MessagingEntityNotFoundError):
+        with pytest.raises(MessagingEntityNotFoundError), c.get_queue_sender("does-not-exist") as s:
+            s.send_messages(ServiceBusMessage("x"))
+        with pytest.raises(MessagingEntityNotFoundError):  # noqa: SIM117 - nesting shows which call must raise
             with c.get_queue_receiver("does-not-exist", max_wait_time=1) as r:
                 r.receive_messages(max_wait_time=1)
 
 
 def test_non_session_receiver_on_session_queue_is_rejected(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_session=True)
-    with client(servicebus_emulator.connection_string) as c:
-        with pytest.raises(ServiceBusError) as info:
-            with c.get_queue_receiver(q, max_wait_time=1) as r:
-                r.receive_messages(max_wait_time=1)
+    with client(servicebus_emulator.connection_string) as c, pytest.raises(ServiceBusError) as info:  # noqa: SIM117 - nesting shows which call must raise
+        with c.get_queue_receiver(q, max_wait_time=1) as r:
+            r.receive_messages(max_wait_time=1)
     assert "not-allowed" in str(info.value)
 
 
 def test_send_without_session_id_to_session_queue_fails(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_session=True)
-    with client(servicebus_emulator.connection_string) as c:
-        with c.get_queue_sender(q) as s:
-            with pytest.raises(ServiceBusError):
-                s.send_messages(ServiceBusMessage("no session"))
+    with client(servicebus_emulator.connection_string) as c, c.get_queue_sender(q) as s:  # noqa: SIM117 - nesting shows which call must raise
+        with pytest.raises(ServiceBusError):
+            s.send_messages(ServiceBusMessage("no session"))
     assert servicebus_emulator.counts(q)["total"] == 0
 
 
 def test_duplicate_detection_by_message_id(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_duplicate_detection=True, duplicate_window="PT10M")
-    with client(servicebus_emulator.connection_string) as c:
-        with c.get_queue_sender(q) as s:
-            s.send_messages(ServiceBusMessage("first", message_id="dup"))
-            s.send_messages(ServiceBusMessage("second", message_id="dup"))
-            s.send_messages(ServiceBusMessage("other", message_id="other"))
+    with client(servicebus_emulator.connection_string) as c, c.get_queue_sender(q) as s:
+        s.send_messages(ServiceBusMessage("first", message_id="dup"))
+        s.send_messages(ServiceBusMessage("second", message_id="dup"))
+        s.send_messages(ServiceBusMessage("other", message_id="other"))
     assert servicebus_emulator.counts(q)["active"] == 2
 
 
@@ -171,9 +169,8 @@ def test_duplicate_window_expires(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_duplicate_detection=True, duplicate_window="PT0.3S")
     import time
 
-    with client(servicebus_emulator.connection_string) as c:
-        with c.get_queue_sender(q) as s:
-            s.send_messages(ServiceBusMessage("first", message_id="dup"))
-            time.sleep(0.5)
-            s.send_messages(ServiceBusMessage("again", message_id="dup"))
+    with client(servicebus_emulator.connection_string) as c, c.get_queue_sender(q) as s:
+        s.send_messages(ServiceBusMessage("first", message_id="dup"))
+        time.sleep(0.5)
+        s.send_messages(ServiceBusMessage("again", message_id="dup"))
     assert servicebus_emulator.counts(q)["active"] == 2

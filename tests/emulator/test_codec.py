@@ -21,7 +21,9 @@ _scalars = st.one_of(
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 
@@ -44,7 +46,14 @@ def test_typed_values_round_trip():
 def test_sections_pass_through_byte_for_byte():
     props = b"\x00\x53\x73" + encode_bytes(["mid", None, None, "subj", None, "corr", Symbol("text/plain")])
     # deliberately unusual encodings: a uint in its widest form, a str32 for a short string
-    app = b"\x00\x53\x74" + b"\xc1\x12\x04" + b"\xa1\x01a" + b"\x70\x00\x00\x00\x05" + b"\xa1\x01b" + b"\xb1\x00\x00\x00\x01z"
+    app = (
+        b"\x00\x53\x74"
+        + b"\xc1\x12\x04"
+        + b"\xa1\x01a"
+        + b"\x70\x00\x00\x00\x05"
+        + b"\xa1\x01b"
+        + b"\xb1\x00\x00\x00\x01z"
+    )
     annotations = b"\x00\x53\x72" + encode_bytes({Symbol("x-opt-partition-key"): "pk", Symbol("custom"): 1})
     body = b"\x00\x53\x75" + encode_bytes(b"payload")
     m = parse_message(annotations + props + app + body)

@@ -128,9 +128,9 @@ def test_peek_does_not_lock_and_is_ordered(servicebus_emulator, fresh_queue):
 
 def test_scheduled_messages_and_cancel(servicebus_emulator, fresh_queue):
     q = fresh_queue()
-    with client(servicebus_emulator.connection_string) as c:
+    with client(servicebus_emulator.connection_string) as c:  # noqa: SIM117 - nesting shows which call must raise
         with c.get_queue_sender(q) as s, c.get_queue_receiver(q, max_wait_time=1) as r:
-            when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1.5)
+            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1.5)
             keep, drop = s.schedule_messages([ServiceBusMessage("keep"), ServiceBusMessage("drop")], when)
             assert keep < drop
             s.cancel_scheduled_messages(drop)

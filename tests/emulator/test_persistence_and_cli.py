@@ -24,7 +24,9 @@ def test_messages_survive_restart_but_locks_do_not(tmp_path):
     try:
         with client(srv.connection_string) as c:
             with c.get_queue_sender("durable") as s:
-                s.send_messages([ServiceBusMessage(f"d{i}", session_id="s", message_id=f"id{i}") for i in range(3)])
+                s.send_messages(
+                    [ServiceBusMessage(f"d{i}", session_id="s", message_id=f"id{i}") for i in range(3)]
+                )
             with c.get_queue_receiver("durable", session_id="s", max_wait_time=1) as r:
                 [first] = r.receive_messages(max_wait_time=2)
                 r.complete_message(first)
@@ -104,7 +106,7 @@ def test_cli_starts_logs_once_and_stops_on_sigterm():
         line = proc.stderr.readline()
         assert "listening on 127.0.0.1:" in line and "orders-with-sessions" in line
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0
         assert "Traceback" not in err
     finally:

@@ -57,7 +57,7 @@ def test_named_session_is_exclusive(servicebus_emulator, fresh_queue):
         with c.get_queue_receiver(q, session_id="S1", max_wait_time=1) as r1:
             [m] = _drain(r1, 1)
             assert m.session_id == "S1"
-            with pytest.raises(SessionCannotBeLockedError):
+            with pytest.raises(SessionCannotBeLockedError):  # noqa: SIM117 - nesting shows which call must raise
                 with c.get_queue_receiver(q, session_id="S1", max_wait_time=1) as r2:
                     r2.receive_messages(max_wait_time=1)
             r1.complete_message(m)
@@ -82,10 +82,9 @@ def test_next_available_skips_locked_sessions(servicebus_emulator, fresh_queue):
 
 def test_next_available_with_nothing_available_times_out(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_session=True)
-    with client(servicebus_emulator.connection_string) as c:
-        with pytest.raises(OperationTimeoutError):
-            with c.get_queue_receiver(q, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1) as r:
-                r.receive_messages(max_wait_time=1)
+    with client(servicebus_emulator.connection_string) as c, pytest.raises(OperationTimeoutError):  # noqa: SIM117 - nesting shows which call must raise
+        with c.get_queue_receiver(q, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1) as r:
+            r.receive_messages(max_wait_time=1)
 
 
 def test_next_available_waits_for_a_session_to_arrive(servicebus_emulator, fresh_queue):

@@ -1,0 +1,93 @@
+"""Throughput of the emulator driven by the real SDK (no assertions; prints msgs/s).
+
+    python bench/bench_emulator.py [--messages 5000] [--batch 100] [--size 256] [--sessions 0]
+
+Starts an in-process emulator on a free port unless --connection-string is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage
+
+from devstack.emulator.config import QueueProperties
+from devstack.emulator.server import EmulatorServer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--messages", type=int, default=5000)
+    p.add_argument("--batch", type=int, default=100, help="messages per send batch and per receive call")
+    p.add_argument("--size", type=int, default=256, help="body bytes")
+    p.add_argument(
+        "--sessions", type=int, default=0, help="0 = non-session queue, else spread over N sessions"
+    )
+    p.add_argument("--data", default=None, help="enable SQLite persistence at this path")
+    p.add_argument("--connection-string", default=None)
+    p.add_argument("--queue", default="bench")
+    args = p.parse_args()
+
+    server = None
+    conn = args.connection_string
+    if conn is None:
+        server = EmulatorServer(None, data=args.data)
+        server.start()
+        server.create_queue(args.queue, QueueProperties(requires_session=args.sessions > 0, lock_duration=60))
+        conn = server.connection_string
+    body = b"x" * args.size
+    n = args.messages
+    try:
+        with ServiceBusClient.from_connection_string(conn) as c:
+            with c.get_queue_sender(args.queue) as s:
+                s.send_messages(ServiceBusMessage(body, session_id="warm" if args.sessions else None))
+                t0 = time.perf_counter()
+                sent = 0
+                while sent < n:
+                    k = min(args.batch, n - sent)
+                    batch = s.create_message_batch()
+                    for i in range(k):
+                        sid = f"s{(sent + i) % args.sessions}" if args.sessions else None
+                        batch.add_message(ServiceBusMessage(body, session_id=sid))
+                    s.send_messages(batch)
+                    sent += k
+                send_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                single = min(n, 1000)
+                for _ in range(single):
+                    s.send_messages(ServiceBusMessage(body, session_id="s0" if args.sessions else None))
+                single_s = time.perf_counter() - t0
+            total = n + single + 1
+            received = 0
+            t0 = time.perf_counter()
+            while received < total:
+                kwargs = {"session_id": NEXT_AVAILABLE_SESSION} if args.sessions else {}
+                with c.get_queue_receiver(
+                    args.queue, max_wait_time=2, prefetch_count=args.batch, **kwargs
+                ) as r:
+                    while True:
+                        msgs = r.receive_messages(max_message_count=args.batch, max_wait_time=1)
+                        if not msgs:
+                            break
+                        for m in msgs:
+                            r.complete_message(m)
+                        received += len(msgs)
+                if not args.sessions:
+                    break
+            recv_s = time.perf_counter() - t0
+        print(f"messages={n} batch={args.batch} size={args.size}B sessions={args.sessions} data={args.data}")
+        print(f"send (batched {args.batch}):   {n / send_s:10.0f} msgs/s")
+        print(f"send (one per call):  {single / single_s:10.0f} msgs/s")
+        print(f"receive+complete:     {received / recv_s:10.0f} msgs/s  ({received} msgs)")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
