@@ -148,7 +148,7 @@ class Management:
             elif isinstance(t, (bytes, bytearray)):
                 out.append(uuid.UUID(bytes(t).decode("ascii")))
             elif isinstance(t, Described):
-                out.extend(self._tokens({"lock-tokens": [t.value]}))
+                out.extend(Management._tokens({"lock-tokens": [t.value]}))
             else:
                 out.append(uuid.UUID(str(t)))
         return out
