@@ -66,9 +66,11 @@ def main() -> None:
             received = 0
             t0 = time.perf_counter()
             while received < total:
-                kwargs = {"session_id": NEXT_AVAILABLE_SESSION} if args.sessions else {}
                 with c.get_queue_receiver(
-                    args.queue, max_wait_time=2, prefetch_count=args.batch, **kwargs
+                    args.queue,
+                    max_wait_time=2,
+                    prefetch_count=args.batch,
+                    session_id=NEXT_AVAILABLE_SESSION if args.sessions else None,
                 ) as r:
                     while True:
                         msgs = r.receive_messages(max_message_count=args.batch, max_wait_time=1)

@@ -175,7 +175,7 @@ def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
     db = tmp_path / "orders.db"
     settings = _settings(servicebus_emulator, queue, db)
     flaky = _FlakyStore(SqliteOrderStore.from_url(f"sqlite:///{db}"), failures=1)
-    reset_service(OrderService(AppSettings.from_values(settings), flaky))  # type: ignore[arg-type]
+    reset_service(OrderService(AppSettings.from_values(settings), flaky))
 
     messages = generate_messages(PublishPlan(customers=1, orders_per_customer=1, seed=5))
     send_messages(

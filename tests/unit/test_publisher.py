@@ -228,7 +228,8 @@ def test_dry_run_json_form_keeps_non_utf8_bodies() -> None:
 
 class FakeBatch:
     def __init__(self, limit: int) -> None:
-        self.limit, self.messages = limit, []
+        self.limit = limit
+        self.messages: list[Any] = []
 
     def add_message(self, message: Any) -> None:
         from azure.servicebus.exceptions import MessageSizeExceededError
@@ -240,7 +241,8 @@ class FakeBatch:
 
 class FakeSender:
     def __init__(self, limit: int, failures: list[Exception]) -> None:
-        self.limit, self.failures, self.sent = limit, failures, []
+        self.limit, self.failures = limit, failures
+        self.sent: list[Any] = []
 
     def __enter__(self) -> FakeSender:
         return self
