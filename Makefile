@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-fast demo schema bench clean
+.PHONY: install lint test test-fast demo emulator host schema bench clean
 
 install: $(STAMP)
 
@@ -22,9 +22,9 @@ lint: install
 
 # Every test: unit, functions, integration (Azurite), emulator conformance, end to end, infra checks.
 test: lint
+	bash scripts/ci/infra_checks.sh
 	$(BIN)/python -m pytest -q
 	bash scripts/ci/emulator_compat.sh
-	bash scripts/ci/infra_checks.sh
 	bash scripts/ci/secret_scan.sh
 
 # Just the fast layers while you work.
@@ -33,6 +33,14 @@ test-fast: install
 
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# The embedded stack by hand: `make emulator` in one terminal, `make host` in another
+# (needs local.settings.json: cp local.settings.json.example local.settings.json).
+emulator: install
+	$(BIN)/orders emulator
+
+host: install
+	$(BIN)/orders host
 
 schema: install
 	$(BIN)/python -m shared.contract
