@@ -18,6 +18,23 @@ if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first m
 
 log = logging.getLogger("orders.processing")
 
+# The fields every per-message log line carries (the operations runbook's KQL relies on them).
+MESSAGE_LOG_FIELDS: tuple[str, ...] = (
+    "session_id",
+    "message_id",
+    "delivery_count",
+    "sequence_number",
+    "enqueued_time",
+    "lag_ms",
+    "customer_id",
+    "order_id",
+    "sequence",
+    "step",
+    "outcome",
+    "reason",
+    "duration_ms",
+)
+
 
 class OrderService:
     def __init__(self, settings: AppSettings, store: OrderStore) -> None:

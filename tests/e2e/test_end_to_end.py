@@ -25,7 +25,7 @@ from shared.publisher import (
     generate_messages,
     send_messages,
 )
-from shared.service import OrderService, reset_service
+from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
@@ -36,21 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_HOST = {"sessionIdleTimeout": "00:00:00.5"}
 IDLE_S = 1.0
 CANARY = "CANARY-e2e-5d1b7c"
-REQUIRED_LOG_FIELDS = (
-    "session_id",
-    "message_id",
-    "delivery_count",
-    "sequence_number",
-    "enqueued_time",
-    "lag_ms",
-    "customer_id",
-    "order_id",
-    "sequence",
-    "step",
-    "outcome",
-    "reason",
-    "duration_ms",
-)
+REQUIRED_LOG_FIELDS = MESSAGE_LOG_FIELDS
 
 
 def _orders_queue(fresh_queue: Any) -> str:

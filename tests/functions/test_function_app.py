@@ -16,7 +16,7 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 import function_app
-from shared.service import OrderService, reset_service
+from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
@@ -129,21 +129,7 @@ def test_trigger_applies_a_whole_order_and_logs_one_json_line_each(
     records = outcome_records(caplog)
     assert [getattr(r, "outcome", None) for r in records] == ["applied"] * 5
     first = records[0].__dict__
-    for field in (
-        "session_id",
-        "message_id",
-        "delivery_count",
-        "sequence_number",
-        "enqueued_time",
-        "lag_ms",
-        "customer_id",
-        "order_id",
-        "sequence",
-        "step",
-        "outcome",
-        "reason",
-        "duration_ms",
-    ):
+    for field in MESSAGE_LOG_FIELDS:
         assert field in first, field
     assert first["sequence_number"] == 101 and first["lag_ms"] >= 250 and first["message_id"] == "ord-1:1"
 
