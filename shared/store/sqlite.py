@@ -81,6 +81,7 @@ class SqliteOrderStore:
         # commit() still guards it, so another writer costs one ConcurrencyConflict (and a fresh read), never
         # a wrong decision.
         self._cache: OrderedDict[tuple[str, str], OrderLedger] = OrderedDict()
+        self._parked_cache: dict[tuple[str, str, int], ParkedMessage] = {}  # immutable records
         self._cache_size = cache_size
 
     @classmethod
@@ -118,6 +119,10 @@ class SqliteOrderStore:
             self._cache.popitem(last=False)
 
     def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
+        with self._lock:
+            parked = self._parked_cache.get((session_id, order_id, sequence))
+        if parked is not None:
+            return parked
         row = self._query_one(
             "SELECT doc FROM parked WHERE session_id = ? AND order_id = ? AND sequence = ?",
             (session_id, order_id, sequence),
@@ -148,6 +153,12 @@ class SqliteOrderStore:
             if ledger is not None and new_version is not None:
                 ledger.version = str(new_version)
                 self._remember((sid, ledger.order_id), ledger.copy())
+            for order_id, seq in changes.unpark:
+                self._parked_cache.pop((sid, order_id, seq), None)
+            for p in changes.park:  # released soon by this process, usually: skip re-reading the body
+                self._parked_cache[(sid, p.order_id, p.sequence)] = p
+            while len(self._parked_cache) > self._cache_size:
+                self._parked_cache.pop(next(iter(self._parked_cache)))
 
     def _forget(self, changes: SessionChanges) -> None:
         if changes.ledger is not None:
