@@ -63,6 +63,7 @@ class Consumer(Protocol):
     credit: int
     receive_and_delete: bool
     name: str
+    closed: bool  # detached (by either side): must not be handed a session
 
     def deliver(self, message: Message, lock_token: uuid.UUID | None, locked_until_ms: int | None) -> None:
         """Send the message to the client (consumes one credit)."""
@@ -113,12 +114,15 @@ class Session:
     owner: Consumer | None = None
     locked_until_ms: int = 0
     locked_tokens: set[uuid.UUID] = field(default_factory=set)
+    releasing: bool = False  # release_session is returning its messages: no handover, no drop yet
 
 
 @dataclass
 class _Waiter:
     consumer: Consumer
-    callback: Callable[[Session | None], None]
+    # called with the session already locked to `consumer`; returns False when the link can no longer
+    # take it (detached meanwhile), and the session then goes to the next waiter
+    callback: Callable[[Session], bool]
     done: bool = False
 
 
@@ -170,7 +174,13 @@ class Queue:
 
     def _maybe_drop_session(self, s: Session) -> None:
         # deferred/scheduled messages recreate their session when they become relevant again
-        if s.owner is None and not s.available and s.state is None and not s.locked_tokens:
+        if (
+            s.owner is None
+            and not s.releasing
+            and not s.available
+            and s.state is None
+            and not s.locked_tokens
+        ):
             self.sessions.pop(s.id, None)
             self.ready_sessions.pop(s.id, None)
 
@@ -238,6 +248,8 @@ class Queue:
         if self.requires_session and m.session_id is not None:
             s = self._session(m.session_id)
             heapq.heappush(s.available, m.seq)
+            if s.releasing:
+                return  # release_session hands the session on once all its messages are back
             if s.owner is None:
                 if not self._hand_to_waiter(s):
                     self.ready_sessions[s.id] = None
@@ -355,7 +367,8 @@ class Queue:
                     410,
                 )
             if s.owner is not None:
-                self.release_session(s, lost=True)
+                # expired but not yet timed out: take it over without offering it to a waiter first
+                self.release_session(s, lost=True, hand_over=False)
             self._lock_session(s, c, now)
             return s
         while self.ready_sessions:
@@ -376,24 +389,39 @@ class Queue:
         heapq.heappush(s.available, m.seq)
         return True
 
-    def wait_for_session(self, c: Consumer, callback: Callable[[Session | None], None]) -> _Waiter:
+    def wait_for_session(self, c: Consumer, callback: Callable[[Session], bool]) -> _Waiter:
         """Park a next-available request until a session has messages."""
         w = _Waiter(c, callback)
         self.waiters.append(w)
         return w
 
     def _hand_to_waiter(self, s: Session) -> bool:
-        while self.waiters:
+        """Lock an unowned session with messages to the oldest live waiter; False if there is none."""
+        while self.waiters and s.owner is None:
             w = self.waiters.popleft()
-            if w.done:
+            if w.done or w.consumer.closed:
+                w.done = True
                 continue
             w.done = True
             self._lock_session(s, w.consumer, now_ms())
-            w.callback(s)
-            return True
-        return False
+            if w.callback(s):
+                return True
+            if s.owner is w.consumer:  # the link went away before its attach could be answered
+                s.owner = None
+                s.locked_until_ms = 0
+        return s.owner is not None
+
+    def _offer(self, s: Session, now: int) -> None:
+        """An unowned session: to a waiter or the ready list if it has messages, else maybe forget it."""
+        if self._peek_available(s, now):
+            if not self._hand_to_waiter(s):
+                self.ready_sessions[s.id] = None
+        else:
+            self._maybe_drop_session(s)
 
     def _lock_session(self, s: Session, c: Consumer, now: int) -> None:
+        # one holder at a time: callers only lock unowned sessions (or re-lock to the same consumer)
+        assert s.owner is None or s.owner is c, f"session {s.id} is already locked by {s.owner.name}"
         s.owner = c
         s.locked_until_ms = now + self.lock_ms
         self.ready_sessions.pop(s.id, None)
@@ -427,24 +455,32 @@ class Queue:
             )
         return s
 
-    def release_session(self, s: Session, *, lost: bool) -> None:
-        """Unlock a session (receiver closed, or its lock expired); its locked messages return."""
+    def release_session(self, s: Session, *, lost: bool, hand_over: bool = True) -> None:
+        """Unlock a session (receiver closed, or its lock expired); its locked messages return.
+
+        The session is offered to the next waiter only once every locked message is back (one
+        handover, FIFO intact) and, on expiry, after the old holder has been told. With
+        hand_over=False the caller locks it itself straight away.
+        """
         owner = s.owner
         s.owner = None
         s.locked_until_ms = 0
         now = now_ms()
-        for token in list(s.locked_tokens):
-            m = self.locks.get(token)
-            if m is not None:
-                self._unlock(m, now, failed=True)
-        s.locked_tokens.clear()
+        s.releasing = True
+        try:
+            for token in list(s.locked_tokens):
+                m = self.locks.get(token)
+                if m is not None:
+                    self._unlock(m, now, failed=True)
+            s.locked_tokens.clear()
+        finally:
+            s.releasing = False
         if lost and owner is not None:
             owner.session_lost()
-        if self._peek_available(s, now):
-            if not self._hand_to_waiter(s):
-                self.ready_sessions[s.id] = None
-        else:
-            self._maybe_drop_session(s)
+        if s.owner is not None or self.sessions.get(s.id) is not s:
+            return
+        if hand_over:
+            self._offer(s, now)
 
     def get_session_state(self, session_id: str, link_name: str | None) -> bytes | None:
         """Session state (the caller must hold the session)."""

@@ -567,13 +567,17 @@ class Connection(asyncio.Protocol):
             timeout_ms / 1000.0 if isinstance(timeout_ms, int) and timeout_ms > 0 else DEFAULT_SESSION_WAIT_S
         )
 
-        def on_session(found: Session | None) -> None:
+        def on_session(found: Session) -> bool:
+            # the broker has locked `found` to this link; refuse it if the link (or the whole
+            # connection) is already going away, so the broker passes it on instead of stranding it
             if link.timer is not None:
                 link.timer.cancel()
             link.waiter = None
-            if found is not None and not link.closed:
-                self._session_acquired(link, found)
+            if link.closed or self.closed:
+                return False
+            self._session_acquired(link, found)
             self.core.flush()
+            return True
 
         def on_timeout() -> None:
             w = link.waiter
