@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage, ServiceBusSubQueue
@@ -32,7 +33,7 @@ def test_async_session_send_receive_state_and_exclusivity(servicebus_emulator, f
                 await s.send_messages([ServiceBusMessage(f"m{i}", session_id="async") for i in range(3)])
             async with c.get_queue_receiver(q, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=2) as r:
                 assert r.session.session_id == "async"
-                got = []
+                got: list[Any] = []
                 while len(got) < 3:
                     batch = await r.receive_messages(max_message_count=3, max_wait_time=1)
                     assert batch
@@ -87,7 +88,7 @@ def test_compat_settlements_on_the_receiver_link(servicebus_emulator, fresh_queu
                 [ServiceBusMessage(b, session_id="c") for b in ("done", "again", "defer", "dead")]
             )
         with c.get_queue_receiver(q, session_id="c", max_wait_time=1) as r:
-            got = []
+            got: list[Any] = []
             while len(got) < 4:
                 batch = r.receive_messages(max_message_count=4, max_wait_time=1)
                 assert batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
@@ -41,7 +42,7 @@ def test_batch_send_keeps_order_and_increasing_sequence_numbers(servicebus_emula
                 batch.add_message(ServiceBusMessage(f"m{i}"))
             s.send_messages(batch)
             s.send_messages([ServiceBusMessage("list-a"), ServiceBusMessage("list-b")])
-        got = []
+        got: list[Any] = []
         with c.get_queue_receiver(q, max_wait_time=1) as r:
             while len(got) < 27:
                 msgs = r.receive_messages(max_message_count=30, max_wait_time=1)
@@ -50,7 +51,7 @@ def test_batch_send_keeps_order_and_increasing_sequence_numbers(servicebus_emula
                     r.complete_message(m)
                 got.extend(msgs)
     assert [str(m) for m in got] == [f"m{i}" for i in range(25)] + ["list-a", "list-b"]
-    seqs = [m.sequence_number for m in got]
+    seqs = [m.sequence_number or 0 for m in got]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
@@ -75,7 +76,7 @@ def test_receive_and_delete_removes_on_delivery(servicebus_emulator, fresh_queue
 
 def test_properties_and_application_properties_round_trip(servicebus_emulator, fresh_queue):
     q = fresh_queue()
-    app = {
+    app: dict[str | bytes, Any] = {
         "str": "text ü",
         "int": 42,
         "neg": -(2**20),
@@ -110,6 +111,7 @@ def test_properties_and_application_properties_round_trip(servicebus_emulator, f
     assert m.message_id == "mid-1"
     assert m.time_to_live == datetime.timedelta(minutes=5)
     props = m.application_properties
+    assert props is not None
     assert props[b"str"] == "text ü".encode()
     assert props[b"int"] == 42
     assert props[b"neg"] == -(2**20)

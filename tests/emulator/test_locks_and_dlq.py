@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageState, ServiceBusSubQueue
@@ -141,7 +142,7 @@ def test_scheduled_messages_and_cancel(servicebus_emulator, fresh_queue):
             peeked = r.peek_messages(max_message_count=5)
             assert {m.state for m in peeked} == {ServiceBusMessageState.SCHEDULED}
             assert r.receive_messages(max_wait_time=0.3) == []
-            got = []
+            got: list[Any] = []
             deadline = time.monotonic() + 10
             while len(got) < 2 and time.monotonic() < deadline:
                 got += r.receive_messages(max_message_count=2, max_wait_time=1)

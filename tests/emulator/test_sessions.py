@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
@@ -22,7 +23,7 @@ def _send(c, q, items):
 
 
 def _drain(r, expected, wait=1):
-    got = []
+    got: list[Any] = []
     deadline = time.monotonic() + 10
     while len(got) < expected and time.monotonic() < deadline:
         got += r.receive_messages(max_message_count=expected - len(got), max_wait_time=wait)
@@ -125,6 +126,7 @@ def test_session_lock_renew_and_expiry(servicebus_emulator, fresh_queue):
         _send(c, q, [("L", "first"), ("L", "second")])
         with c.get_queue_receiver(q, session_id="L", max_wait_time=1) as r:
             first_until = r.session.locked_until_utc
+            assert first_until is not None
             [m] = _drain(r, 1)
             assert m.delivery_count == 0
             time.sleep(1.2)
