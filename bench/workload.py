@@ -17,24 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.envelope import SessionEnvelope
+from tests.support.builders import DEFAULT_DATA
 
 HAPPY_PATH = ("order.placed", "payment.authorized", "inventory.reserved", "order.shipped", "order.delivered")
 CANCELLED_PATH = ("order.placed", "payment.authorized", "order.cancelled")
 
-_DATA: dict[str, dict[str, Any]] = {
-    "order.placed": {
-        "items": [
-            {"sku": "sku-1", "quantity": 2, "unit_price": "10.25"},
-            {"sku": "sku-2", "quantity": 1, "unit_price": "5"},
-        ],
-        "currency": "EUR",
-    },
-    "payment.authorized": {"payment_id": "pay-1", "amount": "25.50"},
-    "inventory.reserved": {"reservation_id": "res-1"},
-    "order.shipped": {"carrier": "DHL", "tracking_number": "TRK-1"},
-    "order.delivered": {},
-    "order.cancelled": {"reason": "customer asked"},
-}
+_DATA = DEFAULT_DATA  # one set of valid step data for tests and benchmarks
 
 
 def step_body(
