@@ -163,13 +163,26 @@ class ContractError(Exception):
         self.detail = detail
 
 
-@lru_cache(maxsize=4096)
-def parse_order_step(body: bytes) -> Any:
-    """Validated message (one of the step models) or ContractError. Error details never echo input values.
+# Bodies up to this size are memoised (the models are frozen): a parked message is parsed again when it
+# is released, and a duplicate is the same bytes; neither should pay for validation twice. The bound keeps
+# the cache small (at most _PARSE_CACHE_ENTRIES x _PARSE_CACHE_MAX_BODY bytes) whatever producers send.
+_PARSE_CACHE_ENTRIES = 2048
+_PARSE_CACHE_MAX_BODY = 16 * 1024
 
-    Memoised on the raw bytes (the models are frozen): a parked message is parsed again when released,
-    and a duplicate is the same bytes; neither should pay for validation twice.
-    """
+
+def parse_order_step(body: bytes) -> Any:
+    """Validated message (one of the step models) or ContractError. Error details never echo input values."""
+    if len(body) <= _PARSE_CACHE_MAX_BODY:
+        return _parse_cached(body)
+    return _parse(body)
+
+
+@lru_cache(maxsize=_PARSE_CACHE_ENTRIES)
+def _parse_cached(body: bytes) -> Any:
+    return _parse(body)
+
+
+def _parse(body: bytes) -> Any:
     try:
         raw = json.loads(body, parse_float=Decimal)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
