@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 _SYNC_MODES = {"off", "normal", "full", "extra"}
+_PARKED_CACHE_MAX_BODY = 64 * 1024  # larger parked bodies are read back from the database when released
 
 
 class SqliteOrderStore:
@@ -156,7 +157,8 @@ class SqliteOrderStore:
             for order_id, seq in changes.unpark:
                 self._parked_cache.pop((sid, order_id, seq), None)
             for p in changes.park:  # released soon by this process, usually: skip re-reading the body
-                self._parked_cache[(sid, p.order_id, p.sequence)] = p
+                if len(p.envelope.body) <= _PARKED_CACHE_MAX_BODY:
+                    self._parked_cache[(sid, p.order_id, p.sequence)] = p
             while len(self._parked_cache) > self._cache_size:
                 self._parked_cache.pop(next(iter(self._parked_cache)))
 
