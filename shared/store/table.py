@@ -25,6 +25,7 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
+    ResourceNotFoundError,
 )
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -286,8 +287,17 @@ class _Partition:
     """What one session's partition held when loaded, kept current by our own successful commits."""
 
     ledgers: dict[str, OrderLedger] = field(default_factory=dict)
-    parked: dict[tuple[str, int], ParkedMessage] = field(default_factory=dict)
+    # (order, sequence) -> the parked message, or None when it exists but its body is too large to keep
+    # in memory (read back on demand): the cache's size stays bounded by bytes, not just by sessions.
+    parked: dict[tuple[str, int], ParkedMessage | None] = field(default_factory=dict)
     touched: float = 0.0
+
+
+PARKED_CACHE_MAX_BODY = 64 * 1024
+
+
+def _cacheable(parked: ParkedMessage) -> ParkedMessage | None:
+    return parked if len(parked.envelope.body) <= PARKED_CACHE_MAX_BODY else None
 
 
 def _error_code(exc: AzureError) -> str | None:
@@ -442,7 +452,7 @@ class TableOrderStore:
                 part.ledgers[ledger.order_id] = ledger
             elif row_key.startswith(PARK):
                 parked = parked_from_entity(entity)
-                part.parked[(parked.order_id, parked.sequence)] = parked
+                part.parked[(parked.order_id, parked.sequence)] = _cacheable(parked)
         part.touched = self._clock()
         return part
 
@@ -460,7 +470,22 @@ class TableOrderStore:
         return ledger.copy() if ledger is not None else None
 
     def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
-        return self._partition(session_id).parked.get((order_id, sequence))
+        parked = self._partition(session_id).parked
+        key = (order_id, sequence)
+        if key not in parked:
+            return None
+        return parked[key] or self._read_parked(session_id, order_id, sequence)
+
+    def _read_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
+        """Point read of a parked message whose body the cache does not keep."""
+        self._ensure_table()
+        try:
+            entity = self._client.get_entity(escape_key(session_id), park_key(order_id, sequence))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._translate(exc, "read parked message") from exc
+        return parked_from_entity(entity)
 
     def commit(self, changes: SessionChanges) -> None:
         if changes.is_empty:
@@ -549,7 +574,7 @@ class TableOrderStore:
             for order_id, sequence in changes.unpark:
                 part.parked.pop((order_id, sequence), None)
             for parked in changes.park:
-                part.parked[(parked.order_id, parked.sequence)] = parked
+                part.parked[(parked.order_id, parked.sequence)] = _cacheable(parked)
             part.touched = self._clock()
 
     def _submit(self, ops: list[Operation]) -> list[Mapping[str, Any]]:

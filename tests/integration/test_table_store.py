@@ -104,6 +104,27 @@ def test_first_touch_loads_the_partition_in_one_query(open_store: OpenStore) -> 
     assert reader.requests_made == before + 1
 
 
+def test_cache_keeps_small_parked_bodies_and_reads_large_ones_on_demand(open_store: OpenStore) -> None:
+    writer = open_store()
+    writer.get_ledger("c-big", "o-1")
+    writer.commit(
+        SessionChanges(
+            "c-big",
+            ledger=make_ledger("c-big", "o-1"),
+            park=[make_parked("c-big", "o-1", 3), make_parked("c-big", "o-1", 4, body=LARGE)],
+        )
+    )
+    for store in (writer, open_store()):  # kept by our own commit, and loaded fresh from storage
+        store.get_ledger("c-big", "o-1")  # the partition is loaded (fresh store: one query)
+        before = store.requests_made
+        small = store.get_parked("c-big", "o-1", 3)
+        assert small is not None and store.requests_made == before  # served from memory
+        large = store.get_parked("c-big", "o-1", 4)
+        assert large is not None and large.envelope.body == LARGE
+        assert store.requests_made == before + 1  # one point read: the cache does not hold 600 KB
+        assert store.get_parked("c-big", "o-1", 5) is None and store.requests_made == before + 1
+
+
 def test_conflict_evicts_the_cache_and_the_next_read_is_fresh(open_store: OpenStore) -> None:
     mine, theirs = open_store(), open_store()
     mine.commit(SessionChanges("c-1", ledger=make_ledger("c-1", "o-1")))
