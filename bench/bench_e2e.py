@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, print_table
+from bench.common import host_command, machine, print_table
 from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.store.sqlite import SqliteOrderStore
 
@@ -64,19 +64,7 @@ def run_host(conn: str, queue: str, workdir: Path) -> dict[str, Any]:
     log = workdir / f"{queue}.host.log"
     with open(log, "wb") as out:
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "devstack.host",
-                "--app-dir",
-                str(REPO),
-                "--settings",
-                str(settings),
-                "--until-idle",
-                "3",
-                "--session-idle-timeout",
-                "0.5",
-            ],
+            host_command(str(REPO), str(settings), 3),
             cwd=REPO,
             env=_env(),
             stdin=subprocess.DEVNULL,

@@ -22,7 +22,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import machine
+from bench.common import host_command, machine
 from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.store.sqlite import SqliteOrderStore
 
@@ -117,21 +116,7 @@ def _start_host(settings: Path, until_idle: float, log: Path) -> subprocess.Pope
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "devstack.host",
-                "--app-dir",
-                str(REPO),
-                "--settings",
-                str(settings),
-                "--until-idle",
-                str(until_idle),
-                "--session-idle-timeout",
-                "0.5",
-                "--shutdown-grace",
-                "1",
-            ],
+            host_command(str(REPO), str(settings), until_idle, "--shutdown-grace", "1"),
             cwd=str(REPO),
             env=env,
             stdin=subprocess.DEVNULL,
