@@ -135,11 +135,12 @@ def _report(
 ) -> int:
     from rich.table import Table
 
+    from shared.order_workflow import ORDERS
     from shared.publisher import expected_final_state, expected_outcomes
     from shared.store.sqlite import SqliteOrderStore
     from shared.views import status_report
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         report = status_report(store)
         ledgers = {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}

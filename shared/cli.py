@@ -192,10 +192,11 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
         path = (conn or DEFAULT_SQLITE_URL).removeprefix("sqlite:///").partition("?")[0]
         if path and path != ":memory:" and not Path(path).is_file():
             raise CliError(f"no order store at {path} (nothing processed yet, or wrong --store?)")
+    from shared.order_workflow import ORDERS
     from shared.store.factory import open_store
 
     try:
-        return open_store(settings)
+        return open_store(settings, ORDERS)
     except ImportError as exc:
         raise CliError(f"this order store is not available here: {_describe(exc)}") from None
     except (ValueError, OSError) as exc:
@@ -410,7 +411,7 @@ def replay_message_id(record: Any, body: bytes | None, now: Any) -> str:
     """Message id for a replay. The original body keeps its message id (the app then sees the same
     message again); a corrected body gets `{order_id}:{sequence}:replay-{UTC time}` so the queue's
     duplicate detection does not take it for the original."""
-    order_id, sequence = record.order_id, record.sequence
+    order_id, sequence = record.stream_key, record.sequence
     if body is not None:
         import json
 
@@ -439,7 +440,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
 
     def replay(store: OrderStore) -> int:
         from shared import publisher
-        from shared.records import utcnow
+        from shared.engine.records import utcnow
         from shared.settings import merged_environment
 
         record = _get_record(store, args.id)
@@ -471,7 +472,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
             application_properties=props,
             kind="step",
             expected=publisher.Expected("applied"),
-            order_id=record.order_id,
+            order_id=record.stream_key,
             sequence=record.sequence,
             step=record.step,
         )

@@ -1,5 +1,9 @@
 """The app's runtime: settings, store and processor built once per worker, plus the per-message
-report (one structured log line). `function_app.py` and the local host call into this."""
+report (one structured log line). `function_app.py` and the local host call into this.
+
+This is where the generic engine is bound to the order workflow (`ORDERS`) and where the engine's
+generic result becomes the order log line (customer_id, order_id, order_state).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from shared.settings import AppSettings
 from shared.store.base import OrderStore, TransientStoreError
 
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
+    from shared.engine.processor import ProcessingResult
     from shared.envelope import SessionEnvelope
-    from shared.processing import ProcessingResult
 
 log = logging.getLogger("orders.processing")
 
@@ -40,9 +44,10 @@ class OrderService:
     def __init__(self, settings: AppSettings, store: OrderStore) -> None:
         self.settings = settings
         self.store = store
-        from shared.processing import OrderStepProcessor
+        from shared.engine.processor import StreamProcessor
+        from shared.order_workflow import ORDERS
 
-        self.processor = OrderStepProcessor(store, park_limit=settings.park_limit)
+        self.processor = StreamProcessor(store, ORDERS, park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
         """Process one message and log its outcome. Transient store failures are logged and re-raised,
@@ -61,15 +66,15 @@ class OrderService:
             log.warning("order step will be retried: store failed", extra=fields)
             raise
         fields |= {
-            "customer_id": result.customer_id,
-            "order_id": result.order_id,
+            "customer_id": result.session_key,
+            "order_id": result.stream_key,
             "sequence": result.sequence,
             "step": result.step,
             "outcome": result.outcome.value,
             "reason": result.reason.value if result.reason else None,
             "applied_sequences": list(result.applied_sequences),
             "quarantine_ids": list(result.quarantine_ids),
-            "order_state": result.order_state,
+            "order_state": result.status,
             "duration_ms": _ms_since(started),
         }
         log.info("order step %s", result.outcome.value, extra=fields)
@@ -117,10 +122,11 @@ def get_service() -> OrderService:
     if _service is None:
         with _service_lock:
             if _service is None:
+                from shared.order_workflow import ORDERS
                 from shared.store.factory import open_store
 
                 settings = AppSettings.load()
-                _service = OrderService(settings, open_store(settings))
+                _service = OrderService(settings, open_store(settings, ORDERS))
     return _service
 
 

@@ -1,24 +1,33 @@
-"""Pick the order store from `OrderStoreConnection`, the way Functions resolves connections."""
+"""Pick the store from `OrderStoreConnection`, the way Functions resolves connections."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from shared.engine.ledger import Ledger
+from shared.engine.workflow import StateCodec
 from shared.settings import DEFAULT_SQLITE_URL, AppSettings, SettingsError
 from shared.store.base import OrderStore
 
+L = TypeVar("L", bound=Ledger[Any])
 
-def open_store(settings: AppSettings) -> OrderStore:
+
+def open_store(settings: AppSettings, codec: StateCodec[Any, L]) -> OrderStore[L]:
     """SQLite for `sqlite:///...` or nothing; Azure Table Storage for a storage connection string,
-    `UseDevelopmentStorage=true` (Azurite) or identity-based `OrderStoreConnection__tableServiceUri`."""
+    `UseDevelopmentStorage=true` (Azurite) or identity-based `OrderStoreConnection__tableServiceUri`.
+    `codec` is the workflow's: the stores keep its states as opaque documents."""
     conn = (settings.store_connection or "").strip()
     service_uri = settings.store_identity.get("tableServiceUri")
     if not conn and service_uri:
         from shared.store.table import TableOrderStore  # lazy: keeps cold start light for SQLite users
 
-        return TableOrderStore.from_service_uri(service_uri, settings.table_name, _credential(settings))
+        return TableOrderStore.from_service_uri(
+            service_uri, settings.table_name, _credential(settings), codec=codec
+        )
     if not conn or conn.startswith("sqlite:"):
         from shared.store.sqlite import SqliteOrderStore
 
-        return SqliteOrderStore.from_url(conn or DEFAULT_SQLITE_URL)
+        return SqliteOrderStore.from_url(conn or DEFAULT_SQLITE_URL, codec=codec)
     if (
         conn.lower().startswith("usedevelopmentstorage=true")
         or "AccountName=" in conn
@@ -26,7 +35,7 @@ def open_store(settings: AppSettings) -> OrderStore:
     ):
         from shared.store.table import TableOrderStore
 
-        return TableOrderStore.from_connection_string(conn, settings.table_name)
+        return TableOrderStore.from_connection_string(conn, settings.table_name, codec=codec)
     raise SettingsError(
         "OrderStoreConnection must be sqlite:///PATH, UseDevelopmentStorage=true or a storage connection "
         "string (or set OrderStoreConnection__tableServiceUri for identity-based access)"
@@ -40,9 +49,3 @@ def _credential(settings: AppSettings) -> object:
     if settings.store_identity.get("credential", "").lower() == "managedidentity":
         return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
     return DefaultAzureCredential(managed_identity_client_id=client_id)
-
-
-def _is_storage_connection_string(conn: str) -> bool:
-    return conn.lower().startswith("usedevelopmentstorage=true") or any(
-        key in conn for key in ("AccountName=", "TableEndpoint=")
-    )

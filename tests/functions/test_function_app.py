@@ -16,6 +16,7 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 import function_app
+from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
@@ -76,7 +77,7 @@ def sb_message(
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[OrderService]:
-    store = SqliteOrderStore(tmp_path / "orders.db")
+    store = SqliteOrderStore(tmp_path / "orders.db", codec=ORDERS)
     svc = OrderService(AppSettings(max_delivery_count=5), store)
     reset_service(svc)
     yield svc

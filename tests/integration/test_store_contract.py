@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from shared.domain.model import LineItem, Order, OrderState
-from shared.envelope import SessionEnvelope
-from shared.records import (
-    AppliedStep,
+from shared.engine.ledger import AppliedStep
+from shared.engine.records import (
     IdempotencyRecord,
-    OrderLedger,
     ParkedMessage,
     QuarantineRecord,
     SessionChanges,
 )
+from shared.envelope import SessionEnvelope
+from shared.order_workflow import ORDERS, OrderLedger
 from shared.store.base import ConcurrencyConflict, OrderStore
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -48,7 +48,7 @@ def make_ledger(customer: str, order_id: str, *, steps: int = 1) -> OrderLedger:
         AppliedStep(sequence=i, step="place", content_hash=f"h{i}", message_id=f"m{i}", applied_at=T0)
         for i in range(1, steps + 1)
     ]
-    return OrderLedger(order=order, last_sequence=steps, applied=applied, updated_at=T0)
+    return OrderLedger(customer, order_id, order, last_sequence=steps, applied=applied, updated_at=T0)
 
 
 def make_envelope(customer: str, body: bytes, message_id: str = "msg-1", seq: int = 7) -> SessionEnvelope:
@@ -70,7 +70,7 @@ def make_parked(
 ) -> ParkedMessage:
     return ParkedMessage(
         session_id=customer,
-        order_id=order_id,
+        stream_key=order_id,
         sequence=sequence,
         content_hash=f"hash-{sequence}",
         envelope=make_envelope(customer, body, message_id=f"m-{order_id}-{sequence}", seq=100 + sequence),
@@ -81,7 +81,7 @@ def make_parked(
 def make_idem(customer: str, order_id: str, sequence: int, at: datetime = T0) -> IdempotencyRecord:
     return IdempotencyRecord(
         session_id=customer,
-        order_id=order_id,
+        stream_key=order_id,
         sequence=sequence,
         content_hash=f"hash-{sequence}",
         message_id=f"m-{order_id}-{sequence}",
@@ -95,7 +95,7 @@ def make_quarantine(customer: str, body: bytes, message_id: str, at: datetime = 
         "schema-invalid",
         "field 'step' is required",
         at=at,
-        order_id="o-1",
+        stream_key="o-1",
         sequence=3,
         step="pay",
     )
@@ -122,19 +122,20 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFact
     if kind == "memory":
         from shared.store.memory import InMemoryOrderStore
 
-        shared = InMemoryOrderStore()
+        shared: InMemoryOrderStore[OrderLedger] = InMemoryOrderStore()
         factory = StoreFactory(kind, lambda: shared)
     elif kind == "sqlite":
         from shared.store.sqlite import SqliteOrderStore
 
-        factory = StoreFactory(kind, lambda: SqliteOrderStore(tmp_path / "orders.db"))
+        factory = StoreFactory(kind, lambda: SqliteOrderStore(tmp_path / "orders.db", codec=ORDERS))
     else:
         from shared.store.table import TableOrderStore
 
         azurite = request.getfixturevalue("azurite")
         table = request.getfixturevalue("azurite_table_name")
         factory = StoreFactory(
-            kind, lambda: TableOrderStore.from_connection_string(azurite.connection_string, table)
+            kind,
+            lambda: TableOrderStore.from_connection_string(azurite.connection_string, table, codec=ORDERS),
         )
     yield factory
     for store in factory.opened:
@@ -344,11 +345,11 @@ def test_many_parked_messages_in_one_session(stores: StoreFactory, store: OrderS
     )
     store.commit(SessionChanges("c-1", ledger=make_ledger("c-1", "o-2"), park=[make_parked("c-1", "o-2", 3)]))
     listed = stores.open().list_parked("c-1")
-    assert [(p.order_id, p.sequence) for p in listed] == [("o-1", s) for s in range(3, 13)] + [("o-2", 3)]
+    assert [(p.stream_key, p.sequence) for p in listed] == [("o-1", s) for s in range(3, 13)] + [("o-2", 3)]
     again = store.get_ledger("c-1", "o-1")
     assert again is not None
     store.commit(SessionChanges("c-1", ledger=again, unpark=[("o-1", s) for s in range(3, 13)]))
-    assert [(p.order_id, p.sequence) for p in stores.open().list_parked()] == [("o-2", 3)]
+    assert [(p.stream_key, p.sequence) for p in stores.open().list_parked()] == [("o-2", 3)]
 
 
 # --- quarantine ---------------------------------------------------------------------------------------

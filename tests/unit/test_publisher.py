@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from shared import publisher
 from shared.contract import ID_PATTERN, ContractError, parse_order_step
+from shared.engine.outcomes import QuarantineReason
 from shared.envelope import SessionEnvelope
-from shared.outcomes import QuarantineReason
-from shared.processing import OrderStepProcessor
+from shared.order_workflow import OrderLedger, OrderStepProcessor
 from shared.publisher import (
     PublishPlan,
     PublishUsageError,
@@ -31,7 +31,7 @@ from shared.store.memory import InMemoryOrderStore
 
 def feed(messages: list[publisher.OutgoingMessage]) -> tuple[InMemoryOrderStore, list[Any]]:
     """Process in generated order (that is each session's order) through the real processor."""
-    store = InMemoryOrderStore()
+    store: InMemoryOrderStore[OrderLedger] = InMemoryOrderStore()
     processor = OrderStepProcessor(store)
     results = []
     for number, m in enumerate(messages, start=1):
@@ -79,7 +79,7 @@ def test_step_messages_are_valid_order_steps_with_exact_totals() -> None:
             assert 1 <= len(step.data.items) <= 3
             raw = json.loads(m.body)["data"]["items"]
             assert all(isinstance(i["unit_price"], str) for i in raw)  # decimals as strings
-            totals[step.order_id] = sum(i.unit_price * i.quantity for i in step.data.items)
+            totals[step.order_id] = sum((i.unit_price * i.quantity for i in step.data.items), Decimal(0))
         if step.step == "payment.authorized":
             assert step.data.amount == totals[step.order_id]
     orders = expected_final_state(messages)
