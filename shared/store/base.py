@@ -12,6 +12,10 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 
+# Parked messages up to this size stay in a store's cache (released soon, usually by this process);
+# larger bodies are read back from storage when released, so the cache is bounded by bytes.
+PARKED_CACHE_MAX_BODY = 64 * 1024
+
 
 class TransientStoreError(Exception):
     """The store could not answer now; the message must be abandoned and redelivered."""

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar, cast
 from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
-from shared.store.base import ConcurrencyConflict, StoreUnavailable
+from shared.store.base import PARKED_CACHE_MAX_BODY, ConcurrencyConflict, StoreUnavailable
 
 # Tables holding documents are rowid tables: WITHOUT ROWID suits small rows only (SQLite's own advice).
 _SCHEMA = """
@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 _KEYED_TABLES = ("ledgers", "parked", "idempotency")  # databases written before the split say `order_id`
 _SYNC_MODES = {"off", "normal", "full", "extra"}
-_PARKED_CACHE_MAX_BODY = 64 * 1024  # larger parked bodies are read back from the database when released
 
 
 L = TypeVar("L", bound=Ledger[Any])
@@ -178,7 +177,7 @@ class SqliteOrderStore(Generic[L]):
             for stream_key, seq in changes.unpark:
                 self._parked_cache.pop((sid, stream_key, seq), None)
             for p in changes.park:  # released soon by this process, usually: skip re-reading the body
-                if len(p.envelope.body) <= _PARKED_CACHE_MAX_BODY:
+                if len(p.envelope.body) <= PARKED_CACHE_MAX_BODY:
                     self._parked_cache[(sid, p.stream_key, p.sequence)] = p
             while len(self._parked_cache) > self._cache_size:
                 self._parked_cache.pop(next(iter(self._parked_cache)))

@@ -32,7 +32,12 @@ from azure.data.tables import TableClient, TableEntity, TableTransactionError, U
 from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
-from shared.store.base import ConcurrencyConflict, StoreUnavailable, TransientStoreError
+from shared.store.base import (
+    PARKED_CACHE_MAX_BODY,
+    ConcurrencyConflict,
+    StoreUnavailable,
+    TransientStoreError,
+)
 from shared.store.table_entities import (
     BATCH_PAYLOAD_BUDGET,
     IDEM,
@@ -89,9 +94,6 @@ class _Partition:
     # in memory (read back on demand): the cache's size stays bounded by bytes, not just by sessions.
     parked: dict[tuple[str, int], ParkedMessage | None] = field(default_factory=dict)
     touched: float = 0.0
-
-
-PARKED_CACHE_MAX_BODY = 64 * 1024
 
 
 def _cacheable(parked: ParkedMessage) -> ParkedMessage | None:
