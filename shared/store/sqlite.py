@@ -252,20 +252,21 @@ class SqliteOrderStore(Generic[L]):
 
     # --- operator reads and maintenance ---
     def list_ledgers(self, session_id: str | None = None) -> list[L]:
-        sql = "SELECT session_id, stream_key, doc, version FROM ledgers"
-        args: tuple[Any, ...] = ()
-        if session_id is not None:
-            sql, args = sql + " WHERE session_id = ?", (session_id,)
-        rows = self._query_all(sql + " ORDER BY session_id, stream_key", args)
+        rows = self._select_by_session(
+            "SELECT session_id, stream_key, doc, version FROM ledgers", "session_id, stream_key", session_id
+        )
         return [self._ledger(sid, key, doc, version) for sid, key, doc, version in rows]
 
     def list_parked(self, session_id: str | None = None) -> list[ParkedMessage]:
-        sql = "SELECT doc FROM parked"
-        args: tuple[Any, ...] = ()
-        if session_id is not None:
-            sql, args = sql + " WHERE session_id = ?", (session_id,)
-        rows = self._query_all(sql + " ORDER BY session_id, stream_key, sequence", args)
+        rows = self._select_by_session(
+            "SELECT doc FROM parked", "session_id, stream_key, sequence", session_id
+        )
         return [ParkedMessage.from_document(json.loads(doc)) for (doc,) in rows]
+
+    def _select_by_session(self, select: str, order_by: str, session_id: str | None) -> list[Any]:
+        if session_id is None:
+            return self._query_all(f"{select} ORDER BY {order_by}", ())
+        return self._query_all(f"{select} WHERE session_id = ? ORDER BY {order_by}", (session_id,))
 
     def list_quarantine(self, *, include_replayed: bool = False) -> list[QuarantineRecord]:
         where = "" if include_replayed else " WHERE status = 'open'"
