@@ -6,7 +6,7 @@ rules). Raises TransientStoreError when the store fails: nothing was written, th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -70,6 +70,16 @@ class StreamProcessor(Generic[S, P]):
         decision = self._decide(envelope, self._clock())
         self.store.commit(decision.changes)  # the one commit
         return decision.result
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self._clock
+
+    def process_batch(self, envelopes: Sequence[SessionEnvelope]) -> list[ProcessingResult]:
+        """One session's messages: one outcome each, in order, and one store commit (see `batch.py`)."""
+        from shared.engine.batch import process_batch
+
+        return process_batch(self, envelopes)
 
     def _decide(self, envelope: SessionEnvelope, now: datetime) -> Decision:
         step = admit(self.workflow, envelope)

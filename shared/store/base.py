@@ -6,6 +6,7 @@ a ledger's state is the workflow's and reaches the stores as an opaque document 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -46,6 +47,14 @@ class OrderStore(Protocol[L]):
 
         The ledger is written only if its `version` still matches the stored one (None: must not exist).
         On success the store sets `changes.ledger.version` to the new token.
+        """
+        ...
+
+    def commit_batch(self, session_id: str, units: Sequence[SessionChanges]) -> None:
+        """Write the changes of a batch of one session's messages (`units`, in message order) in one
+        transaction, or raise TransientStoreError. A store whose transactions are size-limited may use
+        several, in order, each holding whole runs (see `shared.engine.changes.coalesce`), so that a crash
+        between them leaves what single-message commits would have left: redelivery stays exactly-once.
         """
         ...
 

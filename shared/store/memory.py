@@ -5,10 +5,12 @@ It keeps ledger objects (copies), so it needs no StateCodec."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
+from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
 from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, SessionChanges
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
@@ -37,6 +39,28 @@ class InMemoryOrderStore(Generic[L]):
         if self.fail_next_commit is not None:
             error, self.fail_next_commit = self.fail_next_commit, None
             raise error
+        self._write(changes)
+        self.commits += 1
+
+    def commit_batch(self, session_id: str, units: Sequence[SessionChanges]) -> None:
+        """All runs or none: a failing run restores what was there before the batch."""
+        if self.fail_next_commit is not None:
+            error, self.fail_next_commit = self.fail_next_commit, None
+            raise error
+        saved = (dict(self._ledgers), dict(self._parked), dict(self._idempotency), dict(self._quarantine))
+        written: dict[str, str | None] = {}
+        try:
+            for run in coalesce(units):
+                chain_version(run, written)
+                self._write(run)
+                if run.ledger is not None:
+                    written[run.ledger.stream_key] = run.ledger.version
+        except BaseException:
+            self._ledgers, self._parked, self._idempotency, self._quarantine = saved
+            raise
+        self.commits += 1
+
+    def _write(self, changes: SessionChanges) -> None:
         sid = changes.session_id
         if changes.ledger is not None:
             key = (sid, changes.ledger.stream_key)
@@ -61,7 +85,6 @@ class InMemoryOrderStore(Generic[L]):
         if changes.ledger is not None:
             changes.ledger.version = str(next(self._versions))
             self._ledgers[(sid, changes.ledger.stream_key)] = cast(L, changes.ledger.copy())
-        self.commits += 1
 
     def list_ledgers(self, session_id: str | None = None) -> list[L]:
         return [

@@ -12,10 +12,12 @@ import json
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
+from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
@@ -181,6 +183,52 @@ class SqliteOrderStore(Generic[L]):
                     self._parked_cache[(sid, p.stream_key, p.sequence)] = p
             while len(self._parked_cache) > self._cache_size:
                 self._parked_cache.pop(next(iter(self._parked_cache)))
+
+    def commit_batch(self, session_id: str, units: Sequence[SessionChanges]) -> None:
+        """A batch's runs (one per stream: its ledger written once) in ONE SQLite transaction."""
+        runs = coalesce(units)
+        if not runs:
+            return
+        written: dict[str, str | None] = {}
+        versions: list[int | None] = []
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for run in runs:
+                        chain_version(run, written)
+                        versions.append(self._write(session_id, run))
+                        if run.ledger is not None:
+                            written[run.ledger.stream_key] = str(versions[-1])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except (ConcurrencyConflict, sqlite3.IntegrityError, sqlite3.OperationalError) as exc:
+                for run in runs:
+                    self._forget(run)
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise ConcurrencyConflict(str(exc)) from exc
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreUnavailable(str(exc)) from exc
+                raise
+            for run, version in zip(runs, versions, strict=True):
+                self._after_commit(session_id, run, version)
+
+    def _after_commit(self, sid: str, changes: SessionChanges, new_version: int | None) -> None:
+        """Caches after a successful commit (the caller holds the lock)."""
+        ledger = changes.ledger
+        if ledger is not None and new_version is not None:
+            ledger.version = str(new_version)
+        if ledger is not None and ledger.version is not None:
+            self._remember((sid, ledger.stream_key), cast(L, ledger.copy()))  # written through us: ours
+        for stream_key, seq in changes.unpark:
+            self._parked_cache.pop((sid, stream_key, seq), None)
+        for p in changes.park:  # released soon by this process, usually: skip re-reading the body
+            if len(p.envelope.body) <= PARKED_CACHE_MAX_BODY:
+                self._parked_cache[(sid, p.stream_key, p.sequence)] = p
+        while len(self._parked_cache) > self._cache_size:
+            self._parked_cache.pop(next(iter(self._parked_cache)))
 
     def _forget(self, changes: SessionChanges) -> None:
         if changes.ledger is not None:

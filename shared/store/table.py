@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -29,6 +29,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
+from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
@@ -118,6 +119,63 @@ def _is_conflict(exc: AzureError) -> bool:
     if status in (409, 412):
         return True
     return isinstance(exc, TableTransactionError) and status == 404 and _error_code(exc) != "TableNotFound"
+
+
+class _BatchPlan:
+    """Packs a batch's operations into in-order transactions: greedy next-fit, which for items whose
+    order is fixed gives the fewest transactions. An atomic group (a run's ledger + park/unpark rows)
+    never spans two transactions; a run's upserts are placed before or with its group; no row appears
+    twice in one transaction (the service refuses that)."""
+
+    def __init__(self, max_operations: int, max_payload: int) -> None:
+        self._max_ops, self._max_payload = max_operations, max_payload
+        self._done: list[list[Any]] = []
+        self._items: list[Any] = []
+        self._size = 0
+        self._keys: set[str] = set()
+        self._upserted: set[str] = set()
+
+    def _room(self, count: int, size: int, keys: set[str]) -> bool:
+        return (
+            len(self._items) + count <= self._max_ops
+            and self._size + size <= self._max_payload
+            and not (keys & self._keys)
+        )
+
+    def _close(self) -> None:
+        if self._items:
+            self._done.append(self._items)
+            self._items, self._size, self._keys = [], 0, set()
+
+    def upsert(self, entity: dict[str, Any]) -> None:
+        key = entity["RowKey"]
+        if key in self._upserted:
+            return
+        size = payload_size(entity)
+        if not self._room(1, size, {key}):
+            self._close()
+        self._items.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        self._size += size
+        self._keys.add(key)
+        self._upserted.add(key)
+
+    def atomic(self, group: list[tuple[Any, str, int]]) -> None:
+        keys = {key for _, key, _ in group}
+        size = sum(s for _, _, s in group)
+        if not self._room(len(group), size, keys):
+            self._close()
+            if not self._room(len(group), size, keys):
+                raise StoreLimitExceeded(
+                    f"one stream's changes are {len(group)} operations / ~{size} bytes; one Table "
+                    f"transaction holds {self._max_ops} and {self._max_payload} bytes"
+                )
+        self._items.extend(item for item, _, _ in group)
+        self._size += size
+        self._keys |= keys
+
+    def transactions(self) -> list[list[Any]]:
+        self._close()
+        return self._done
 
 
 L = TypeVar("L", bound=Ledger[Any])
@@ -374,6 +432,107 @@ class TableOrderStore(Generic[L]):
         if ledger is not None:
             ledger.version = results[0]["etag"]
         self._after_commit(sid, changes)
+
+    # Limits of one entity-group transaction; instances may lower them (tests force multi-transaction
+    # batches with small ones).
+    batch_operations_limit = MAX_BATCH_OPERATIONS
+    batch_payload_budget = BATCH_PAYLOAD_BUDGET
+
+    def commit_batch(self, session_id: str, units: Sequence[SessionChanges]) -> None:
+        """A batch of one session's messages in one entity-group transaction when it fits (each stream's
+        ledger written once), otherwise in the fewest in-order transactions that each hold whole runs.
+
+        Why a crash between two of them stays exactly-once: a run is the state a single-message commit
+        could have left (ledger + its park/unpark rows together, checked by ETag), and a run's upserts
+        (idempotency and quarantine rows: deterministic keys) go in its transaction or an earlier one. A
+        redelivered batch then finds the committed runs' messages as duplicates and applies the rest.
+        """
+        sid = session_id
+        pk = escape_key(sid)
+        sizes: dict[int, int] = {}
+
+        def size_of(entity: dict[str, Any]) -> int:
+            return payload_size(entity)
+
+        def ledger_size(ledger: Ledger[Any]) -> int:
+            key = id(ledger)
+            if key not in sizes:
+                sizes[key] = size_of(ledger_entity(sid, ledger, self._codec))
+            return sizes[key]
+
+        def parked_size(parked: ParkedMessage) -> int:
+            key = id(parked)
+            if key not in sizes:
+                sizes[key] = size_of(parked_entity(sid, parked))
+            return sizes[key]
+
+        unpark_size = size_of({"PartitionKey": pk, "RowKey": park_key("x" * 16, 0)})
+
+        def fits(run: SessionChanges) -> bool:
+            ops = (run.ledger is not None) + len(run.park) + len(run.unpark)
+            if ops > self.batch_operations_limit:
+                return False
+            size = (ledger_size(run.ledger) if run.ledger is not None else 0) + len(run.unpark) * unpark_size
+            return size + sum(parked_size(p) for p in run.park) <= self.batch_payload_budget
+
+        runs = coalesce(units, fits)
+        plan = _BatchPlan(self.batch_operations_limit, self.batch_payload_budget)
+        for run in runs:
+            for record in run.idempotency:
+                plan.upsert(idempotency_entity(sid, record))
+            for q in run.quarantine:
+                plan.upsert(quarantine_entity(sid, q))
+            group: list[tuple[Any, str, int]] = []  # (item, row key, size)
+            if run.ledger is not None:
+                entity = ledger_entity(sid, run.ledger, self._codec)
+                group.append((run, entity["RowKey"], size_of(entity)))
+            for parked in run.park:
+                entity = parked_entity(sid, parked)
+                group.append((("create", entity), entity["RowKey"], size_of(entity)))
+            for stream_key, sequence in run.unpark:
+                entity = {"PartitionKey": pk, "RowKey": park_key(stream_key, sequence)}
+                group.append((("delete", entity), entity["RowKey"], size_of(entity)))
+            if group:
+                plan.atomic(group)
+        transactions = plan.transactions()
+        self.last_batch_transactions = len(transactions)
+
+        written: dict[str, str | None] = {}
+        try:
+            self._ensure_table()
+            for items in transactions:
+                ops: list[Operation] = []
+                ledger_at: list[tuple[int, SessionChanges]] = []
+                for item in items:
+                    if isinstance(item, SessionChanges):
+                        chain_version(item, written)
+                        ledger_at.append((len(ops), item))
+                        ops.append(self._ledger_operation(sid, item))
+                    else:
+                        ops.append(item)
+                results = self._submit(ops)
+                for index, run in ledger_at:
+                    assert run.ledger is not None
+                    run.ledger.version = results[index]["etag"]
+                    written[run.ledger.stream_key] = run.ledger.version
+        except BaseException:
+            self.evict(sid)  # our view of the partition may be stale or half-known: reload next time
+            raise
+        for run in runs:
+            self._after_commit(sid, run)
+
+    def _ledger_operation(self, sid: str, run: SessionChanges) -> Operation:
+        ledger = run.ledger
+        assert ledger is not None
+        entity = ledger_entity(sid, ledger, self._codec)
+        if ledger.version is None:
+            return ("create", entity)
+        options = {
+            "mode": UpdateMode.REPLACE,
+            "etag": ledger.version,
+            "match_condition": MatchConditions.IfNotModified,
+        }
+        return ("update", entity, options)
 
     def _after_commit(self, sid: str, changes: SessionChanges) -> None:
         with self._lock:
