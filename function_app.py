@@ -1,7 +1,10 @@
 """Azure Functions entrypoints (Python v2 model). Thin adapters: parse, call the service, report.
 
-One message's path: process_order_step -> envelope_from_message -> OrderService.handle
--> StreamProcessor.process (engine + the order workflow) -> store.commit (one transaction).
+One message's path (ORDERS_TRIGGER_CARDINALITY=one, the default): process_order_step
+-> envelope_from_message -> OrderService.handle -> StreamProcessor.process (engine + the order workflow)
+-> store.commit (one transaction).
+A batch's path (=many): process_order_steps -> OrderService.handle_batch -> StreamProcessor.process_batch
+-> store.commit_batch (one transaction for the batch; see shared/engine/batch.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from azure_functions_logging import JsonFormatter, logging_context, setup_loggin
 
 from shared.functions_adapter import envelope_from_message
 from shared.service import get_service
-from shared.settings import QUEUE_NAME_SETTING, SERVICE_BUS_CONNECTION
+from shared.settings import (
+    QUEUE_NAME_SETTING,
+    SERVICE_BUS_CONNECTION,
+    merged_environment,
+    trigger_cardinality,
+)
 
 setup_logging(functions_formatter=JsonFormatter(), format="json")
 
@@ -24,17 +32,40 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 PURGE_SCHEDULE = "0 30 2 * * *"
 
 
-@app.function_name("process_order_step")
-@app.service_bus_queue_trigger(
-    arg_name="msg",
-    queue_name=f"%{QUEUE_NAME_SETTING}%",
-    connection=SERVICE_BUS_CONNECTION,
-    is_sessions_enabled=True,
-)
-def process_order_step(msg: func.ServiceBusMessage, context: func.Context) -> None:
-    """Completes on return (autoCompleteMessages); raises only on transient store failures -> redelivery."""
-    with logging_context(context):
-        get_service().handle(envelope_from_message(msg))
+# ORDERS_TRIGGER_CARDINALITY, read once when the worker indexes this module (a deployment-time choice:
+# changing it restarts the app). A bad value raises SettingsError here: indexing fails, nothing listens.
+TRIGGER_CARDINALITY = trigger_cardinality(merged_environment())
+
+if TRIGGER_CARDINALITY == "many":
+
+    @app.function_name("process_order_step")
+    @app.service_bus_queue_trigger(
+        arg_name="msgs",
+        queue_name=f"%{QUEUE_NAME_SETTING}%",
+        connection=SERVICE_BUS_CONNECTION,
+        is_sessions_enabled=True,
+        cardinality=func.Cardinality.MANY,
+    )
+    def process_order_steps(msgs: list[func.ServiceBusMessage], context: func.Context) -> None:
+        """A batch of ONE session's messages, in order (host.json maxMessageBatchSize at most), committed
+        in one store transaction; all completed on return, all abandoned when this raises (transient)."""
+        with logging_context(context):
+            get_service().handle_batch([envelope_from_message(m) for m in msgs])
+
+else:
+
+    @app.function_name("process_order_step")
+    @app.service_bus_queue_trigger(
+        arg_name="msg",
+        queue_name=f"%{QUEUE_NAME_SETTING}%",
+        connection=SERVICE_BUS_CONNECTION,
+        is_sessions_enabled=True,
+    )
+    def process_order_step(msg: func.ServiceBusMessage, context: func.Context) -> None:
+        """Completes on return (autoCompleteMessages); raises only on transient store failures
+        -> redelivery."""
+        with logging_context(context):
+            get_service().handle(envelope_from_message(msg))
 
 
 @app.function_name("purge_idempotency_records")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,45 @@ class OrderService:
         }
         log.info("order step %s", result.outcome.value, extra=fields)
         return result
+
+    def handle_batch(self, envelopes: Sequence[SessionEnvelope]) -> list[ProcessingResult]:
+        """Process one session's batch (cardinality=many): one outcome and one log line per message, one
+        store commit. A transient store failure logs a `retry` line per message and re-raises: the
+        function fails and the host abandons the whole batch for redelivery."""
+        started = time.perf_counter()
+        fields = [self._broker_fields(envelope) for envelope in envelopes]
+        batch = {"batch_size": len(envelopes)}
+        try:
+            results = self.processor.process_batch(envelopes)
+        except TransientStoreError as exc:
+            for envelope, line in zip(envelopes, fields, strict=True):
+                line |= batch | {
+                    "outcome": "retry",
+                    "error": type(exc).__name__,
+                    "duration_ms": _ms_since(started),
+                    "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
+                }
+                log.warning("order step will be retried: store failed", extra=line)
+            raise
+        duration = _ms_since(started)
+        for line, result in zip(fields, results, strict=True):
+            line |= self._result_fields(result) | batch | {"duration_ms": duration}
+            log.info("order step %s", result.outcome.value, extra=line)
+        return results
+
+    @staticmethod
+    def _result_fields(result: ProcessingResult) -> dict[str, Any]:
+        return {
+            "customer_id": result.session_key,
+            "order_id": result.stream_key,
+            "sequence": result.sequence,
+            "step": result.step,
+            "outcome": result.outcome.value,
+            "reason": result.reason.value if result.reason else None,
+            "applied_sequences": list(result.applied_sequences),
+            "quarantine_ids": list(result.quarantine_ids),
+            "order_state": result.status,
+        }
 
     def _broker_fields(self, envelope: SessionEnvelope) -> dict[str, Any]:
         enqueued = envelope.enqueued_time

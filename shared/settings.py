@@ -16,6 +16,10 @@ TABLE_NAME_SETTING = "ORDERS_TABLE_NAME"
 RETENTION_SETTING = "IDEMPOTENCY_RETENTION_DAYS"
 PARK_LIMIT_SETTING = "ORDERS_PARK_LIMIT"
 MAX_DELIVERY_SETTING = "ORDERS_MAX_DELIVERY_COUNT"
+# `one` (default): the trigger hands the function one message; `many`: a batch of one session's messages
+# (host.json maxMessageBatchSize), committed in one store transaction. Read when function_app is indexed.
+CARDINALITY_SETTING = "ORDERS_TRIGGER_CARDINALITY"
+CARDINALITIES = ("one", "many")
 
 # Every plain setting the app reads (connections are listed separately: they may be split into
 # `__fullyQualifiedNamespace` / `__tableServiceUri` parts). Infra tests check the Function App provides them.
@@ -25,6 +29,7 @@ REQUIRED_APP_SETTINGS: tuple[str, ...] = (
     RETENTION_SETTING,
     PARK_LIMIT_SETTING,
     MAX_DELIVERY_SETTING,
+    CARDINALITY_SETTING,
 )
 CONNECTIONS: tuple[str, ...] = (SERVICE_BUS_CONNECTION, STORE_CONNECTION, "AzureWebJobsStorage")
 
@@ -63,6 +68,7 @@ class AppSettings:
     retention_days: int = 14
     park_limit: int = 50
     max_delivery_count: int = 10
+    trigger_cardinality: str = "one"
     store_connection: str | None = None
     # identity-based store connection: OrderStoreConnection__tableServiceUri (+ __credential, __clientId)
     store_identity: dict[str, str] = field(default_factory=dict)
@@ -76,6 +82,7 @@ class AppSettings:
             retention_days=_int(values, RETENTION_SETTING, 14, minimum=1),
             park_limit=_int(values, PARK_LIMIT_SETTING, 50, minimum=1),
             max_delivery_count=_int(values, MAX_DELIVERY_SETTING, 10, minimum=1),
+            trigger_cardinality=trigger_cardinality(values),
             store_connection=values.get(STORE_CONNECTION) or None,
             store_identity={k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix) and v},
         )
@@ -96,3 +103,12 @@ def _int(values: Mapping[str, str], name: str, default: int, *, minimum: int) ->
     if number < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, not {number}")
     return number
+
+
+def trigger_cardinality(values: Mapping[str, str]) -> str:
+    """ORDERS_TRIGGER_CARDINALITY as `one` or `many` (case and spaces ignored); SettingsError otherwise."""
+    raw = values.get(CARDINALITY_SETTING)
+    value = (raw or "one").strip().lower()
+    if value not in CARDINALITIES:
+        raise SettingsError(f"{CARDINALITY_SETTING} must be one of {', '.join(CARDINALITIES)}, not {raw!r}")
+    return value
