@@ -7,10 +7,15 @@ Order of decisions for a well-formed message of order O with sequence N (next ex
   N == E                       -> applied, then parked N+1, N+2, ... are applied in the same commit
 A domain refusal of an in-sequence step quarantines it without advancing O: later steps wait parked
 until a corrected message for N is replayed.
+
+Only store failures leave `process` (TransientStoreError: the host abandons, the broker redelivers). Any
+other exception while reading, hashing or evaluating a message is about that message and would fail again
+on every redelivery, so it is quarantined as `unprocessable` (the detail names the exception type only).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +35,7 @@ from shared.records import (
     SessionChanges,
     utcnow,
 )
-from shared.store.base import ConcurrencyConflict, OrderStore
+from shared.store.base import ConcurrencyConflict, OrderStore, StoreUnavailable, TransientStoreError
 
 DEFAULT_PARK_LIMIT = 50
 
@@ -79,22 +84,76 @@ class OrderStepProcessor:
         """Decide and commit. Raises TransientStoreError when the store fails: nothing was written."""
         now = self._clock()
         try:
+            message, digest = self._read(envelope)
+        except ContractError as exc:
+            return self._quarantine_alone(envelope, exc.reason, exc.detail, now)
+        try:
+            ledger = self.store.get_ledger(envelope.session_id, message.order_id) or OrderLedger(
+                order=Order(customer_id=message.customer_id, order_id=message.order_id)
+            )
+            work = _Work(envelope, message, ledger, SessionChanges(envelope.session_id), now)
+            return self._decide(work, digest)
+        except TransientStoreError:
+            raise
+        except Exception as exc:  # a bug or a limit this message hits; retrying cannot help
+            return self._quarantine_alone(
+                envelope, QuarantineReason.UNPROCESSABLE, _unprocessable(exc, "evaluating"), now, message
+            )
+
+    def _read(self, envelope: SessionEnvelope) -> tuple[Any, str]:
+        """The validated message and its content hash, or ContractError: whatever the body holds."""
+        try:
             message = parse_order_step(envelope.body)
             if message.customer_id != envelope.session_id:
                 raise ContractError(
                     QuarantineReason.SESSION_MISMATCH,
                     "the body's customer_id is not the message's session id",
                 )
-        except ContractError as exc:
-            record = QuarantineRecord.from_envelope(envelope, exc.reason, exc.detail, at=now)
-            self.store.commit(SessionChanges(envelope.session_id, quarantine=[record]))
-            return ProcessingResult(Outcome.QUARANTINED, exc.reason, exc.detail, quarantine_ids=(record.id,))
+            return message, content_hash(message)
+        except ContractError:
+            raise
+        except Exception as exc:  # the reader's bounds should make this unreachable; never a retry loop
+            raise ContractError(QuarantineReason.UNPROCESSABLE, _unprocessable(exc, "reading")) from None
 
-        ledger = self.store.get_ledger(envelope.session_id, message.order_id) or OrderLedger(
-            order=Order(customer_id=message.customer_id, order_id=message.order_id)
+    def _quarantine_alone(
+        self,
+        envelope: SessionEnvelope,
+        reason: QuarantineReason,
+        detail: str,
+        now: datetime,
+        message: Any = None,
+    ) -> ProcessingResult:
+        """Commit only this message's quarantine record (no order changes).
+
+        If the store refuses the record itself for a reason other than an outage (a size limit), it is
+        written once more without application properties; a store that refuses even that is failing.
+        """
+        ids: dict[str, Any] = {}
+        if message is not None:
+            ids = {"order_id": message.order_id, "sequence": message.sequence, "step": message.step}
+        record = QuarantineRecord.from_envelope(envelope, reason, detail, at=now, **ids)
+        try:
+            self.store.commit(SessionChanges(envelope.session_id, quarantine=[record]))
+        except TransientStoreError:
+            raise
+        except Exception:
+            record = QuarantineRecord.from_envelope(
+                envelope, reason, detail, at=now, keep_metadata=False, **ids
+            )
+            try:
+                self.store.commit(SessionChanges(envelope.session_id, quarantine=[record]))
+            except TransientStoreError:
+                raise
+            except Exception as exc:
+                raise StoreUnavailable(f"{type(exc).__name__} while storing a quarantine record") from exc
+        return ProcessingResult(
+            Outcome.QUARANTINED,
+            reason,
+            detail,
+            customer_id=envelope.session_id,
+            quarantine_ids=(record.id,),
+            **ids,
         )
-        work = _Work(envelope, message, ledger, SessionChanges(envelope.session_id), now)
-        return self._decide(work, content_hash(message))
 
     def _decide(self, work: _Work, digest: str) -> ProcessingResult:
         ledger, seq = work.ledger, work.message.sequence
@@ -149,26 +208,57 @@ class OrderStepProcessor:
         work.applied.append(message.sequence)
 
     def _release_parked(self, work: _Work) -> None:
-        """Apply parked successors now due; quarantine what can never apply once the order is terminal."""
+        """Apply parked successors now due; quarantine what can never apply once the order is terminal.
+
+        A parked message that no longer reads or applies (a stricter contract since it was parked, a
+        domain refusal, anything it raises) is quarantined itself; the order stops before it.
+        """
         ledger = work.ledger
         while ledger.next_sequence in ledger.parked and not ledger.order.state.is_terminal:
             parked = self._take_parked(work, ledger.next_sequence)
-            message = parse_order_step(parked.envelope.body)  # it was valid when it was parked
             try:
+                message = parse_order_step(parked.envelope.body)
                 self._apply(work, message, parked.envelope, parked.content_hash)
+            except ContractError as exc:
+                self._quarantine_parked(work, parked, exc.reason, exc.detail)
+                return
             except DomainError as exc:
                 self._quarantine(work, parked.envelope, QuarantineReason(exc.reason), str(exc), message)
+                return
+            except TransientStoreError:
+                raise
+            except Exception as exc:
+                detail = _unprocessable(exc, "releasing it")
+                self._quarantine_parked(work, parked, QuarantineReason.UNPROCESSABLE, detail)
                 return
         if ledger.order.state.is_terminal:
             for seq in sorted(ledger.parked):
                 parked = self._take_parked(work, seq)
-                self._quarantine(
+                self._quarantine_parked(
                     work,
-                    parked.envelope,
+                    parked,
                     QuarantineReason.INVALID_TRANSITION,
                     f"order became {ledger.order.state.value} (terminal) while sequence {seq} waited",
-                    parse_order_step(parked.envelope.body),
                 )
+
+    def _quarantine_parked(
+        self, work: _Work, parked: ParkedMessage, reason: QuarantineReason, detail: str
+    ) -> None:
+        """Quarantine a parked message by what its parked row says (its body need not parse any more)."""
+        step: str | None = None
+        with contextlib.suppress(Exception):  # the step is informational; the record keeps the body
+            step = parse_order_step(parked.envelope.body).step
+        work.changes.quarantine.append(
+            QuarantineRecord.from_envelope(
+                parked.envelope,
+                reason,
+                detail,
+                at=work.now,
+                order_id=parked.order_id,
+                sequence=parked.sequence,
+                step=step,
+            )
+        )
 
     def _take_parked(self, work: _Work, seq: int) -> ParkedMessage:
         ledger = work.ledger
@@ -228,3 +318,8 @@ class OrderStepProcessor:
             quarantine_ids=extra_quarantine,
             order_state=work.ledger.order.state.value,
         )
+
+
+def _unprocessable(exc: Exception, stage: str) -> str:
+    """What an unexpected failure says about a message: its type, never its text (it may echo payload)."""
+    return f"{type(exc).__name__} while {stage} the message"
