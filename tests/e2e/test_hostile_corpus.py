@@ -27,7 +27,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BEHIND = "ord-behind"
 # Application properties named like broker metadata: the envelope still takes them from the broker.
-SPOOFED_PROPERTIES = {"SessionId": "someone-else", "MessageId": "x", "DeliveryCount": "x"}
+SPOOFED_PROPERTIES: dict[str | bytes, Any] = {
+    "SessionId": "someone-else",
+    "MessageId": "x",
+    "DeliveryCount": "x",
+}
 
 
 @pytest.fixture(autouse=True)
