@@ -131,6 +131,7 @@ class OrderStepProcessor:
         ids: dict[str, Any] = {}
         if message is not None:
             ids = {"order_id": message.order_id, "sequence": message.sequence, "step": message.step}
+        customer_id = message.customer_id if message is not None else None
         record = QuarantineRecord.from_envelope(envelope, reason, detail, at=now, **ids)
         try:
             self.store.commit(SessionChanges(envelope.session_id, quarantine=[record]))
@@ -150,7 +151,7 @@ class OrderStepProcessor:
             Outcome.QUARANTINED,
             reason,
             detail,
-            customer_id=envelope.session_id,
+            customer_id=customer_id,
             quarantine_ids=(record.id,),
             **ids,
         )
