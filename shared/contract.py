@@ -212,8 +212,8 @@ def _parse(body: bytes) -> Any:
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
+_BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # after the opening quote
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -260,17 +260,22 @@ def _malformed(detail: str) -> ContractError:
 
 
 def _nesting_depth(text: str) -> int:
-    """Deepest [ / { nesting outside strings; cheap for ordinary bodies (few brackets at all)."""
+    """Deepest [ / { nesting outside strings, in one linear pass; ordinary bodies skip it (few brackets)."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return 0
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
-        if bracket in "[{":
+    depth = deepest = pos = 0
+    while match := _BRACKET_OR_QUOTE.search(text, pos):
+        char, pos = match.group(), match.end()
+        if char == '"':
+            rest = _STRING_REST.match(text, pos)
+            if rest is None:  # an unterminated string: json.loads reports it
+                break
+            pos = rest.end()
+        elif char in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_DEPTH:
-                    break
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
         else:
             depth -= 1
     return deepest

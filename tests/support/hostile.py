@@ -125,6 +125,10 @@ def corpus(customer: str, order: str) -> list[Hostile]:
             "schema-violation",
         ),
         Hostile("session-mismatch", _json(valid_doc(customer + "-other", order)), q, "session-mismatch"),
+        # a string scan that restarted at every quote would take quadratic time on this one
+        Hostile(
+            "unterminated-escaped-quotes", b'{"a": "' + b'\\"' * 100_000 + b"[" * 40, q, "malformed-json"
+        ),
         Hostile("not-json", b"\x00\x01\x02garbage\xff", q, "malformed-json"),
         Hostile("too-large", b'{"pad": "' + b"x" * (300 * 1024) + b'"}', q, "malformed-json"),
         # allowed by the contract: a UTF-8 byte order mark, and broker-like names as extra step data
