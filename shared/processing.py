@@ -229,7 +229,7 @@ class OrderStepProcessor:
             except TransientStoreError:
                 raise
             except Exception as exc:
-                detail = _unprocessable(exc, "releasing it")
+                detail = _unprocessable(exc, "releasing")
                 self._quarantine_parked(work, parked, QuarantineReason.UNPROCESSABLE, detail)
                 return
         if ledger.order.state.is_terminal:
