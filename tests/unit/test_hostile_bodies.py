@@ -229,3 +229,26 @@ def test_an_oversize_record_keeps_size_and_hash_not_the_body() -> None:
     record = QuarantineRecord.from_envelope(_env(raw), "malformed-json", "d", at=utcnow())
     assert (record.body, record.body_encoding, record.body_size) == ("", "omitted", len(raw))
     assert QuarantineRecord.from_document(record.to_document()) == record
+
+
+def test_a_parked_message_that_crashes_when_released_is_quarantined_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryOrderStore()
+    processor = OrderStepProcessor(store)
+    assert processor.process(envelope(body("payment.authorized", 2))).outcome is Outcome.PARKED
+    real_apply = processing.OrderWorkflow.apply
+
+    def crash_on_payment(order: Any, step: str, command: Any) -> Any:
+        if step == "payment.authorized":
+            raise ZeroDivisionError("boom")
+        return real_apply(order, step, command)
+
+    monkeypatch.setattr(processing.OrderWorkflow, "apply", staticmethod(crash_on_payment))
+    result = processor.process(envelope(body("order.placed", 1)))
+
+    assert result.outcome is Outcome.APPLIED and result.applied_sequences == (1,)
+    (record,) = store.list_quarantine()
+    assert (record.reason, record.sequence, record.step) == ("unprocessable", 2, "payment.authorized")
+    assert record.detail == "ZeroDivisionError while releasing the message"
+    assert store.list_parked() == []
