@@ -249,12 +249,13 @@ def _render_report(report: ResubmitReport, queue: str) -> None:
         console.print(f"nothing to resubmit in the DLQ of {queue}")
         return
     title = f"{'dry run: ' if report.dry_run else ''}resubmit to {queue}"
-    summary = Table(title=title, show_header=False)
+    summary = Table(title=title)
     summary.add_column("status")
     summary.add_column("messages", justify="right")
     for status in ("resubmitted", "would-resubmit", "skipped", "failed", "not-found"):
         if counts.get(status):
             summary.add_row(status, str(counts[status]))
+    summary.add_row("selected", str(len(report.items)), style="bold")
     console.print(summary)
     shown = report.items if report.dry_run else [i for i in report.items if i.status != "resubmitted"]
     if shown:
