@@ -375,3 +375,26 @@ def test_cli_resubmit_failure_exits_1(bus: FakeBus, capsys: pytest.CaptureFixtur
     assert orders(["dlq", "resubmit", "seq:1"]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "still in the DLQ" in out and len(bus.dlq) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dlq", "list"], "no Service Bus connection"),
+        (["dlq", "list", "--connection", "bogus"], "bad Service Bus connection string"),
+        (["dlq", "resubmit", "--all", "--connection", "Endpoint=;"], "bad Service Bus connection string"),
+    ],
+)
+def test_cli_without_a_usable_connection_is_one_line_exit_1(
+    argv: list[str],
+    message: str,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no local.settings.json
+    for name in ("ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace"):
+        monkeypatch.delenv(name, raising=False)
+    assert orders(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"orders: error: {message}") and err.count("\n") == 1
