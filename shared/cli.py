@@ -2,6 +2,7 @@
 
   orders status [--customer C] [--json] [--store CONN]
   orders quarantine list|show|replay ...
+  orders dlq list|show|resubmit ...   (shared/cli_dlq.py over shared/dlq.py)
   orders publish ...            (same code as scripts/publish_orders.py)
   orders emulator ... / orders host ...   (delegated to devstack.emulator.cli / devstack.host.cli)
 
@@ -85,7 +86,8 @@ def _describe(exc: BaseException) -> str:
 
 def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
-        prog=PROG, description="Operate the session-ordered order processor: status, quarantine, test data."
+        prog=PROG,
+        description="Operate the session-ordered order processor: status, quarantine, DLQ, test data.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -129,6 +131,10 @@ def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> One
     p.add_argument("--force", action="store_true", help="replay even if already replayed or invalid")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=lambda args: _quarantine_replay(args, send))
+
+    from shared import cli_dlq  # argparse only at import time
+
+    cli_dlq.add_parser(sub)
 
     from shared import publisher  # standard library only at import time
 

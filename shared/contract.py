@@ -2,12 +2,18 @@
 
 Parsing turns raw bytes into a validated `OrderStepMessage` or a `ContractError` carrying the quarantine
 reason. Amounts are decimals (JSON string or number), parsed without going through float.
+
+The body is untrusted: before pydantic sees it, the reader enforces the bounds RFC 8259 section 9 lets a
+parser set (body size, nesting depth, number length) and refuses what is not interoperable JSON (bytes that
+are not UTF-8, duplicate keys, NaN/Infinity, lone surrogates). So nothing a producer sends can make the
+parser, the validator or the content hash raise anything but `ContractError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -28,13 +34,25 @@ from shared.domain import model as domain
 from shared.domain.workflow import OrderWorkflow
 from shared.engine.outcomes import QuarantineReason
 from shared.engine.workflow import ContractError
+from shared.envelope import MAX_BODY_BYTES
 
 SCHEMA_ID = "order-step/v1"  # also the Literal of `_StepBase.schema_` (a type needs a literal)
 # Ids end up in storage keys and in `message_id` = "{order_id}:{sequence}": keep them plain.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+# Amounts: finite, 0 <= amount < AMOUNT_LIMIT, at most 6 decimal places (trailing zeros do not count). With
+# quantities <= MAX_QUANTITY and the body-size bound, order totals stay exact in Decimal's 28 digits.
+AMOUNT_LIMIT = Decimal(10**12)
+MAX_QUANTITY = 1_000_000
+MAX_SEQUENCE = 1_000_000
+Money = Annotated[Decimal, Field(ge=0, lt=AMOUNT_LIMIT, decimal_places=6, allow_inf_nan=False)]
+
+# Reader bounds (RFC 8259 section 9): deeper or longer input is malformed-json, before pydantic sees it.
+MAX_DEPTH = (
+    32  # a valid step needs 4 (body, data, items, item); pydantic's serializer gives up in the hundreds
+)
+MAX_NUMBER_CHARS = 40  # characters in one JSON number token, sign and exponent included
 
 
 class _Strict(BaseModel):
@@ -48,7 +66,7 @@ class _Data(BaseModel):
 
 class LineItem(_Data):
     sku: Text
-    quantity: StrictInt = Field(ge=1)
+    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY)
     unit_price: Money
 
 
@@ -87,7 +105,7 @@ class _StepBase(_Strict):
     schema_: Literal["order-step/v1"] = Field(alias="schema")
     customer_id: Id
     order_id: Id
-    sequence: StrictInt = Field(ge=1, le=1_000_000)
+    sequence: StrictInt = Field(ge=1, le=MAX_SEQUENCE)
     # Normalised to UTC so the same instant written with another offset is the same content.
     occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
@@ -171,18 +189,123 @@ def _parse_cached(body: bytes) -> OrderStep:
 
 
 def _parse(body: bytes) -> OrderStep:
-    try:
-        raw = json.loads(body, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(QuarantineReason.MALFORMED_JSON, _describe_json_error(exc)) from None
+    raw = read_json(body)
     if not isinstance(raw, dict):
-        raise ContractError(
-            QuarantineReason.SCHEMA_VIOLATION, f"body is a JSON {type(raw).__name__}, not an object"
-        )
+        kind = "null" if raw is None else type(raw).__name__
+        raise ContractError(QuarantineReason.SCHEMA_VIOLATION, f"body is a JSON {kind}, not an object")
     try:
         return STEP_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         raise ContractError(QuarantineReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from None
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+_BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # after the opening quote
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class _Refused(Exception):
+    """Raised from inside json.loads' hooks; becomes malformed-json."""
+
+
+def read_json(body: bytes) -> Any:
+    """The body as JSON values within the reader bounds, or ContractError(malformed-json).
+
+    Objects are dicts, integers ints, other numbers Decimals. One leading UTF-8 byte order mark is
+    accepted (RFC 8259 section 8.1 allows ignoring it); any other encoding (UTF-16, UTF-32) is refused.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise _malformed(f"body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    if body.startswith(UTF8_BOM):
+        body = body[len(UTF8_BOM) :]
+    try:
+        text = body.decode("utf-8")  # strict: surrogates encoded as bytes and overlong forms are refused
+    except UnicodeDecodeError as exc:
+        raise _malformed(f"body is not UTF-8 (byte {exc.start})") from None
+    depth = _nesting_depth(text)
+    if depth > MAX_DEPTH:
+        raise _malformed(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        value = json.loads(
+            text,
+            parse_int=_int_token,
+            parse_float=_decimal_token,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        raise _malformed(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except _Refused as exc:
+        raise _malformed(str(exc)) from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise _malformed("a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF escape without its pair)")
+    return value
+
+
+def _malformed(detail: str) -> ContractError:
+    return ContractError(QuarantineReason.MALFORMED_JSON, detail)
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest [ / { nesting outside strings, in one linear pass; ordinary bodies skip it (few brackets)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = pos = 0
+    while match := _BRACKET_OR_QUOTE.search(text, pos):
+        char, pos = match.group(), match.end()
+        if char == '"':
+            rest = _STRING_REST.match(text, pos)
+            if rest is None:  # an unterminated string: json.loads reports it
+                break
+            pos = rest.end()
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+        else:
+            depth -= 1
+    return deepest
+
+
+def _int_token(token: str) -> int:
+    if len(token) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number longer than {MAX_NUMBER_CHARS} characters")
+    return int(token)
+
+
+def _decimal_token(token: str) -> Decimal:
+    if len(token) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number longer than {MAX_NUMBER_CHARS} characters")
+    return Decimal(token)
+
+
+def _refuse_constant(token: str) -> Any:
+    raise _Refused("NaN and Infinity are not JSON numbers")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Refused("an object has a duplicate key")
+    return obj
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """json.loads joins escaped pairs into one character, so any surrogate left is a lone one."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
@@ -195,13 +318,6 @@ def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
         parts.append(f"{loc}: {err['msg']}")
     more = exc.error_count() - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
-def _describe_json_error(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return f"body is not UTF-8 (byte {exc.start})"
-    assert isinstance(exc, json.JSONDecodeError)
-    return f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
 
 
 def content_hash(message: OrderStep) -> str:

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# The largest body the app parses, parks or keeps in a quarantine record: Service Bus Standard's message
+# size limit (256 KB), and well inside one Table Storage entity (1 MiB, the body base64-inflated when it is
+# not UTF-8). Larger bodies (Premium allows up to 100 MB) are quarantined with size and SHA-256 instead.
+MAX_BODY_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class SessionEnvelope:
@@ -62,6 +67,8 @@ def encode_body(body: bytes) -> tuple[str, str]:
 
 
 def decode_body(text: str, encoding: str) -> bytes:
+    if encoding == "omitted":  # a quarantined body too large to keep
+        return b""
     return base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
 
 

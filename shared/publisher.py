@@ -493,22 +493,7 @@ def send_messages(
     retrying transient failures. A resent batch is harmless: the queue drops repeated message ids."""
     if batch_size < 1:
         raise PublishUsageError("batch size must be at least 1")
-    if not connection_string and not namespace:
-        raise PublishError(
-            "no Service Bus connection: set ServiceBusConnection (or "
-            "ServiceBusConnection__fullyQualifiedNamespace) or pass --connection / --namespace"
-        )
-    from azure.servicebus import ServiceBusClient
-
-    if connection_string:
-        client = ServiceBusClient.from_connection_string(connection_string)
-        endpoint = endpoint_of(connection_string)
-    else:
-        from azure.identity import DefaultAzureCredential
-
-        assert namespace is not None
-        client = ServiceBusClient(namespace, DefaultAzureCredential())
-        endpoint = namespace
+    client, endpoint = open_client(connection_string, namespace)
     summary = PublishSummary(queue=queue, endpoint=endpoint, by_kind=dict(Counter(m.kind for m in messages)))
     started = time.perf_counter()
     from azure.core.exceptions import AzureError
@@ -534,6 +519,24 @@ def send_messages(
         ) from exc
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary
+
+
+def open_client(connection_string: str | None, namespace: str | None) -> tuple[Any, str]:
+    """(ServiceBusClient, endpoint host for display) from a connection string, or from a namespace
+    FQDN with DefaultAzureCredential. Shared by `orders publish`, `quarantine replay` and `dlq`."""
+    if not connection_string and not namespace:
+        raise PublishError(
+            "no Service Bus connection: set ServiceBusConnection (or "
+            "ServiceBusConnection__fullyQualifiedNamespace) or pass --connection / --namespace"
+        )
+    from azure.servicebus import ServiceBusClient
+
+    if connection_string:
+        return ServiceBusClient.from_connection_string(connection_string), endpoint_of(connection_string)
+    from azure.identity import DefaultAzureCredential
+
+    assert namespace is not None
+    return ServiceBusClient(namespace, DefaultAzureCredential()), namespace
 
 
 def _send_batch(sender: Any, chunk: Sequence[OutgoingMessage], summary: PublishSummary) -> int:

@@ -9,10 +9,15 @@ expected: E):
   N == E                       -> applied, then parked N+1, N+2, ... are applied in the same commit
 A refusal of an in-sequence step quarantines it without advancing K: later steps wait parked until a
 corrected message for N is replayed.
+
+Any other exception while reading a body (parse, hash) or releasing a parked message is about that
+message and would fail again on every redelivery: it is quarantined as `unprocessable` (the detail names
+the exception type only, never its text, which may echo the payload).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,12 +63,20 @@ class ParkedMissing(LookupError):
     """The ledger lists a parked sequence the parked messages do not hold (another writer moved on)."""
 
 
+def unprocessable(exc: BaseException, stage: str) -> str:
+    """What an unexpected failure says about a message: its type, never its text (it may echo payload)."""
+    return f"{type(exc).__name__} while {stage} the message"
+
+
 def admit(workflow: Workflow[Any, P], envelope: SessionEnvelope) -> Step[P] | ContractError:
-    """Parse the body and check it belongs to the broker's session; returns (not raises) a ContractError."""
+    """Parse the body and check it belongs to the broker's session; returns (not raises) a ContractError,
+    whatever the body holds."""
     try:
         step = workflow.parse(envelope.body)
     except ContractError as exc:
         return exc
+    except Exception as exc:  # the reader's bounds should make this unreachable; never a retry loop
+        return ContractError(QuarantineReason.UNPROCESSABLE, unprocessable(exc, "reading"))
     if step.session_key != envelope.session_id:
         return ContractError(
             QuarantineReason.SESSION_MISMATCH, "the body's session key is not the message's session id"
@@ -71,13 +84,40 @@ def admit(workflow: Workflow[Any, P], envelope: SessionEnvelope) -> Step[P] | Co
     return step
 
 
-def reject(envelope: SessionEnvelope, error: ContractError, now: datetime) -> Decision:
-    """A body that is not a valid message: quarantine it whole; no stream changes."""
-    record = QuarantineRecord.from_envelope(envelope, error.reason, error.detail, at=now)
+def quarantine_only(
+    envelope: SessionEnvelope,
+    reason: QuarantineReason,
+    detail: str,
+    now: datetime,
+    *,
+    step: Step[Any] | None = None,
+    keep_metadata: bool = True,
+) -> Decision:
+    """Quarantine this message whole and change no stream: for a body that is not a valid message
+    (`step` None), or for a step whose decision failed. The result names the body's ids only when the
+    body was read."""
+    ids: dict[str, Any] = {}
+    if step is not None:
+        ids = {"stream_key": step.stream_key, "sequence": step.sequence, "step": step.name}
+    record = QuarantineRecord.from_envelope(
+        envelope, reason, detail, at=now, keep_metadata=keep_metadata, **ids
+    )
     return Decision(
         SessionChanges(envelope.session_id, quarantine=[record]),
-        ProcessingResult(Outcome.QUARANTINED, error.reason, error.detail, quarantine_ids=(record.id,)),
+        ProcessingResult(
+            Outcome.QUARANTINED,
+            reason,
+            detail,
+            session_key=None if step is None else step.session_key,
+            quarantine_ids=(record.id,),
+            **ids,
+        ),
     )
+
+
+def reject(envelope: SessionEnvelope, error: ContractError, now: datetime) -> Decision:
+    """A body that is not a valid message: quarantine it whole; no stream changes."""
+    return quarantine_only(envelope, error.reason, error.detail, now)
 
 
 @dataclass(slots=True)
@@ -134,49 +174,52 @@ def decide(
         )
         return _keep(d, Outcome.PARKED)
     try:
-        _apply(d, step, envelope)
+        _apply(d, step, envelope, step.content_hash)
     except StepRefused as exc:
         return _reject(d, exc.reason, exc.detail)
     _release_parked(d)
     return _keep(d, Outcome.APPLIED)
 
 
-def _apply(d: _Draft[S, P], step: Step[P], envelope: SessionEnvelope) -> None:
-    state = d.workflow.apply(d.ledger.state, step)  # raises StepRefused before anything changes
-    d.ledger.record_applied(step.sequence, step.name, step.content_hash, envelope.message_id, state, d.now)
+def _apply(d: _Draft[S, P], step: Step[P], envelope: SessionEnvelope, content_hash: str) -> None:
+    state = d.workflow.apply(d.ledger.state, step)  # raises before anything changes
+    d.ledger.record_applied(step.sequence, step.name, content_hash, envelope.message_id, state, d.now)
     d.changes.idempotency.append(
         IdempotencyRecord(
-            envelope.session_id,
-            d.ledger.stream_key,
-            step.sequence,
-            step.content_hash,
-            envelope.message_id,
-            d.now,
+            envelope.session_id, d.ledger.stream_key, step.sequence, content_hash, envelope.message_id, d.now
         )
     )
     d.applied.append(step.sequence)
 
 
 def _release_parked(d: _Draft[S, P]) -> None:
-    """Apply parked successors now due; quarantine what can never apply once the stream is terminal."""
+    """Apply parked successors now due; quarantine what can never apply once the stream is terminal.
+
+    A parked message that no longer reads or applies (a stricter contract since it was parked, a
+    refusal, anything it raises) is quarantined itself; the stream stops before it.
+    """
     led, workflow = d.ledger, d.workflow
     while (seq := led.due()) is not None and not workflow.is_terminal(led.state):
         parked = _take_parked(d, seq)
-        step = workflow.parse(parked.envelope.body)  # it was valid when it was parked
         try:
-            _apply(d, step, parked.envelope)
+            step = workflow.parse(parked.envelope.body)
+            _apply(d, step, parked.envelope, parked.content_hash)
+        except ContractError as exc:
+            _quarantine_parked(d, parked, exc.reason, exc.detail)
+            return
         except StepRefused as exc:
-            _quarantine(d, parked.envelope, exc.reason, exc.detail, step)
+            _quarantine_parked(d, parked, exc.reason, exc.detail)
+            return
+        except Exception as exc:
+            _quarantine_parked(d, parked, QuarantineReason.UNPROCESSABLE, unprocessable(exc, "releasing"))
             return
     if workflow.is_terminal(led.state):
         for seq in sorted(led.parked):
-            parked = _take_parked(d, seq)
-            _quarantine(
+            _quarantine_parked(
                 d,
-                parked.envelope,
+                _take_parked(d, seq),
                 QuarantineReason.INVALID_TRANSITION,
                 f"stream became {workflow.status(led.state)} (terminal) while sequence {seq} waited",
-                workflow.parse(parked.envelope.body),
             )
 
 
@@ -187,6 +230,26 @@ def _take_parked(d: _Draft[Any, Any], seq: int) -> ParkedMessage:
     d.ledger.unpark(seq)
     d.changes.unpark.append((d.ledger.stream_key, seq))
     return parked
+
+
+def _quarantine_parked(
+    d: _Draft[Any, Any], parked: ParkedMessage, reason: QuarantineReason, detail: str
+) -> None:
+    """Quarantine a parked message by what its parked row says (its body need not parse any more)."""
+    name: str | None = None
+    with contextlib.suppress(Exception):  # the step name is informational; the record keeps the body
+        name = d.workflow.parse(parked.envelope.body).name
+    d.changes.quarantine.append(
+        QuarantineRecord.from_envelope(
+            parked.envelope,
+            reason,
+            detail,
+            at=d.now,
+            stream_key=parked.stream_key,
+            sequence=parked.sequence,
+            step=name,
+        )
+    )
 
 
 def _quarantine(

@@ -20,3 +20,6 @@ class QuarantineReason(StrEnum):
     RULE_VIOLATION = "rule-violation"
     CONFLICTING_DUPLICATE = "conflicting-duplicate"
     RESEQUENCE_OVERFLOW = "resequence-overflow"
+    # Anything else that raised while reading or evaluating the message (the detail names the exception
+    # type only): it is quarantined, never retried, since the same bytes would fail the same way again.
+    UNPROCESSABLE = "unprocessable"

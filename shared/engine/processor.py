@@ -17,12 +17,15 @@ from shared.engine.decide import (
     ProcessingResult,
     admit,
     decide,
+    quarantine_only,
     reject,
+    unprocessable,
 )
+from shared.engine.outcomes import QuarantineReason
 from shared.engine.records import ParkedMessage, utcnow
-from shared.engine.workflow import ContractError, Workflow
+from shared.engine.workflow import ContractError, Step, Workflow
 from shared.envelope import SessionEnvelope
-from shared.store.base import ConcurrencyConflict, OrderStore
+from shared.store.base import ConcurrencyConflict, OrderStore, StoreUnavailable, TransientStoreError
 
 S = TypeVar("S")
 P = TypeVar("P")
@@ -65,12 +68,6 @@ class StreamProcessor(Generic[S, P]):
         self.park_limit = park_limit
         self._clock = clock
 
-    def process(self, envelope: SessionEnvelope) -> ProcessingResult:
-        """Decide and commit. Raises TransientStoreError when the store fails: nothing was written."""
-        decision = self._decide(envelope, self._clock())
-        self.store.commit(decision.changes)  # the one commit
-        return decision.result
-
     @property
     def clock(self) -> Callable[[], datetime]:
         return self._clock
@@ -81,10 +78,64 @@ class StreamProcessor(Generic[S, P]):
 
         return process_batch(self, envelopes)
 
-    def _decide(self, envelope: SessionEnvelope, now: datetime) -> Decision:
+    def process(self, envelope: SessionEnvelope) -> ProcessingResult:
+        """Decide and commit. Raises TransientStoreError when the store fails: nothing was written.
+
+        Any other failure is about this message (it would fail again on every redelivery), so the message
+        is quarantined instead: `unprocessable` when deciding or committing the decision failed; and when
+        the store refuses even that record (a size limit), once more without application properties.
+        A store that refuses that too is failing: StoreUnavailable.
+        """
+        now = self._clock()
         step = admit(self.workflow, envelope)
-        if isinstance(step, ContractError):
-            return reject(envelope, step, now)
+        decision: Decision | None = None
+        failure: Exception | None = None
+        for stage in _STAGES:
+            try:
+                candidate = self._stage(stage, envelope, step, now, decision, failure)
+                if candidate is None:
+                    continue
+                decision = candidate
+                self.store.commit(decision.changes)  # the one commit
+                return decision.result
+            except TransientStoreError:
+                raise
+            except Exception as exc:
+                failure = exc
+        raise StoreUnavailable(f"{type(failure).__name__} while storing a quarantine record") from failure
+
+    def _stage(
+        self,
+        stage: str,
+        envelope: SessionEnvelope,
+        step: Step[P] | ContractError,
+        now: datetime,
+        previous: Decision | None,
+        failure: Exception | None,
+    ) -> Decision | None:
+        """The decision to try committing at `stage`, or None to skip the stage."""
+        if stage == "decide":
+            if isinstance(step, ContractError):
+                return reject(envelope, step, now)
+            return self._decide(envelope, step, now)
+        if stage == "quarantine":
+            if isinstance(step, ContractError):
+                return None  # the decision already was this quarantine record
+            assert failure is not None
+            detail = unprocessable(failure, "evaluating")
+            return quarantine_only(envelope, QuarantineReason.UNPROCESSABLE, detail, now, step=step)
+        if previous is None or previous.result.reason is None:
+            return None
+        return quarantine_only(
+            envelope,
+            previous.result.reason,
+            previous.result.detail or "",
+            now,
+            step=None if isinstance(step, ContractError) else step,
+            keep_metadata=False,
+        )
+
+    def _decide(self, envelope: SessionEnvelope, step: Step[P], now: datetime) -> Decision:
         sid = envelope.session_id
         ledger = self.store.get_ledger(sid, step.stream_key) or self.workflow.new_ledger(
             sid, step.stream_key, self.workflow.initial_state(sid, step.stream_key)
@@ -94,3 +145,8 @@ class StreamProcessor(Generic[S, P]):
             return decide(self.workflow, ledger, step, envelope, parked, now=now, park_limit=self.park_limit)
         except ParkedMissing as exc:  # the ledger and the parked rows disagree: someone else moved on
             raise ConcurrencyConflict(str(exc)) from exc
+
+
+# What one message may commit, in order, until the store takes one: the decision; if deciding or
+# committing it failed, an `unprocessable` quarantine record; that record without application properties.
+_STAGES = ("decide", "quarantine", "without-properties")

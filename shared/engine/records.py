@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.engine.ledger import Ledger
-from shared.envelope import SessionEnvelope, decode_body, encode_body
+from shared.envelope import MAX_BODY_BYTES, SessionEnvelope, decode_body, encode_body
 
 
 def utcnow() -> datetime:
@@ -74,7 +74,7 @@ class QuarantineRecord:
     detail: str
     message_id: str
     body: str
-    body_encoding: str  # "utf-8" or "base64"
+    body_encoding: str  # "utf-8", "base64", or "omitted" (larger than MAX_BODY_BYTES: body is "")
     metadata: dict[str, Any]
     quarantined_at: datetime
     stream_key: str | None = None
@@ -82,6 +82,8 @@ class QuarantineRecord:
     step: str | None = None
     status: str = "open"  # "open" or "replayed"
     replayed_at: datetime | None = None
+    body_size: int | None = None  # bytes of the original body (None in records written before it existed)
+    body_sha256: str | None = None
 
     @staticmethod
     def id_for(envelope: SessionEnvelope) -> str:
@@ -103,8 +105,17 @@ class QuarantineRecord:
         stream_key: str | None = None,
         sequence: int | None = None,
         step: str | None = None,
+        keep_metadata: bool = True,
     ) -> QuarantineRecord:
-        text, encoding = encode_body(envelope.body)
+        """The record for `envelope`. A body over MAX_BODY_BYTES is left out (size and SHA-256 stay), so
+        every store can hold the record; `keep_metadata=False` also leaves out application properties."""
+        if len(envelope.body) <= MAX_BODY_BYTES:
+            text, encoding = encode_body(envelope.body)
+        else:
+            text, encoding = "", "omitted"
+        metadata = envelope.metadata()
+        if not keep_metadata:
+            metadata["application_properties"] = {}
         return cls(
             id=cls.id_for(envelope),
             session_id=envelope.session_id,
@@ -113,15 +124,18 @@ class QuarantineRecord:
             message_id=envelope.message_id,
             body=text,
             body_encoding=encoding,
-            metadata=envelope.metadata(),
+            metadata=metadata,
             quarantined_at=at,
             stream_key=stream_key,
             sequence=sequence,
             step=step,
+            body_size=len(envelope.body),
+            body_sha256=hashlib.sha256(envelope.body).hexdigest(),
         )
 
     @property
     def raw_body(self) -> bytes:
+        """The body as received; empty when it was too large to keep (`body_encoding == "omitted"`)."""
         return decode_body(self.body, self.body_encoding)
 
     def to_document(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """An in-memory store: the fake for unit tests, with the same contract as the real ones.
 
-It keeps ledger objects (copies), so it needs no StateCodec."""
+It keeps ledger objects (copies), so it needs no StateCodec, and returns them typed as it got them
+(`Any`: whichever workflow's ledger type the test commits)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,17 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any
 
 from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
 from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, SessionChanges
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 
-L = TypeVar("L", bound=Ledger[Any])
 
-
-class InMemoryOrderStore(Generic[L]):
+class InMemoryOrderStore:
     def __init__(self) -> None:
-        self._ledgers: dict[tuple[str, str], L] = {}
+        self._ledgers: dict[tuple[str, str], Ledger[Any]] = {}
         self._parked: dict[tuple[str, str, int], ParkedMessage] = {}
         self._idempotency: dict[tuple[str, str, int], IdempotencyRecord] = {}
         self._quarantine: dict[str, QuarantineRecord] = {}
@@ -28,7 +27,7 @@ class InMemoryOrderStore(Generic[L]):
         self.commits = 0
         self.fail_next_commit: Exception | None = None  # lets unit tests simulate outages
 
-    def get_ledger(self, session_id: str, stream_key: str) -> L | None:
+    def get_ledger(self, session_id: str, stream_key: str) -> Any:  # the ledger type it was given, or None
         ledger = self._ledgers.get((session_id, stream_key))
         return ledger.copy() if ledger else None
 
@@ -84,9 +83,9 @@ class InMemoryOrderStore(Generic[L]):
             self._quarantine[q.id] = q
         if changes.ledger is not None:
             changes.ledger.version = str(next(self._versions))
-            self._ledgers[(sid, changes.ledger.stream_key)] = cast(L, changes.ledger.copy())
+            self._ledgers[(sid, changes.ledger.stream_key)] = changes.ledger.copy()
 
-    def list_ledgers(self, session_id: str | None = None) -> list[L]:
+    def list_ledgers(self, session_id: str | None = None) -> list[Any]:
         return [
             ledger.copy()
             for (sid, _), ledger in sorted(self._ledgers.items())

@@ -14,6 +14,7 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
 from shared.engine.records import SessionChanges
+from shared.envelope import MAX_BODY_BYTES
 from shared.order_workflow import ORDERS
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 from shared.store.table import StoreLimitExceeded, TableOrderStore
@@ -169,15 +170,17 @@ def test_commit_over_100_operations_is_split_with_the_ledger_last(open_store: Op
 
 
 def test_commit_over_the_payload_limit_is_split(open_store: OpenStore) -> None:
-    """Six ~600 KB quarantine records (~800 KB each as base64) cannot share one 4 MiB batch."""
+    """Sixteen 256 KiB quarantine records (the largest body one keeps; ~350 KB each as base64) cannot
+    share one 4 MiB batch."""
     store = open_store()
-    quarantined = [make_quarantine("c-1", LARGE, f"big-{i}") for i in range(6)]
+    largest = LARGE[:MAX_BODY_BYTES]
+    quarantined = [make_quarantine("c-1", largest, f"big-{i}") for i in range(16)]
     before = store.requests_made
     store.commit(SessionChanges("c-1", ledger=make_ledger("c-1", "o-1"), quarantine=quarantined))
     assert store.requests_made - before >= 2
     listed = open_store().list_quarantine()
     assert sorted(q.id for q in listed) == sorted(q.id for q in quarantined)
-    assert all(q.raw_body == LARGE for q in listed)
+    assert all(q.raw_body == largest for q in listed)
 
 
 def test_a_split_commit_that_conflicts_leaves_the_atomic_part_unwritten(open_store: OpenStore) -> None:

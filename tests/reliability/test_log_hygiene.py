@@ -14,7 +14,6 @@ from azure_functions_logging import JsonFormatter
 
 from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.envelope import SessionEnvelope
-from shared.order_workflow import OrderLedger
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
@@ -68,7 +67,7 @@ def captured() -> Iterator[io.StringIO]:
 
 
 def test_no_payload_value_reaches_the_logs_for_any_outcome(captured: io.StringIO) -> None:
-    store: InMemoryOrderStore[OrderLedger] = InMemoryOrderStore()
+    store = InMemoryOrderStore()
     service = OrderService(AppSettings(park_limit=2, max_delivery_count=3), store)
     cases: list[tuple[SessionEnvelope, Outcome, QuarantineReason | None]] = [
         (

@@ -42,7 +42,7 @@ def redelivered(env: SessionEnvelope) -> SessionEnvelope:
 
 
 def test_a_batch_applies_every_message_in_one_commit() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     results = processor_for(store).process_batch(happy_path())
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 5
     assert [r.sequence for r in results] == [1, 2, 3, 4, 5]
@@ -53,7 +53,7 @@ def test_a_batch_applies_every_message_in_one_commit() -> None:
 
 
 def test_parked_and_released_inside_one_batch_never_reach_the_store() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     envs = happy_path()
     results = processor_for(store).process_batch([envs[2], envs[1], envs[0], envs[3]])
     assert [r.outcome for r in results] == [Outcome.PARKED, Outcome.PARKED, Outcome.APPLIED, Outcome.APPLIED]
@@ -64,7 +64,7 @@ def test_parked_and_released_inside_one_batch_never_reach_the_store() -> None:
 
 
 def test_a_bad_message_is_quarantined_without_affecting_the_others() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     envs = happy_path()
     bad = envelope(b'{"schema": "order-step/v1", "truncated', session="cust-1", message_id="bad-1")
     mismatched = envelope(body("order.placed", 1, customer="cust-2", order="ord-9"), session="cust-1")
@@ -83,7 +83,7 @@ def test_a_bad_message_is_quarantined_without_affecting_the_others() -> None:
 
 
 def test_a_transient_failure_writes_nothing_and_the_redelivered_batch_applies_once() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     processor = processor_for(store)
     envs = happy_path()
     store.fail_next_commit = StoreUnavailable("down")
@@ -98,7 +98,7 @@ def test_a_transient_failure_writes_nothing_and_the_redelivered_batch_applies_on
 
 
 def test_duplicates_inside_one_batch_are_duplicates() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     first = step("order.placed", 1)
     results = processor_for(store).process_batch([first, first, step("order.shipped", 4), first])
     assert [r.outcome for r in results] == [
@@ -120,7 +120,7 @@ def test_interleaved_orders_get_one_ledger_write_each() -> None:
 
 
 def test_messages_of_another_session_are_committed_on_their_own() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     batch = [
         step("order.placed", 1),
         step("order.placed", 1, customer="cust-2"),
@@ -132,7 +132,7 @@ def test_messages_of_another_session_are_committed_on_their_own() -> None:
 
 
 def test_a_batch_commit_that_fails_for_good_falls_back_to_one_commit_per_message() -> None:
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     store.fail_next_commit = ValueError("a limit this batch hits")
     results = processor_for(store).process_batch(happy_path())
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 5
@@ -204,10 +204,10 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def test_batch_results_equal_sequential_results(
     messages: list[SessionEnvelope], cuts: list[int], park_limit: int
 ) -> None:
-    one_by_one = InMemoryOrderStore[Any]()
+    one_by_one = InMemoryOrderStore()
     sequential = [result_of(processor_for(one_by_one, park_limit).process(m)) for m in messages]
 
-    batched = InMemoryOrderStore[Any]()
+    batched = InMemoryOrderStore()
     batch_results: list[Any] = []
     for part in split(messages, cuts):
         batch_results += [result_of(r) for r in processor_for(batched, park_limit).process_batch(part)]
@@ -245,7 +245,7 @@ class SplitCommitStore(InMemoryOrderStore):
 def test_a_crash_between_the_transactions_of_a_split_batch_is_exactly_once_on_redelivery(
     messages: list[SessionEnvelope], max_ops: int, crash_after: int
 ) -> None:
-    one_by_one = InMemoryOrderStore[Any]()
+    one_by_one = InMemoryOrderStore()
     for m in messages:
         processor_for(one_by_one).process(m)
 
@@ -272,7 +272,7 @@ def state_of_without_duplicates(store: InMemoryOrderStore) -> Any:
 def _staged_units(*envs: SessionEnvelope) -> list[SessionChanges]:
     from shared.engine.batch import StagedSession
 
-    store = InMemoryOrderStore[Any]()
+    store = InMemoryOrderStore()
     staged = StagedSession(store, envs[0].session_id)
     sequential = OrderStepProcessor(staged, clock=lambda: FIXED)
     for env in envs:

@@ -166,7 +166,7 @@ def test_ledger_document_round_trip_through_the_workflow_codec() -> None:
 
 
 def test_processor_runs_the_account_workflow_with_one_commit_per_message() -> None:
-    store: InMemoryOrderStore[Ledger[Account]] = InMemoryOrderStore()
+    store = InMemoryOrderStore()
     processor = StreamProcessor(store, ACCOUNTS, park_limit=5)
     envs = [
         account_envelope(1, "open", 20),
@@ -190,7 +190,7 @@ def test_processor_runs_the_account_workflow_with_one_commit_per_message() -> No
 
 
 def test_processor_turns_a_missing_parked_row_into_a_concurrency_conflict() -> None:
-    store: InMemoryOrderStore[Ledger[Account]] = InMemoryOrderStore()
+    store = InMemoryOrderStore()
     processor = StreamProcessor(store, ACCOUNTS)
     processor.process(account_envelope(1, "open", 0))
     processor.process(account_envelope(3, "deposit", 1))

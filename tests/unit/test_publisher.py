@@ -18,7 +18,7 @@ from shared import publisher
 from shared.contract import ID_PATTERN, ContractError, parse_order_step
 from shared.engine.outcomes import QuarantineReason
 from shared.envelope import SessionEnvelope
-from shared.order_workflow import OrderLedger, OrderStepProcessor
+from shared.order_workflow import OrderStepProcessor
 from shared.publisher import (
     PublishPlan,
     PublishUsageError,
@@ -31,7 +31,7 @@ from shared.store.memory import InMemoryOrderStore
 
 def feed(messages: list[publisher.OutgoingMessage]) -> tuple[InMemoryOrderStore, list[Any]]:
     """Process in generated order (that is each session's order) through the real processor."""
-    store: InMemoryOrderStore[OrderLedger] = InMemoryOrderStore()
+    store = InMemoryOrderStore()
     processor = OrderStepProcessor(store)
     results = []
     for number, m in enumerate(messages, start=1):

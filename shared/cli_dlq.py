@@ -1,0 +1,292 @@
+"""`orders dlq list|show|resubmit`: argparse and rich glue over the use cases in shared/dlq.py.
+
+The Service Bus target is resolved exactly as for `orders quarantine replay` and `orders publish`
+(`publisher.resolve_target` + `publisher.open_client`): `--namespace` (DefaultAzureCredential) or
+`--connection`, else the ServiceBusConnection settings. Only argparse is imported at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from shared.cli import CliError, _console, _print_json, _safe
+
+if TYPE_CHECKING:
+    from shared.dlq import DeadLetter, ResubmitReport, ServiceBusDeadLetters
+
+DEFAULT_LIMIT = 50
+
+
+@contextmanager
+def connect_servicebus(args: argparse.Namespace) -> Iterator[ServiceBusDeadLetters]:
+    """The queue's DLQ (and a sender to the queue) over the real SDK."""
+    from shared import publisher
+    from shared.dlq import ServiceBusDeadLetters
+    from shared.settings import merged_environment
+
+    connection, namespace, queue = publisher.resolve_target(
+        merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
+    )
+    try:
+        client, endpoint = publisher.open_client(connection, namespace)
+    except publisher.PublishError as exc:
+        raise CliError(str(exc)) from None
+    except ValueError as exc:  # a malformed connection string
+        raise CliError(f"bad Service Bus connection string: {exc}") from None
+    dlq = ServiceBusDeadLetters(client, queue)
+    dlq.endpoint = endpoint  # type: ignore[attr-defined]
+    with dlq:
+        yield dlq
+
+
+# Tests replace this with a fake (an object with peek/receive/complete/abandon/send, queue, endpoint).
+connect: Callable[[argparse.Namespace], AbstractContextManager[Any]] = connect_servicebus
+
+
+def add_parser(sub: Any) -> None:
+    """Register `dlq` and its actions on the `orders` subparsers."""
+    from shared.cli import OneLineArgumentParser
+
+    target = OneLineArgumentParser(add_help=False)
+    target.add_argument(
+        "--queue", metavar="Q", help="queue (default: ORDERS_QUEUE_NAME or orders-with-sessions)"
+    )
+    where = target.add_mutually_exclusive_group()
+    where.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
+    where.add_argument(
+        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
+    )
+    target.add_argument("--json", action="store_true", help="machine-readable output")
+
+    d = sub.add_parser("dlq", help="list, show and resubmit dead-lettered messages")
+    dsub = d.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+
+    p = dsub.add_parser("list", parents=[target], help="dead-lettered messages, counted by DeadLetterReason")
+    p.add_argument("--reason", metavar="R", help="only messages with this DeadLetterReason")
+    p.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help="messages shown in the table"
+    )
+    p.set_defaults(handler=_list)
+
+    p = dsub.add_parser("show", parents=[target], help="one dead-lettered message, body included")
+    p.add_argument("id", metavar="ID", help="message id, or seq:N for the DLQ sequence number N")
+    p.set_defaults(handler=_show)
+
+    p = dsub.add_parser(
+        "resubmit",
+        parents=[target],
+        help="re-send dead-lettered messages to the queue under derived ids, then remove them from the DLQ",
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="message ids, or seq:N")
+    p.add_argument("--reason", metavar="R", help="every message with this DeadLetterReason")
+    p.add_argument("--all", action="store_true", help="every message in the DLQ")
+    p.add_argument("--dry-run", action="store_true", help="show what would be sent; send and remove nothing")
+    p.add_argument(
+        "--batch-size", type=int, default=50, metavar="B", help="messages received and sent at once"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_resubmit)
+
+
+def _peek(dlq: Any) -> list[DeadLetter]:
+    from shared.dlq import peek_all
+
+    return peek_all(dlq)
+
+
+def _where(dlq: Any) -> dict[str, Any]:
+    return {"queue": dlq.queue, "endpoint": getattr(dlq, "endpoint", None)}
+
+
+# --------------------------------------------------------------------------------------------------
+# list
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, not {args.limit}", exit_code=2)
+    from shared.dlq import count_by_reason
+
+    with connect(args) as dlq:
+        letters = _peek(dlq)
+        where = _where(dlq)
+    if args.reason is not None:
+        letters = [m for m in letters if m.reason == args.reason]
+    by_reason = count_by_reason(letters)
+    if args.json:
+        _print_json(
+            where
+            | {"total": len(letters), "by_reason": by_reason, "messages": [m.summary() for m in letters]}
+        )
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    scope = f" with reason {args.reason!r}" if args.reason is not None else ""
+    reasons = Table(title=f"dead-lettered messages in {where['queue']}{scope}: {len(letters)}")
+    reasons.add_column("DeadLetterReason")
+    reasons.add_column("messages", justify="right")
+    reasons.add_column("sessions", justify="right")
+    reasons.add_column("example description")
+    for reason, count in by_reason.items():
+        mine = [m for m in letters if m.reason == reason]
+        sessions = len({m.session_id for m in mine})
+        reasons.add_row(_safe(reason), str(count), str(sessions), _safe(mine[0].description or "-"))
+    console.print(reasons)
+    if letters:
+        table = Table(title="messages (oldest first)")
+        for col in ("seq", "message id", "session", "reason", "enqueued", "deliveries", "bytes"):
+            table.add_column(col, justify="right" if col in ("seq", "deliveries", "bytes") else "left")
+        for m in letters[: args.limit]:
+            table.add_row(
+                str(m.sequence_number),
+                _safe(m.message_id or "-"),
+                _safe(m.session_id or "-"),
+                _safe(m.reason),
+                m.enqueued_time.isoformat()[:19] if m.enqueued_time else "-",
+                "-" if m.delivery_count is None else str(m.delivery_count),
+                "-" if m.body is None else str(len(m.body)),
+            )
+        console.print(table)
+        if len(letters) > args.limit:
+            console.print(f"... {len(letters) - args.limit} more not shown (use --limit, --reason or --json)")
+        console.print("resubmit with: orders dlq resubmit --all | --reason R | ID ... (try --dry-run first)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# show
+
+
+def _body_doc(m: DeadLetter) -> dict[str, Any]:
+    import base64
+
+    if m.body is None:
+        return {"body": None, "body_encoding": None}
+    try:
+        return {"body": m.body.decode("utf-8"), "body_encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"body": base64.b64encode(m.body).decode("ascii"), "body_encoding": "base64"}
+
+
+def _show(args: argparse.Namespace) -> int:
+    from shared.dlq import find
+
+    with connect(args) as dlq:
+        found = find(_peek(dlq), args.id)
+        where = _where(dlq)
+    if not found:
+        raise CliError(f"no dead-lettered message {_safe(args.id)!r} in {where['queue']}")
+    if args.json:
+        _print_json(where | {"messages": [m.summary() | _body_doc(m) for m in found]})
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    for m in found:
+        table = Table(title=f"dead-lettered message seq:{m.sequence_number}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for key, value in m.summary().items():
+            if key == "application_properties":
+                for name, prop in value.items():
+                    table.add_row(f"property {_safe(name)}", _safe(str(prop)))
+            else:
+                table.add_row(key, _safe("-" if value is None else str(value)))
+        console.print(table)
+        doc = _body_doc(m)
+        if doc["body"] is None:
+            console.print("body: not an AMQP data section (cannot be shown or resubmitted)", style="bold")
+            continue
+        label = "body (base64: not UTF-8)" if doc["body_encoding"] == "base64" else "body"
+        console.print(f"{label}, {len(m.body or b'')} bytes:", style="bold")
+        console.print(_safe(doc["body"]), markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# resubmit
+
+
+def _resubmit(args: argparse.Namespace) -> int:
+    from shared.dlq import DlqError, resubmit, select
+
+    if sum((bool(args.ids), args.reason is not None, args.all)) != 1:
+        raise CliError("choose the messages: ID ..., --reason R or --all (exactly one)", exit_code=2)
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, not {args.batch_size}", exit_code=2)
+    with connect(args) as dlq:
+        where = _where(dlq)
+        chosen, missing = select(_peek(dlq), refs=args.ids, reason=args.reason, everything=args.all)
+        if missing:
+            names = ", ".join(repr(_safe(r)) for r in missing)
+            raise CliError(f"not in the DLQ of {where['queue']}: {names}; nothing was resubmitted")
+        show_progress = not (args.json or args.no_progress) and sys.stderr.isatty() and len(chosen) > 1
+        with _progress(len(chosen), show_progress, "checking" if args.dry_run else "resubmitting") as tick:
+            try:
+                report = resubmit(
+                    dlq, dlq.send, chosen, dry_run=args.dry_run, batch_size=args.batch_size, progress=tick
+                )
+            except DlqError as exc:
+                raise CliError(str(exc)) from None
+    if args.json:
+        _print_json(where | report.to_json())
+    else:
+        _render_report(report, where["queue"])
+    return 0 if report.ok else 1
+
+
+def _render_report(report: ResubmitReport, queue: str) -> None:
+    from rich.table import Table
+
+    console = _console()
+    counts = report.counts()
+    if not report.items:
+        console.print(f"nothing to resubmit in the DLQ of {queue}")
+        return
+    title = f"{'dry run: ' if report.dry_run else ''}resubmit to {queue}"
+    summary = Table(title=title)
+    summary.add_column("status")
+    summary.add_column("messages", justify="right")
+    for status in ("resubmitted", "would-resubmit", "skipped", "failed", "not-found"):
+        if counts.get(status):
+            summary.add_row(status, str(counts[status]))
+    summary.add_row("selected", str(len(report.items)), style="bold")
+    console.print(summary)
+    shown = report.items if report.dry_run else [i for i in report.items if i.status != "resubmitted"]
+    if shown:
+        table = Table(title="messages" if report.dry_run else "not resubmitted (still in the DLQ)")
+        for col in ("seq", "message id", "session", "reason", "new message id", "status", "detail"):
+            table.add_column(col, justify="right" if col == "seq" else "left")
+        for i in shown:
+            table.add_row(
+                str(i.sequence_number),
+                _safe(i.message_id or "-"),
+                _safe(i.session_id or "-"),
+                _safe(i.reason),
+                i.resubmit_message_id,
+                i.status,
+                _safe(i.detail or ""),
+            )
+        console.print(table)
+
+
+@contextmanager
+def _progress(total: int, enabled: bool, label: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (terminal only); otherwise a no-op."""
+    if not enabled:
+        yield lambda _n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
