@@ -123,7 +123,7 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
 
         crashing: Any = TableOrderStore.from_connection_string(azurite.connection_string, table, codec=ORDERS)
         crashing.batch_operations_limit = 8
-        submit, calls = crashing._submit, []
+        submit, calls = crashing._submit, list[int]()
 
         def crash(ops: Any, submit: Any = submit, calls: list[int] = calls, after: int = crash_after) -> Any:
             if len(calls) == after:
