@@ -21,6 +21,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from devstack.azurite import AzuriteTable, ensure_azurite_installed, unique_table_name
 from shared.engine.records import SessionChanges
 from shared.order_workflow import ORDERS, OrderLedger
 from shared.store.table import RequestCounter, TableOrderStore
@@ -31,7 +32,6 @@ from shared.store.table_entities import (
     ledger_from_entity,
     ledger_key,
 )
-from tests.fixtures.azurite import AzuriteTable, ensure_azurite_installed, unique_table_name
 from tests.integration.test_store_contract import make_idem, make_ledger
 
 

@@ -7,7 +7,7 @@
 #
 # Allowed on purpose, never secrets:
 #   * the Azurite development account key (account devstoreaccount1). Microsoft publishes it in the
-#     Azurite docs; every Azurite instance accepts it and nothing else. tests/fixtures/azurite.py needs it.
+#     Azurite docs; every Azurite instance accepts it and nothing else. devstack/azurite.py needs it.
 #   * `SharedAccessKey=local`, the placeholder the embedded Service Bus emulator accepts
 #     (local.settings.json.example, devstack/emulator). It opens nothing outside this machine.
 # Both are excluded by exact-value regexes below, so the same strings anywhere else are allowed too,
