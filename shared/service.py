@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +45,14 @@ class OrderService:
         store: OrderStore,
         *,
         retry_policy: retry.RetryPolicy | None = None,
-        sleep: Any = time.sleep,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
         self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
-        self._sleep = sleep
+        self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
+        self._clock = clock
         from shared.processing import OrderStepProcessor
 
         self.processor = OrderStepProcessor(store, park_limit=settings.park_limit)
@@ -76,6 +79,7 @@ class OrderService:
                 self.retry_policy,
                 before_retry=recover,
                 sleep=self._sleep,
+                clock=self._clock,
                 burst=burst,
             )
         except TransientStoreError as exc:

@@ -98,6 +98,7 @@ class SqliteOrderStore:
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._align_companions()
             db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             db.execute("PRAGMA journal_mode = WAL")
@@ -112,6 +113,20 @@ class SqliteOrderStore:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
         return db
+
+    def _align_companions(self) -> None:
+        """SQLite creates -wal/-shm with the database file's mode, and a read-only connection leaves them
+        behind: once the operator makes the database writable again, they would keep every connection
+        read-only. Give them the database file's mode again (SQLite's own rule), where we may."""
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except OSError:
+            return
+        for suffix in ("-wal", "-shm"):
+            companion = self.path.with_name(self.path.name + suffix)
+            with contextlib.suppress(OSError):
+                if companion.stat().st_mode & 0o777 != mode:
+                    companion.chmod(mode)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteOrderStore:

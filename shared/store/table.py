@@ -473,15 +473,12 @@ class TableOrderStore:
                 self._cache.pop(session_id, None)
 
     def reopen(self) -> None:
-        """Forget every cached partition and start over with a fresh client (connection pool)."""
+        """Forget every cached partition and start over with a fresh client (connection pool). The old
+        client is not closed here: other sessions' invocations may be mid-request on it (closing it
+        under them fails their request with a non-transient error); it is released when they drop it."""
         self.evict()
-        if self._client_factory is None:
-            return
-        old, self._client = self._client, self._client_factory()
-        try:
-            old.close()
-        except Exception as exc:  # closing a broken transport must not stop the retry
-            log.debug("closing the old table client failed: %s", type(exc).__name__)
+        if self._client_factory is not None:
+            self._client = self._client_factory()
 
     # --- the per-message path ---
     def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
