@@ -71,30 +71,3 @@ def test_table_stale_cache_heals(azurite: Any, azurite_table_name: str) -> None:
     finally:
         host_a.close()
         host_b.close()
-
-
-def test_sqlite_reopens_a_file_that_was_read_only_when_it_started(tmp_path: Path) -> None:
-    """Issue 9, point 3: the first connection to a read-only file is read-only for ever; reopen() and
-    the service's retry make the store recover as soon as the file is writable again."""
-    db = tmp_path / "o.db"
-    SqliteOrderStore(db).close()
-    for extra in tmp_path.glob("o.db-*"):
-        extra.unlink()
-    db.chmod(0o444)
-    store = SqliteOrderStore(db)
-    sleeps: list[float] = []
-
-    def sleep_then_fix(seconds: float) -> None:
-        sleeps.append(seconds)
-        if len(sleeps) == 3:
-            db.chmod(0o644)  # the operator fixes the permissions while the message retries
-
-    try:
-        service = OrderService(AppSettings(store_retry_seconds=60), store, sleep=sleep_then_fix)
-        assert service.handle(step("order.placed", 1)).outcome is Outcome.APPLIED
-        assert len(sleeps) >= 3
-    finally:
-        db.chmod(0o644)
-        store.close()
-
-

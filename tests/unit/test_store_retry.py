@@ -136,7 +136,8 @@ def test_service_rides_out_an_outage_reopening_the_store_and_logs_one_line(
     burst_lines = [r for r in caplog.records if "retr" in r.getMessage()]
     assert [r.getMessage() for r in burst_lines] == ["store recovered after retries"]  # not one per attempt
     line = burst_lines[0]
-    assert getattr(line, "attempts", None) == retries + 1 and getattr(line, "errors", None) == ["StoreUnavailable"]
+    assert getattr(line, "attempts", None) == retries + 1
+    assert getattr(line, "errors", None) == ["StoreUnavailable"]
     assert line.exc_info is None  # an expected outage logs no traceback
 
 
