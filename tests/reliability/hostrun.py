@@ -32,6 +32,16 @@ def publish(
     connection_string: str, queue: str, *, customers: int, orders: int, seed: int
 ) -> list[OutgoingMessage]:
     """A shuffled workload (no poison: every message must be applied) under ids unique to this call."""
+    messages = workload(customers=customers, orders=orders, seed=seed)
+    send(connection_string, queue, messages)
+    return messages
+
+
+def send(connection_string: str, queue: str, messages: list[OutgoingMessage]) -> None:
+    send_messages(messages, connection_string=connection_string, namespace=None, queue=queue, progress=False)
+
+
+def workload(*, customers: int, orders: int, seed: int) -> list[OutgoingMessage]:
     plan = PublishPlan(
         customers=customers,
         orders_per_customer=orders,
@@ -39,9 +49,7 @@ def publish(
         seed=seed,
         id_prefix=f"r{uuid.uuid4().hex[:6]}",
     )
-    messages = generate_messages(plan)
-    send_messages(messages, connection_string=connection_string, namespace=None, queue=queue, progress=False)
-    return messages
+    return generate_messages(plan)
 
 
 def write_settings(path: Path, values: Mapping[str, str]) -> Path:

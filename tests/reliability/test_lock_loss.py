@@ -8,6 +8,7 @@ invocation in flight. Afterwards: 0 dead-lettered, 0 lost, 0 double-applied, eve
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,9 @@ def test_two_hosts_with_lock_loss_lose_nothing_and_apply_nothing_twice(
     )
     db = tmp_path / "orders.db"
     SqliteOrderStore(db).close()
-    published = hostrun.publish(servicebus_emulator.connection_string, queue, customers=6, orders=5, seed=21)
+    published = hostrun.workload(customers=8, orders=10, seed=21)
+    n = len(published)
+    waves = [published[n * i // PAUSES : n * (i + 1) // PAUSES] for i in range(PAUSES)]  # in send order
     settings = hostrun.write_settings(
         tmp_path / "local.settings.json",
         {
@@ -42,21 +45,33 @@ def test_two_hosts_with_lock_loss_lose_nothing_and_apply_nothing_twice(
             "OrderStoreConnection": f"sqlite:///{db}",
         },
     )
-    cmd = hostrun.host_command(settings, until_idle=PAUSE_S + 4)
+    cmd = hostrun.host_command(settings, until_idle=PAUSE_S + 6)
     logs = [tmp_path / "host-a.log", tmp_path / "host-b.log"]
     hosts = [hostrun.start_host(cmd, log) for log in logs]
     active = lambda: servicebus_emulator.active_count(queue)  # noqa: E731
     started = time.monotonic()
+    while (
+        not all("local host started" in log.read_text() for log in logs) and time.monotonic() - started < 60
+    ):
+        time.sleep(0.1)
     pauses = 0
     try:
-        while pauses < PAUSES and active() > 0 and time.monotonic() - started < 120:
-            time.sleep(0.7)
-            victim = hosts[pauses % 2]
-            if victim.poll() is not None:
-                break
-            victim.send_signal(signal.SIGSTOP)
+        for wave in waves:  # sessions span waves: each freeze strands sessions the other host then takes
+            victim = pauses % 2
+            if hosts[victim].poll() is not None:  # it went idle and exited: a fresh one takes its place
+                hosts[victim] = hostrun.start_host(cmd, logs[victim])
+            size = logs[victim].stat().st_size
+            sender = threading.Thread(
+                target=hostrun.send, args=(servicebus_emulator.connection_string, queue, wave)
+            )
+            sender.start()
+            deadline = time.monotonic() + 10
+            while _outcome_lines_since(logs[victim], size) < 3 and time.monotonic() < deadline:
+                time.sleep(0.005)  # freeze it while it holds sessions, mid-way through the wave
+            hosts[victim].send_signal(signal.SIGSTOP)
             time.sleep(PAUSE_S)
-            victim.send_signal(signal.SIGCONT)
+            hosts[victim].send_signal(signal.SIGCONT)
+            sender.join()
             pauses += 1
         codes = [
             hostrun.drain(cmd, log, active, deadline=time.monotonic() + 150, first=proc)
@@ -78,7 +93,7 @@ def test_two_hosts_with_lock_loss_lose_nothing_and_apply_nothing_twice(
     lock_lines = sum(log.read_text(errors="replace").count("session receiver failed") for log in logs)
     outcomes = summaries[0].outcomes + summaries[1].outcomes
     print(
-        f"\n{len(published)} messages over 6 sessions, 2 hosts, {pauses} freezes of {PAUSE_S:g} s"
+        f"\n{len(published)} messages over 8 sessions, 2 hosts, {pauses} freezes of {PAUSE_S:g} s"
         f" (lock {LOCK_S:g} s); run {time.monotonic() - started:.0f} s\n"
         f"left in queue {left}; dead-lettered {dead}; orders not exactly as published {len(problems)}\n"
         f"outcomes over all deliveries {dict(sorted(outcomes.items()))};"
@@ -89,3 +104,9 @@ def test_two_hosts_with_lock_loss_lose_nothing_and_apply_nothing_twice(
     assert redelivered > 1 or lock_lines > 0, "no lock was lost: the test proved nothing"
     assert (left, dead) == (0, 0)
     assert problems == []
+
+
+def _outcome_lines_since(log: Path, offset: int) -> int:
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return f.read().count(b'"outcome"')
