@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +77,8 @@ def host_command(settings: Path, *, until_idle: float, lock_free: bool = False) 
         "2",
     ]
     if lock_free and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            raise RuntimeError("running as root needs setpriv (util-linux) to make file modes bind the host")
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
     return cmd
 
