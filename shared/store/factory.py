@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-from shared.settings import DEFAULT_SQLITE_URL, AppSettings, SettingsError
+from shared.settings import DEFAULT_SQLITE_URL, AppSettings, store_kind
 from shared.store.base import OrderStore
 
 
 def open_store(settings: AppSettings) -> OrderStore:
     """SQLite for `sqlite:///...` or nothing; Azure Table Storage for a storage connection string,
-    `UseDevelopmentStorage=true` (Azurite) or identity-based `OrderStoreConnection__tableServiceUri`."""
+    `UseDevelopmentStorage=true` (Azurite) or identity-based `OrderStoreConnection__tableServiceUri`.
+    A malformed value raises SettingsError (see shared.settings.store_kind)."""
+    kind = store_kind(settings)
     conn = (settings.store_connection or "").strip()
-    service_uri = settings.store_identity.get("tableServiceUri")
-    if not conn and service_uri:
+    if kind == "table-identity":
         from shared.store.table import TableOrderStore  # lazy: keeps cold start light for SQLite users
 
-        return TableOrderStore.from_service_uri(service_uri, settings.table_name, _credential(settings))
-    if not conn or conn.startswith("sqlite:"):
+        uri = settings.store_identity["tableServiceUri"]
+        return TableOrderStore.from_service_uri(uri, settings.table_name, _credential(settings))
+    if kind == "sqlite":
         from shared.store.sqlite import SqliteOrderStore
 
         return SqliteOrderStore.from_url(conn or DEFAULT_SQLITE_URL)
-    if (
-        conn.lower().startswith("usedevelopmentstorage=true")
-        or "AccountName=" in conn
-        or "TableEndpoint=" in conn
-    ):
-        from shared.store.table import TableOrderStore
+    from shared.store.table import TableOrderStore
 
-        return TableOrderStore.from_connection_string(conn, settings.table_name)
-    raise SettingsError(
-        "OrderStoreConnection must be sqlite:///PATH, UseDevelopmentStorage=true or a storage connection "
-        "string (or set OrderStoreConnection__tableServiceUri for identity-based access)"
-    )
+    return TableOrderStore.from_connection_string(conn, settings.table_name)
 
 
 def _credential(settings: AppSettings) -> object:
@@ -40,9 +33,3 @@ def _credential(settings: AppSettings) -> object:
     if settings.store_identity.get("credential", "").lower() == "managedidentity":
         return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
     return DefaultAzureCredential(managed_identity_client_id=client_id)
-
-
-def _is_storage_connection_string(conn: str) -> bool:
-    return conn.lower().startswith("usedevelopmentstorage=true") or any(
-        key in conn for key in ("AccountName=", "TableEndpoint=")
-    )
