@@ -14,9 +14,20 @@ from azure_functions_logging import JsonFormatter, logging_context, setup_loggin
 
 from shared.functions_adapter import envelope_from_message
 from shared.service import get_service
-from shared.settings import QUEUE_NAME_SETTING, SERVICE_BUS_CONNECTION
+from shared.settings import (
+    QUEUE_NAME_SETTING,
+    SERVICE_BUS_CONNECTION,
+    merged_environment,
+    validate_app_settings,
+)
 
 setup_logging(functions_formatter=JsonFormatter(), format="json")
+
+# Fail fast: a malformed setting (e.g. OrderStoreConnection=bogus://x) raises SettingsError here, at
+# import. In Azure that fails the worker's function indexing, so the host starts no listener and no
+# message is consumed (docs/operations.md "Bad configuration"), instead of every message failing
+# until it is dead-lettered. Whether the store answers is not checked here: that is transient.
+validate_app_settings(merged_environment())
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
