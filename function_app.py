@@ -22,9 +22,16 @@ from shared.settings import (
     SERVICE_BUS_CONNECTION,
     merged_environment,
     trigger_cardinality,
+    validate_app_settings,
 )
 
 setup_logging(functions_formatter=JsonFormatter(), format="json")
+
+# Fail fast: a malformed setting (e.g. OrderStoreConnection=bogus://x) raises SettingsError here, at
+# import. In Azure that fails the worker's function indexing, so the host starts no listener and no
+# message is consumed (docs/operations.md "Bad configuration"), instead of every message failing
+# until it is dead-lettered. Whether the store answers is not checked here: that is transient.
+validate_app_settings(merged_environment())
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

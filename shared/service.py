@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.settings import AppSettings
-from shared.store.base import OrderStore, TransientStoreError
+from shared.store import retry
+from shared.store.base import ConcurrencyConflict, OrderStore, TransientStoreError
 
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
     from shared.engine.processor import ProcessingResult
@@ -42,30 +43,73 @@ MESSAGE_LOG_FIELDS: tuple[str, ...] = (
 
 
 class OrderService:
-    def __init__(self, settings: AppSettings, store: OrderStore) -> None:
+    def __init__(
+        self,
+        settings: AppSettings,
+        store: OrderStore,
+        *,
+        retry_policy: retry.RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
+        self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
+        self._clock = clock
         from shared.engine.processor import StreamProcessor
         from shared.order_workflow import ORDERS
 
         self.processor = StreamProcessor(store, ORDERS, park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
-        """Process one message and log its outcome. Transient store failures are logged and re-raised,
-        so the trigger fails and the host abandons the message for redelivery."""
+        """Process one message and log its outcome. A transient store failure is retried here, with
+        back-off, for up to settings.store_retry_seconds (evicting the session's cached state, and
+        reopening the store after an outage, between attempts); if it persists it is logged once and
+        re-raised, so the trigger fails and the host abandons the message for redelivery."""
         started = time.perf_counter()
         fields = self._broker_fields(envelope)
+        burst = retry.RetryBurst()
+
+        def recover(exc: TransientStoreError) -> None:
+            # One place for every conflict and outage, whoever raised it (a commit, a parked row that
+            # vanished, a partition read): what this process cached about the session is suspect.
+            self.store.evict(envelope.session_id)
+            if not isinstance(exc, ConcurrencyConflict):
+                self.store.reopen()
+
         try:
-            result = self.processor.process(envelope)
+            result = retry.run(
+                lambda: self.processor.process(envelope),
+                self.retry_policy,
+                before_retry=recover,
+                sleep=self._sleep,
+                clock=self._clock,
+                burst=burst,
+            )
         except TransientStoreError as exc:
+            self.store.evict(envelope.session_id)  # the redelivery (maybe on another host) re-reads
             fields |= {
                 "outcome": "retry",
                 "error": type(exc).__name__,
+                "detail": str(exc)[:300],
+                "attempts": burst.attempts,
+                "retried_s": round(burst.elapsed_s, 3),
                 "duration_ms": _ms_since(started),
                 "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
             }
             log.warning("order step will be retried: store failed", extra=fields)
             raise
+        if burst.retried:
+            log.warning(
+                "store recovered after retries",
+                extra={
+                    **fields,
+                    "attempts": burst.attempts,
+                    "retried_s": round(burst.elapsed_s, 3),
+                    "errors": sorted(set(burst.errors)),
+                },
+            )
         fields |= {
             "customer_id": result.session_key,
             "order_id": result.stream_key,
@@ -83,23 +127,56 @@ class OrderService:
 
     def handle_batch(self, envelopes: Sequence[SessionEnvelope]) -> list[ProcessingResult]:
         """Process one session's batch (cardinality=many): one outcome and one log line per message, one
-        store commit. A transient store failure logs a `retry` line per message and re-raises: the
-        function fails and the host abandons the whole batch for redelivery."""
+        store commit. A transient store failure re-runs the whole batch (its decisions are re-made from
+        what the store holds) within the same retry budget as `handle`; if it persists, a `retry` line is
+        logged per message and the error re-raised: the host abandons the whole batch for redelivery."""
         started = time.perf_counter()
         fields = [self._broker_fields(envelope) for envelope in envelopes]
         batch = {"batch_size": len(envelopes)}
+        sessions = sorted({envelope.session_id for envelope in envelopes})
+        burst = retry.RetryBurst()
+
+        def recover(exc: TransientStoreError) -> None:
+            for session_id in sessions:
+                self.store.evict(session_id)
+            if not isinstance(exc, ConcurrencyConflict):
+                self.store.reopen()
+
         try:
-            results = self.processor.process_batch(envelopes)
+            results = retry.run(
+                lambda: self.processor.process_batch(envelopes),
+                self.retry_policy,
+                before_retry=recover,
+                sleep=self._sleep,
+                clock=self._clock,
+                burst=burst,
+            )
         except TransientStoreError as exc:
+            for session_id in sessions:
+                self.store.evict(session_id)
             for envelope, line in zip(envelopes, fields, strict=True):
                 line |= batch | {
                     "outcome": "retry",
                     "error": type(exc).__name__,
+                    "detail": str(exc)[:300],
+                    "attempts": burst.attempts,
+                    "retried_s": round(burst.elapsed_s, 3),
                     "duration_ms": _ms_since(started),
                     "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
                 }
                 log.warning("order step will be retried: store failed", extra=line)
             raise
+        if burst.retried:
+            log.warning(
+                "store recovered after retries",
+                extra={
+                    "session_id": sessions[0] if len(sessions) == 1 else None,
+                    **batch,
+                    "attempts": burst.attempts,
+                    "retried_s": round(burst.elapsed_s, 3),
+                    "errors": sorted(set(burst.errors)),
+                },
+            )
         duration = _ms_since(started)
         for line, result in zip(fields, results, strict=True):
             line |= self._result_fields(result) | batch | {"duration_ms": duration}
@@ -163,9 +240,10 @@ def get_service() -> OrderService:
         with _service_lock:
             if _service is None:
                 from shared.order_workflow import ORDERS
+                from shared.settings import merged_environment, validate_app_settings
                 from shared.store.factory import open_store
 
-                settings = AppSettings.load()
+                settings = validate_app_settings(merged_environment())
                 _service = OrderService(settings, open_store(settings, ORDERS))
     return _service
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,11 @@ MAX_DELIVERY_SETTING = "ORDERS_MAX_DELIVERY_COUNT"
 # (host.json maxMessageBatchSize), committed in one store transaction. Read when function_app is indexed.
 CARDINALITY_SETTING = "ORDERS_TRIGGER_CARDINALITY"
 CARDINALITIES = ("one", "many")
+# How long one invocation keeps retrying a failing store before it gives the message back to the host
+# (docs/store.md "Transient failures"). Well under host.json functionTimeout and maxAutoLockRenewalDuration.
+STORE_RETRY_SETTING = "ORDERS_STORE_RETRY_SECONDS"
+DEFAULT_STORE_RETRY_SECONDS = 20.0
+MAX_STORE_RETRY_SECONDS = 120.0
 
 # Every plain setting the app reads (connections are listed separately: they may be split into
 # `__fullyQualifiedNamespace` / `__tableServiceUri` parts). Infra tests check the Function App provides them.
@@ -69,6 +75,7 @@ class AppSettings:
     park_limit: int = 50
     max_delivery_count: int = 10
     trigger_cardinality: str = "one"
+    store_retry_seconds: float = DEFAULT_STORE_RETRY_SECONDS
     store_connection: str | None = None
     # identity-based store connection: OrderStoreConnection__tableServiceUri (+ __credential, __clientId)
     store_identity: dict[str, str] = field(default_factory=dict)
@@ -83,6 +90,7 @@ class AppSettings:
             park_limit=_int(values, PARK_LIMIT_SETTING, 50, minimum=1),
             max_delivery_count=_int(values, MAX_DELIVERY_SETTING, 10, minimum=1),
             trigger_cardinality=trigger_cardinality(values),
+            store_retry_seconds=_seconds(values, STORE_RETRY_SETTING, DEFAULT_STORE_RETRY_SECONDS),
             store_connection=values.get(STORE_CONNECTION) or None,
             store_identity={k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix) and v},
         )
@@ -103,6 +111,142 @@ def _int(values: Mapping[str, str], name: str, default: int, *, minimum: int) ->
     if number < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, not {number}")
     return number
+
+
+def _seconds(values: Mapping[str, str], name: str, default: float) -> float:
+    raw = values.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        number = float(str(raw))
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 <= number <= MAX_STORE_RETRY_SECONDS:  # also refuses nan and inf
+        raise SettingsError(f"{name} must be between 0 and {MAX_STORE_RETRY_SECONDS:g} seconds, not {raw}")
+    return number
+
+
+# --- validation at start-up: a bad setting stops the app before it takes a message -------------------
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9])?")  # Service Bus entity rules
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")  # Azure Table rules
+_SQLITE_OPTIONS = {"synchronous": {"off", "normal", "full", "extra"}}
+_STORE_HELP = (
+    f"{STORE_CONNECTION} must be sqlite:///PATH, UseDevelopmentStorage=true or a storage connection "
+    f"string (or set {STORE_CONNECTION}__tableServiceUri for identity-based access)"
+)
+
+
+def store_kind(settings: AppSettings) -> str:
+    """ "sqlite", "table" (connection string) or "table-identity", or SettingsError saying what is wrong.
+    Only the form is checked: whether the store answers is a transient matter, retried per message."""
+    conn = (settings.store_connection or "").strip()
+    service_uri = settings.store_identity.get("tableServiceUri")
+    if not conn and service_uri:
+        if not re.fullmatch(r"https?://[^/\s]+/?", service_uri.strip()):
+            raise SettingsError(
+                f"{STORE_CONNECTION}__tableServiceUri must be https://<account>.table.core.windows.net, "
+                f"not {service_uri!r}"
+            )
+        credential = settings.store_identity.get("credential", "").strip().lower()
+        if credential not in ("", "managedidentity"):
+            raise SettingsError(f"{STORE_CONNECTION}__credential must be 'managedidentity' or unset")
+        _check_table_name(settings.table_name)
+        return "table-identity"
+    if not conn or conn.startswith("sqlite:"):
+        _check_sqlite_url(conn or DEFAULT_SQLITE_URL)
+        return "sqlite"
+    if "=" not in conn:
+        raise SettingsError(f"{_STORE_HELP}; got a value that is none of these")
+    parts = _connection_string_parts(conn, STORE_CONNECTION)
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        _check_table_name(settings.table_name)
+        return "table"
+    has_account = "accountname" in parts and ("accountkey" in parts or "sharedaccesssignature" in parts)
+    has_endpoint = "tableendpoint" in parts and ("accountkey" in parts or "sharedaccesssignature" in parts)
+    if not (has_account or has_endpoint):
+        raise SettingsError(
+            f"{STORE_CONNECTION} is a connection string without AccountName/TableEndpoint and "
+            "AccountKey/SharedAccessSignature"
+        )
+    _check_table_name(settings.table_name)
+    return "table"
+
+
+def _check_sqlite_url(url: str) -> None:
+    if not url.startswith("sqlite:///"):
+        raise SettingsError(f"{STORE_CONNECTION} must look like sqlite:///PATH (three slashes), not {url!r}")
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    if not path:
+        raise SettingsError(f"{STORE_CONNECTION}: sqlite:/// needs a path, e.g. sqlite:///.local/orders.db")
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        allowed = _SQLITE_OPTIONS.get(key)
+        if allowed is None or value.lower() not in allowed:
+            raise SettingsError(
+                f"{STORE_CONNECTION}: unknown sqlite option {part!r} (only synchronous=off|normal|full|extra)"
+            )
+
+
+def _check_table_name(name: str) -> None:
+    if not _TABLE_NAME.fullmatch(name):
+        raise SettingsError(
+            f"{TABLE_NAME_SETTING} must be 3-63 letters and digits starting with a letter, not {name!r}"
+        )
+
+
+def _connection_string_parts(conn: str, name: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in conn.split(";"))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{name} is not a connection string of Key=Value; pairs")
+        parts[key.strip().lower()] = value.strip()
+    return parts
+
+
+def check_servicebus_connection(values: Mapping[str, str], name: str = SERVICE_BUS_CONNECTION) -> None:
+    """The Functions rules for a Service Bus `connection`: NAME (or AzureWebJobsNAME) holds a connection
+    string with Endpoint=sb://... and a key, SAS or UseDevelopmentEmulator=true; or identity-based
+    NAME__fullyQualifiedNamespace. SettingsError otherwise."""
+    for candidate in (name, f"AzureWebJobs{name}"):
+        conn = (values.get(candidate) or "").strip()
+        if conn:
+            parts = _connection_string_parts(conn, candidate)
+            endpoint = parts.get("endpoint", "")
+            if not re.fullmatch(r"sb://[^/\s;]+/?", endpoint):
+                raise SettingsError(f"{candidate} needs Endpoint=sb://<namespace host>, got {endpoint!r}")
+            keyed = "sharedaccesskeyname" in parts and "sharedaccesskey" in parts
+            if not (keyed or "sharedaccesssignature" in parts):
+                raise SettingsError(f"{candidate} needs SharedAccessKeyName and SharedAccessKey (or a SAS)")
+            return
+        fqns = (values.get(f"{candidate}__fullyQualifiedNamespace") or "").strip()
+        if fqns:
+            host = re.sub(r"^(sb|amqps?|https?)://", "", fqns).rstrip("/")
+            if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host):
+                raise SettingsError(f"{candidate}__fullyQualifiedNamespace is not a host name: {fqns!r}")
+            return
+    raise SettingsError(
+        f"Service Bus connection {name!r} is not configured: set {name} to a connection string "
+        f"(UseDevelopmentEmulator=true for the local emulator) or {name}__fullyQualifiedNamespace"
+    )
+
+
+def validate_app_settings(values: Mapping[str, str], *, servicebus: bool = False) -> AppSettings:
+    """Every setting the app reads, checked for form before anything is received; SettingsError (one
+    line, naming the setting) otherwise. function_app.py calls this at import, so in Azure a bad value
+    fails indexing and no function listens; the local host calls it with servicebus=True first."""
+    settings = AppSettings.from_values(values)
+    queue = values.get(QUEUE_NAME_SETTING)
+    if queue not in (None, "") and not _QUEUE_NAME.fullmatch(str(queue)):
+        raise SettingsError(
+            f"{QUEUE_NAME_SETTING} must be 1-260 letters, digits, '.', '-', '_' or '/', starting and ending "
+            f"with a letter or digit, not {queue!r}"
+        )
+    store_kind(settings)
+    if servicebus:
+        check_servicebus_connection(values)
+    return settings
 
 
 def trigger_cardinality(values: Mapping[str, str]) -> str:

@@ -87,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if args.settings and not Path(args.settings).is_file():
         print(f"orders host: error: settings file {args.settings} does not exist", file=sys.stderr)
         return 2
+    from shared.settings import SettingsError, merged_environment, validate_app_settings
+
+    try:  # the same checks function_app runs at import, plus the Service Bus connection; before anything
+        settings_file = Path(args.settings) if args.settings else app_dir / "local.settings.json"
+        validate_app_settings(merged_environment(local_settings=settings_file), servicebus=True)
+    except SettingsError as exc:
+        print(f"orders host: error: {exc}", file=sys.stderr)
+        return 2
     overrides: dict[str, object] = {}
     if getattr(args, "session_idle_timeout", None):
         overrides["sessionIdleTimeout"] = _as_timespan(args.session_idle_timeout)

@@ -58,6 +58,17 @@ class OrderStore(Protocol[L]):
         """
         ...
 
+    # --- recovery (shared/service.py calls these between retries of a failed message) ---
+    def evict(self, session_id: str | None = None) -> None:
+        """Forget what is cached for one session (or all): the next read goes to the store. Called after
+        any TransientStoreError, so a stale cache can never turn a conflict into a redelivery loop."""
+        ...
+
+    def reopen(self) -> None:
+        """Drop the connection/client and open a fresh one on next use (a file that was read-only, a
+        storage endpoint that restarted). Raises StoreUnavailable if that cannot happen now."""
+        ...
+
     # --- operator reads and maintenance ---
     def list_ledgers(self, session_id: str | None = None) -> list[L]: ...
 

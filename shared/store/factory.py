@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from shared.engine.ledger import Ledger
 from shared.engine.workflow import StateCodec
-from shared.settings import DEFAULT_SQLITE_URL, AppSettings, SettingsError
+from shared.settings import DEFAULT_SQLITE_URL, AppSettings, store_kind
 from shared.store.base import OrderStore
 
 L = TypeVar("L", bound=Ledger[Any])
@@ -15,31 +15,22 @@ L = TypeVar("L", bound=Ledger[Any])
 def open_store(settings: AppSettings, codec: StateCodec[Any, L]) -> OrderStore[L]:
     """SQLite for `sqlite:///...` or nothing; Azure Table Storage for a storage connection string,
     `UseDevelopmentStorage=true` (Azurite) or identity-based `OrderStoreConnection__tableServiceUri`.
-    `codec` is the workflow's: the stores keep its states as opaque documents."""
+    A malformed value raises SettingsError (see shared.settings.store_kind). `codec` is the workflow's:
+    the stores keep its states as opaque documents."""
+    kind = store_kind(settings)
     conn = (settings.store_connection or "").strip()
-    service_uri = settings.store_identity.get("tableServiceUri")
-    if not conn and service_uri:
+    if kind == "table-identity":
         from shared.store.table import TableOrderStore  # lazy: keeps cold start light for SQLite users
 
-        return TableOrderStore.from_service_uri(
-            service_uri, settings.table_name, _credential(settings), codec=codec
-        )
-    if not conn or conn.startswith("sqlite:"):
+        uri = settings.store_identity["tableServiceUri"]
+        return TableOrderStore.from_service_uri(uri, settings.table_name, _credential(settings), codec=codec)
+    if kind == "sqlite":
         from shared.store.sqlite import SqliteOrderStore
 
         return SqliteOrderStore.from_url(conn or DEFAULT_SQLITE_URL, codec=codec)
-    if (
-        conn.lower().startswith("usedevelopmentstorage=true")
-        or "AccountName=" in conn
-        or "TableEndpoint=" in conn
-    ):
-        from shared.store.table import TableOrderStore
+    from shared.store.table import TableOrderStore
 
-        return TableOrderStore.from_connection_string(conn, settings.table_name, codec=codec)
-    raise SettingsError(
-        "OrderStoreConnection must be sqlite:///PATH, UseDevelopmentStorage=true or a storage connection "
-        "string (or set OrderStoreConnection__tableServiceUri for identity-based access)"
-    )
+    return TableOrderStore.from_connection_string(conn, settings.table_name, codec=codec)
 
 
 def _credential(settings: AppSettings) -> object:

@@ -26,6 +26,8 @@ class InMemoryOrderStore:
         self._versions = itertools.count(1)
         self.commits = 0
         self.fail_next_commit: Exception | None = None  # lets unit tests simulate outages
+        self.evictions: list[str | None] = []  # nothing is cached; recorded so tests can see the calls
+        self.reopened = 0
 
     def get_ledger(self, session_id: str, stream_key: str) -> Any:  # the ledger type it was given, or None
         ledger = self._ledgers.get((session_id, stream_key))
@@ -84,6 +86,12 @@ class InMemoryOrderStore:
         if changes.ledger is not None:
             changes.ledger.version = str(next(self._versions))
             self._ledgers[(sid, changes.ledger.stream_key)] = changes.ledger.copy()
+
+    def evict(self, session_id: str | None = None) -> None:
+        self.evictions.append(session_id)
+
+    def reopen(self) -> None:
+        self.reopened += 1
 
     def list_ledgers(self, session_id: str | None = None) -> list[Any]:
         return [

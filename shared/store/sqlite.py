@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
 from shared.store.base import PARKED_CACHE_MAX_BODY, ConcurrencyConflict, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 # Tables holding documents are rowid tables: WITHOUT ROWID suits small rows only (SQLite's own advice).
 _SCHEMA = """
@@ -49,6 +52,14 @@ _SYNC_MODES = {"off", "normal", "full", "extra"}
 L = TypeVar("L", bound=Ledger[Any])
 
 
+def _rename_legacy_key_columns(db: sqlite3.Connection) -> None:
+    """A database written before the engine/workflow split keys its rows by `order_id`: rename in place."""
+    for table in _KEYED_TABLES:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if "order_id" in columns:
+            db.execute(f"ALTER TABLE {table} RENAME COLUMN order_id TO stream_key")
+
+
 class SqliteOrderStore(Generic[L]):
     def __init__(
         self,
@@ -63,24 +74,25 @@ class SqliteOrderStore(Generic[L]):
         if synchronous.lower() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}")
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout_ms = int(busy_timeout_ms)
         # One connection, serialised by a lock: writes serialise in SQLite anyway, and it keeps the
-        # per-message path free of connection set-up.
+        # per-message path free of connection set-up. Opened lazily and reopened after failures
+        # (reopen()), so a file that is read-only, locked or missing at start does not need a restart.
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        self._rename_legacy_key_columns()
-        self._db.executescript(_SCHEMA)
         self._codec = codec
+        self._db: sqlite3.Connection | None = None
+        self._wal_checkpoints = str(path) != ":memory:" and checkpoint_interval_s > 0
+        with self._lock:
+            try:
+                self._conn()
+            except StoreUnavailable as exc:  # the first message retries; starting must not crash
+                log.warning("order store not available yet", extra={"store": "sqlite", "error": str(exc)})
         # Checkpoint the WAL from a background thread instead of inside whichever commit crosses the
         # threshold: that commit would otherwise pay the checkpoint's fsync on the per-message path.
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
-        if str(path) != ":memory:" and checkpoint_interval_s > 0:
-            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        if self._wal_checkpoints:
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop,
                 args=(checkpoint_interval_s, busy_timeout_ms),
@@ -95,11 +107,44 @@ class SqliteOrderStore(Generic[L]):
         self._parked_cache: dict[tuple[str, str, int], ParkedMessage] = {}  # immutable records
         self._cache_size = cache_size
 
-    def _rename_legacy_key_columns(self) -> None:
-        for table in _KEYED_TABLES:
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if "order_id" in columns:
-                self._db.execute(f"ALTER TABLE {table} RENAME COLUMN order_id TO stream_key")
+    def _conn(self) -> sqlite3.Connection:
+        """The open connection, opening it first if needed (caller holds self._lock)."""
+        if self._db is not None:
+            return self._db
+        db: sqlite3.Connection | None = None
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._align_companions()
+            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            _rename_legacy_key_columns(db)
+            db.executescript(_SCHEMA)
+            if self._wal_checkpoints:
+                db.execute("PRAGMA wal_autocheckpoint = 0")
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._db = db
+        return db
+
+    def _align_companions(self) -> None:
+        """SQLite creates -wal/-shm with the database file's mode, and a read-only connection leaves them
+        behind: once the operator makes the database writable again, they would keep every connection
+        read-only. Give them the database file's mode again (SQLite's own rule), where we may."""
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except OSError:
+            return
+        for suffix in ("-wal", "-shm"):
+            companion = self.path.with_name(self.path.name + suffix)
+            with contextlib.suppress(OSError):
+                if companion.stat().st_mode & 0o777 != mode:
+                    companion.chmod(mode)
 
     @classmethod
     def from_url(cls, url: str, *, codec: StateCodec[Any, L]) -> SqliteOrderStore[L]:
@@ -157,20 +202,22 @@ class SqliteOrderStore(Generic[L]):
         ledger = changes.ledger
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                db = self._conn()
+                db.execute("BEGIN IMMEDIATE")
                 try:
-                    new_version = self._write(sid, changes)
-                    self._db.execute("COMMIT")
+                    new_version = self._write(db, sid, changes)
+                    db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                     raise
-            except ConcurrencyConflict:
+            except (ConcurrencyConflict, StoreUnavailable):
                 self._forget(changes)
                 raise
             except sqlite3.IntegrityError as exc:
                 self._forget(changes)
                 raise ConcurrencyConflict(str(exc)) from exc
-            except sqlite3.OperationalError as exc:  # locked beyond busy_timeout, disk I/O, ...
+            except sqlite3.DatabaseError as exc:  # locked beyond busy_timeout, read-only, disk I/O, ...
                 self._forget(changes)
                 raise StoreUnavailable(str(exc)) from exc
             if ledger is not None and new_version is not None:
@@ -193,25 +240,28 @@ class SqliteOrderStore(Generic[L]):
         versions: list[int | None] = []
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                db = self._conn()
+                db.execute("BEGIN IMMEDIATE")
                 try:
                     for run in runs:
                         chain_version(run, written)
-                        versions.append(self._write(session_id, run))
+                        versions.append(self._write(db, session_id, run))
                         if run.ledger is not None:
                             written[run.ledger.stream_key] = str(versions[-1])
-                    self._db.execute("COMMIT")
+                    db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                     raise
-            except (ConcurrencyConflict, sqlite3.IntegrityError, sqlite3.OperationalError) as exc:
-                for run in runs:
-                    self._forget(run)
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise ConcurrencyConflict(str(exc)) from exc
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise StoreUnavailable(str(exc)) from exc
+            except (ConcurrencyConflict, StoreUnavailable):
+                self._evict_locked(session_id)
                 raise
+            except sqlite3.IntegrityError as exc:
+                self._evict_locked(session_id)
+                raise ConcurrencyConflict(str(exc)) from exc
+            except sqlite3.DatabaseError as exc:  # locked beyond busy_timeout, read-only, disk I/O, ...
+                self._evict_locked(session_id)
+                raise StoreUnavailable(str(exc)) from exc
             for run, version in zip(runs, versions, strict=True):
                 self._after_commit(session_id, run, version)
 
@@ -234,8 +284,31 @@ class SqliteOrderStore(Generic[L]):
         if changes.ledger is not None:
             self._cache.pop((changes.session_id, changes.ledger.stream_key), None)
 
-    def _write(self, sid: str, changes: SessionChanges) -> int | None:
-        db = self._db
+    # --- recovery ---
+    def evict(self, session_id: str | None = None) -> None:
+        with self._lock:
+            self._evict_locked(session_id)
+
+    def _evict_locked(self, session_id: str | None) -> None:
+        if session_id is None:
+            self._cache.clear()
+            self._parked_cache.clear()
+            return
+        for key in [k for k in self._cache if k[0] == session_id]:
+            del self._cache[key]
+        for pkey in [k for k in self._parked_cache if k[0] == session_id]:
+            del self._parked_cache[pkey]
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._evict_locked(None)
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
+            self._conn()
+
+    def _write(self, db: sqlite3.Connection, sid: str, changes: SessionChanges) -> int | None:
         new_version: int | None = None
         ledger = changes.ledger
         if ledger is not None:
@@ -347,37 +420,48 @@ class SqliteOrderStore(Generic[L]):
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def _checkpoint_loop(self, interval_s: float, busy_timeout_ms: int) -> None:
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn: sqlite3.Connection | None = None
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             while not self._stop.wait(interval_s):
-                # a busy or failing checkpoint is retried next time; commits are unaffected
-                with contextlib.suppress(sqlite3.Error):
+                # a busy or failing checkpoint is retried next time (on a fresh connection); commits
+                # are unaffected
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    if conn is not None:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.close()
+                    conn = None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     # --- helpers ---
     def _query_one(self, sql: str, args: tuple[Any, ...]) -> Any:
         with self._lock:
             try:
-                return self._db.execute(sql, args).fetchone()
-            except sqlite3.OperationalError as exc:
+                return self._conn().execute(sql, args).fetchone()
+            except sqlite3.DatabaseError as exc:
                 raise StoreUnavailable(str(exc)) from exc
 
     def _query_all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         with self._lock:
             try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.OperationalError as exc:
+                return self._conn().execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
                 raise StoreUnavailable(str(exc)) from exc
 
     def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         with self._lock:
             try:
-                return self._db.execute(sql, args).rowcount
-            except sqlite3.OperationalError as exc:
+                return self._conn().execute(sql, args).rowcount
+            except sqlite3.DatabaseError as exc:
                 raise StoreUnavailable(str(exc)) from exc

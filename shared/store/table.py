@@ -194,8 +194,10 @@ class TableOrderStore(Generic[L]):
         cache_max_sessions: int = 1024,
         create_table: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        client_factory: Callable[[], TableClient] | None = None,
     ) -> None:
         self._client = client
+        self._client_factory = client_factory  # reopen() builds a fresh client (new connection pool)
         self._counter = counter
         self._codec = codec
         self._ttl = cache_ttl_seconds
@@ -237,10 +239,13 @@ class TableOrderStore(Generic[L]):
     ) -> TableOrderStore[L]:
         """Account-key/SAS connection string, or `UseDevelopmentStorage=true` (Azurite on 127.0.0.1:10002)."""
         counter = RequestCounter()
-        client = TableClient.from_connection_string(
-            conn, table_name=table_name, **cls._client_options(counter, client_options or {})
-        )
-        return cls(client, counter, codec=codec, **kwargs)
+
+        def make() -> TableClient:
+            return TableClient.from_connection_string(
+                conn, table_name=table_name, **cls._client_options(counter, client_options or {})
+            )
+
+        return cls(make(), counter, codec=codec, client_factory=make, **kwargs)
 
     @classmethod
     def from_service_uri(
@@ -256,13 +261,16 @@ class TableOrderStore(Generic[L]):
         """Identity-based access (DefaultAzureCredential / ManagedIdentityCredential): needs the
         "Storage Table Data Contributor" role on the account or table."""
         counter = RequestCounter()
-        client = TableClient(
-            endpoint=table_service_uri,
-            table_name=table_name,
-            credential=credential,
-            **cls._client_options(counter, client_options or {}),
-        )
-        return cls(client, counter, codec=codec, **kwargs)
+
+        def make() -> TableClient:
+            return TableClient(
+                endpoint=table_service_uri,
+                table_name=table_name,
+                credential=credential,
+                **cls._client_options(counter, client_options or {}),
+            )
+
+        return cls(make(), counter, codec=codec, client_factory=make, **kwargs)
 
     @property
     def requests_made(self) -> int:
@@ -332,6 +340,14 @@ class TableOrderStore(Generic[L]):
                 self._cache.clear()
             else:
                 self._cache.pop(session_id, None)
+
+    def reopen(self) -> None:
+        """Forget every cached partition and start over with a fresh client (connection pool). The old
+        client is not closed here: other sessions' invocations may be mid-request on it (closing it
+        under them fails their request with a non-transient error); it is released when they drop it."""
+        self.evict()
+        if self._client_factory is not None:
+            self._client = self._client_factory()
 
     # --- the per-message path ---
     def get_ledger(self, session_id: str, stream_key: str) -> L | None:

@@ -162,7 +162,9 @@ def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
     db = tmp_path / "orders.db"
     settings = _settings(servicebus_emulator, queue, db)
     flaky = _FlakyStore(SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS), failures=1)
-    reset_service(OrderService(AppSettings.from_values(settings), flaky))
+    # no in-invocation retry: this test is about the abandon/redeliver path (see test_store_outage_host)
+    no_retry = {**settings, "ORDERS_STORE_RETRY_SECONDS": "0"}
+    reset_service(OrderService(AppSettings.from_values(no_retry), flaky))
 
     messages = generate_messages(PublishPlan(customers=1, orders_per_customer=1, seed=5))
     send_messages(

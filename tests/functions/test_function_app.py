@@ -78,7 +78,9 @@ def sb_message(
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[OrderService]:
     store = SqliteOrderStore(tmp_path / "orders.db", codec=ORDERS)
-    svc = OrderService(AppSettings(max_delivery_count=5), store)
+    # no retrying inside the invocation here (tests/unit/test_store_retry.py covers it): a failing store
+    # must surface at once
+    svc = OrderService(AppSettings(max_delivery_count=5, store_retry_seconds=0), store)
     reset_service(svc)
     yield svc
     reset_service(None)

@@ -129,9 +129,12 @@ def test_no_payload_value_reaches_the_logs_for_any_outcome(captured: io.StringIO
     for envelope, outcome, reason in cases:
         result = service.handle(envelope)
         assert (result.outcome, result.reason) == (outcome, reason), envelope.message_id
-    store.fail_next_commit = StoreUnavailable("down")  # the retry path logs too
+    store.fail_next_commit = StoreUnavailable("down")  # the in-invocation retry logs once it recovers
+    assert service.handle(env(doc(3, "inventory.reserved", {"reservation_id": CANARY}), "m14")).outcome
+    no_retry = OrderService(AppSettings(park_limit=2, max_delivery_count=3, store_retry_seconds=0), store)
+    store.fail_next_commit = StoreUnavailable("down")  # and so does giving the message back to the host
     with pytest.raises(StoreUnavailable):
-        service.handle(env(doc(3, "inventory.reserved", {"reservation_id": CANARY}), "m14", delivery_count=3))
+        no_retry.handle(env(doc(4, "payment.captured", {"payment_id": CANARY}), "m14b", delivery_count=3))
 
     lines = captured.getvalue().splitlines()
     assert len(lines) >= len(cases) + 1  # one line per message at least: the capture works

@@ -1,5 +1,6 @@
 """The Table store (Azurite) goes away for seconds mid-run and comes back: every message is retried
-until it lands, nothing is lost or applied twice.
+(inside the invocation for ORDERS_STORE_RETRY_SECONDS, then by redelivery) until it lands, nothing is
+lost or applied twice.
 
 The broker is simulated in-process the way Service Bus sessions behave for the host: per session, the
 head message is delivered; a TransientStoreError from the service abandons it (it stays at the head,
@@ -44,7 +45,9 @@ def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: A
         client_options={"connection_timeout": 2},
         codec=ORDERS,
     )
-    service = OrderService(AppSettings(max_delivery_count=MAX_DELIVERY), store)
+    # A 1 s in-invocation retry budget, shorter than the outage: this test is about what happens after it,
+    # the redeliveries (test_store_outage_host.py runs the default budget under the real host).
+    service = OrderService(AppSettings(max_delivery_count=MAX_DELIVERY, store_retry_seconds=1.0), store)
     sessions: dict[str, deque[SessionEnvelope]] = {}
     for env in workload.messages:
         sessions.setdefault(env.session_id, deque()).append(env)
