@@ -177,9 +177,12 @@ def message_body(received: Any) -> bytes:
         return body.encode("utf-8")
     if body is None:
         return b""
-    if isinstance(body, dict | list | int | float | bool):
+    if isinstance(body, dict | int | float | bool):
         return json.dumps(body).encode("utf-8")
-    return b"".join(bytes(part) for part in body)
+    parts = list(body)  # data sections (the SDK yields them), or an AMQP sequence
+    if all(isinstance(part, bytes | bytearray | memoryview) for part in parts):
+        return b"".join(bytes(part) for part in parts)
+    return json.dumps(parts, default=str).encode("utf-8")
 
 
 def trigger_value(body: bytes, data_type: str | None) -> bytes | str:
@@ -291,9 +294,17 @@ def decode_servicebus(invocation: ServiceBusInvocation) -> ServiceBusMessage:
     try:
         result = ServiceBusMessageInConverter.decode(invocation.data, trigger_metadata=invocation.metadata)
     except Exception as exc:
-        raise ConversionError(f"{type(exc).__name__}: {exc}") from exc
+        raise ConversionError(_conversion_failure(exc)) from exc
     assert isinstance(result, ServiceBusMessage)
     return result
+
+
+def _conversion_failure(exc: Exception) -> str:
+    """Which field failed, never its value (the value may come from the message body)."""
+    m = re.search(r"field '([^']+)' in trigger metadata", str(exc))
+    if m:
+        return f"trigger metadata field {m.group(1)!r} could not be converted ({type(exc).__name__})"
+    return f"the trigger input could not be converted ({type(exc).__name__})"
 
 
 def servicebus_message(received: Any, data_type: str | None) -> ServiceBusMessage:
@@ -323,7 +334,7 @@ def http_request(
     try:
         return HttpRequestConverter.decode(meta.Datum(value, "http"), trigger_metadata={})
     except Exception as exc:
-        raise ConversionError(f"{type(exc).__name__}: {exc}") from exc
+        raise ConversionError(_conversion_failure(exc)) from exc
 
 
 @dataclass(frozen=True)
