@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from devstack.host.config import HostConfigError
 from devstack.host.payload import ConversionError, http_reply, http_request
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ _CONSTRAINTS = {
 _PARAM = re.compile(r"^\{(\*{0,2})([A-Za-z_][A-Za-z0-9_]*)((?::[^}?]+)*)(\?)?\}$")
 
 
-class RouteError(ValueError):
+class RouteError(HostConfigError):
     """A route template the local host cannot read."""
 
 
@@ -90,8 +91,6 @@ class LocalHttpServer:
         try:
             self.httpd = ThreadingHTTPServer((address, port), handler)
         except OSError as exc:
-            from devstack.host.config import HostConfigError
-
             raise HostConfigError(
                 f"cannot serve HTTP on {address}:{port}: {exc.strerror} (use --port)"
             ) from None
