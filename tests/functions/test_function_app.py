@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from types import SimpleNamespace
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
