@@ -100,7 +100,7 @@ def test_every_metadata_field_reaches_the_converter_as_the_host_sends_it() -> No
     assert msg.time_to_live is None and msg.scheduled_enqueue_time_utc is None
     assert msg.dead_letter_source is None and msg.dead_letter_reason is None
     assert msg.dead_letter_error_description is None and msg.transaction_partition_key is None
-    metadata = msg.metadata
+    metadata = msg.metadata or {}
     assert metadata["DeliveryCount"] == 3 and metadata["SequenceNumber"] == 42
     assert metadata["EnqueuedTimeUtc"] == "2026-03-04T05:06:07.891"
     assert metadata["EnqueuedTime"] == "2026-03-04T05:06:07.891+00:00"
@@ -126,7 +126,7 @@ def test_a_message_without_expiry_reports_net_max_value() -> None:
 def test_absent_values_are_not_sent() -> None:
     msg = decode(Received(content_type=None, correlation_id=None, session_id=None, application_properties={}))
     assert msg.content_type is None and msg.correlation_id is None and msg.session_id is None
-    assert "ContentType" not in msg.metadata and msg.application_properties == {}
+    assert "ContentType" not in (msg.metadata or {}) and msg.application_properties == {}
 
 
 @pytest.mark.parametrize("data_type", ["binary", None, "string"])
@@ -158,7 +158,7 @@ def test_binary_binding_is_immune_to_every_body_override() -> None:
     assert msg.sequence_number == 42 and msg.label == "order.placed"
     assert msg.application_properties["source"] == "publisher"
     assert msg.get_body() == body
-    assert "order_id" not in msg.metadata
+    assert "order_id" not in (msg.metadata or {})
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,7 @@ def test_string_binding_lets_a_json_body_override_metadata(
 ) -> None:
     msg = decode(Received(body=json.dumps({"order_id": "ord-1", name: value}).encode()), None)
     assert getattr(msg, attribute) == expected
-    assert msg.metadata["order_id"] == "ord-1"  # every top-level property is binding data
+    assert (msg.metadata or {})["order_id"] == "ord-1"  # every top-level property is binding data
 
 
 @pytest.mark.parametrize(
