@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def _spec(name: str, fn: Any) -> FunctionSpec:
 
 def test_a_function_timeout_fails_every_in_flight_invocation(tmp_path: Path) -> None:
     host = LocalHost(tmp_path, configure_logging=False)
-    host.function_timeout = 1.0
+    host.function_timeout = 2.0
     host._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
     release = threading.Event()
     slow_started, other_started = threading.Event(), threading.Event()
@@ -54,6 +55,7 @@ def test_a_function_timeout_fails_every_in_flight_invocation(tmp_path: Path) -> 
     threads = [threading.Thread(target=run, args=("slow", slow))]
     threads[0].start()
     assert slow_started.wait(10)
+    time.sleep(1.0)  # `other` starts well after `slow`, so `slow` is the one that overruns first
     threads.append(threading.Thread(target=run, args=("other", other)))
     threads[1].start()
     assert other_started.wait(10)
