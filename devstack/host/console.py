@@ -78,7 +78,7 @@ class ConsoleFormatter(logging.Formatter):
             parts.append(f"message={data['message_id']}")
         if data.get("route"):
             parts.append(f"{data.get('method')} /{data['route']}")
-        outcome = str(data.get("outcome"))
+        outcome = str(data.get("status"))
         if data.get("error"):
             outcome += f" ({data['error']}" + (f": {data['detail']}" if data.get("detail") else "") + ")"
         parts.append(outcome)

@@ -728,7 +728,7 @@ class LocalHost:
             "function": spec.name,
             "trigger": spec.trigger_type,
             **fields,
-            "outcome": outcome,
+            "status": outcome,  # not "outcome": that is the app's per-message field
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "invocation_id": context.invocation_id,
         }

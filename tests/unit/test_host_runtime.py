@@ -101,7 +101,7 @@ def test_console_lines() -> None:
             function="process_order_step",
             session_id="cust-1",
             message_id="ord-1:3",
-            outcome="Failed",
+            status="Failed",
             error="ConversionError",
             detail="trigger metadata field 'DeliveryCount' could not be converted (ValueError)",
             duration_ms=3.2,
