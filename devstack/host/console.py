@@ -38,6 +38,13 @@ class ConsoleFormatter(logging.Formatter):
         if record.name == HOST_LOGGER and message == "invocation":
             return self._invocation(record, data)
         text = f"[{_time(record)}] {message}"
+        if record.name == HOST_LOGGER and message == "local host stopped":
+            text += (
+                f": {data.get('invocations', 0)} invocations, {data.get('completed', 0)} completed, "
+                f"{data.get('abandoned', 0)} abandoned"
+            )
+        elif record.name == HOST_LOGGER and record.levelno >= logging.WARNING and data.get("error"):
+            text += f" ({data['error']}" + (f": {data['detail']}" if data.get("detail") else "") + ")"
         if record.name != HOST_LOGGER:
             text = f"[{_time(record)}] {record.levelname.lower()} {record.name}: {message}"
         if record.exc_info and record.levelno >= logging.ERROR:
