@@ -609,7 +609,7 @@ class LocalHost:
                 )
                 log.warning(
                     f"Service Bus not reachable at {where}: {hint}",
-                    extra={"entity": listener.entity, "error": type(exc).__name__, "retrying": True},
+                    extra={"entity": listener.entity, "cause": type(exc).__name__, "retrying": True},
                 )
             else:
                 log.debug(what, extra={"error": type(exc).__name__, "retry_in_s": delay})
