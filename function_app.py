@@ -52,6 +52,10 @@ if TRIGGER_CARDINALITY == "many":
         connection=SERVICE_BUS_CONNECTION,
         is_sessions_enabled=True,
         cardinality=func.Cardinality.MANY,
+        # Binary: the bodies reach the function as bytes and the host copies nothing from them into the
+        # trigger metadata. With a string binding, a JSON body's top-level properties override the broker's
+        # metadata ("SessionId", "MessageId", "DeliveryCount", ...): see docs/local-host.md.
+        data_type=func.DataType.BINARY,
     )
     def process_order_steps(msgs: list[func.ServiceBusMessage], context: func.Context) -> None:
         """A batch of ONE session's messages, in order (host.json maxMessageBatchSize at most), committed
@@ -67,6 +71,10 @@ else:
         queue_name=f"%{QUEUE_NAME_SETTING}%",
         connection=SERVICE_BUS_CONNECTION,
         is_sessions_enabled=True,
+        # Binary: the body reaches the function as bytes and the host copies nothing from it into the
+        # trigger metadata. With a string binding, a JSON body's top-level properties override the broker's
+        # metadata ("SessionId", "MessageId", "DeliveryCount", ...): see docs/local-host.md.
+        data_type=func.DataType.BINARY,
     )
     def process_order_step(msg: func.ServiceBusMessage, context: func.Context) -> None:
         """Completes on return (autoCompleteMessages); raises only on transient store failures
