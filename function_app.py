@@ -15,7 +15,7 @@ import logging
 import azure.functions as func
 from azure_functions_logging import JsonFormatter, logging_context, setup_logging
 
-from shared.functions_adapter import envelope_from_message
+from shared.functions_adapter import envelope_from_message, envelopes_from_messages
 from shared.service import get_service
 from shared.settings import (
     QUEUE_NAME_SETTING,
@@ -61,7 +61,7 @@ if TRIGGER_CARDINALITY == "many":
         """A batch of ONE session's messages, in order (host.json maxMessageBatchSize at most), committed
         in one store transaction; all completed on return, all abandoned when this raises (transient)."""
         with logging_context(context):
-            get_service().handle_batch([envelope_from_message(m) for m in msgs])
+            get_service().handle_batch(envelopes_from_messages(msgs))
 
 else:
 

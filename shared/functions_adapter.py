@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import azure.functions as func
@@ -26,3 +27,26 @@ def envelope_from_message(msg: func.ServiceBusMessage) -> SessionEnvelope:
         correlation_id=msg.correlation_id,
         application_properties=dict(props),
     )
+
+
+# Optional string members the host may send shorter than the batch: it drops null and empty strings from
+# string[] trigger metadata (collection_string), so a message without a content type or correlation id
+# shifts every later element. Broker identity (MessageIdArray, SessionIdArray) is never null.
+_SHIFTABLE = (("ContentTypeArray", "content_type"), ("CorrelationIdArray", "correlation_id"))
+
+
+def envelopes_from_messages(msgs: list[func.ServiceBusMessage]) -> list[SessionEnvelope]:
+    """A cardinality=many batch: each message's envelope, except that content type and correlation id
+    are left out (None) when the host's array for them does not have one element per message."""
+    envelopes = [envelope_from_message(m) for m in msgs]
+    metadata: Any = (getattr(msgs[0], "metadata", None) or {}) if msgs else {}
+    shifted = {
+        field
+        for array, field in _SHIFTABLE
+        if isinstance(metadata.get(array), list) and len(metadata[array]) != len(msgs)
+    }
+    if "content_type" in shifted:
+        envelopes = [replace(e, content_type=None) for e in envelopes]
+    if "correlation_id" in shifted:
+        envelopes = [replace(e, correlation_id=None) for e in envelopes]
+    return envelopes

@@ -312,6 +312,110 @@ def servicebus_message(received: Any, data_type: str | None) -> ServiceBusMessag
     return decode_servicebus(servicebus_invocation(received, data_type))
 
 
+# ------------------------------------------------------------------------------------ Service Bus batch
+# cardinality=many. Sources (read, not copied; links in docs/local-host.md):
+# - Service Bus extension 5.x `ServiceBusTriggerBindingStrategy.AddBindingData(bindingData, messages[])`:
+#   one `<Name>Array` per binding-data member (LabelArray and UserPropertiesArray kept for back-compat,
+#   TransactionPartitionKeyArray filled with the partition keys, as the extension does).
+# - azure-functions-host `GrpcMessageConversionExtensions.ToRpc` with the worker's TypedDataCollection
+#   capability (the Python worker declares it): byte[][] -> collection_bytes and string[] ->
+#   collection_string, both SKIPPING null (and, for strings, empty) elements; long[] -> collection_sint64;
+#   every other array (int[] delivery counts, DateTime[], dictionaries) -> json.
+# - azure-functions-python-library `ServiceBusMessageInConverter.decode_multiple_messages`: chosen when
+#   `UserPropertiesArray` is in the trigger metadata; the i-th message takes the i-th element of each
+#   array (None when an array is missing or shorter).
+
+
+@dataclass(frozen=True)
+class NetArray:
+    """A .NET array in the batch binding data: `kind` is "string" (string[]), "long" (long[]) or "json"."""
+
+    values: list[Any]
+    kind: str
+
+
+# (single-dispatch binding-data name, batch array name, .NET element kind)
+_BATCH_MEMBERS: tuple[tuple[str, str, str], ...] = (
+    ("DeliveryCount", "DeliveryCountArray", "json"),  # int[]: no typed collection for int
+    ("DeadLetterSource", "DeadLetterSourceArray", "string"),
+    ("LockToken", "LockTokenArray", "string"),
+    ("ExpiresAtUtc", "ExpiresAtUtcArray", "json"),
+    ("ExpiresAt", "ExpiresAtArray", "json"),
+    ("EnqueuedTimeUtc", "EnqueuedTimeUtcArray", "json"),
+    ("EnqueuedTime", "EnqueuedTimeArray", "json"),
+    ("MessageId", "MessageIdArray", "string"),
+    ("ContentType", "ContentTypeArray", "string"),
+    ("ReplyTo", "ReplyToArray", "string"),
+    ("SequenceNumber", "SequenceNumberArray", "long"),
+    ("To", "ToArray", "string"),
+    ("Subject", "SubjectArray", "string"),
+    ("Subject", "LabelArray", "string"),
+    ("CorrelationId", "CorrelationIdArray", "string"),
+    ("ApplicationProperties", "ApplicationPropertiesArray", "json"),
+    ("ApplicationProperties", "UserPropertiesArray", "json"),
+    ("SessionId", "SessionIdArray", "string"),
+    ("ReplyToSessionId", "ReplyToSessionIdArray", "string"),
+    ("PartitionKey", "PartitionKeyArray", "string"),
+    ("PartitionKey", "TransactionPartitionKeyArray", "string"),
+)
+
+
+def servicebus_batch_binding_data(messages: list[Any]) -> dict[str, NetArray]:
+    """The extension's binding data for a batch: one array per member, in message order."""
+    singles = [servicebus_binding_data(m) for m in messages]
+    return {array: NetArray([s.get(name) for s in singles], kind) for name, array, kind in _BATCH_MEMBERS}
+
+
+def _collection(values: list[Any], kind: str) -> meta.Datum:
+    """ToRpc of a .NET array, as the worker's Datum."""
+    if kind == "bytes":
+        return meta.Datum(_Repeated(bytes=[bytes(v) for v in values if v is not None]), "collection_bytes")
+    if kind == "string":
+        return meta.Datum(_Repeated(string=[str(v) for v in values if v]), "collection_string")
+    if kind == "long":
+        return meta.Datum(_Repeated(sint64=[int(v or 0) for v in values]), "collection_sint64")
+    items = [v.json_text() if isinstance(v, NetDateTime | NetMaxDateTime) else _json_net(v) for v in values]
+    return meta.Datum(json.dumps(items, separators=(",", ":"), ensure_ascii=False), "json")
+
+
+@dataclass(frozen=True)
+class _Repeated:
+    """The protobuf repeated field a collection TypedData carries (`.bytes`, `.string` or `.sint64`)."""
+
+    bytes: list[bytes] | None = None
+    string: list[str] | None = None
+    sint64: list[int] | None = None
+
+
+def servicebus_batch_invocation(messages: list[Any], data_type: str | None) -> ServiceBusInvocation:
+    """The trigger input (the bodies as byte[][] for dataType binary, string[] otherwise) and metadata
+    the host sends for a batch. No ApplyBindingData: that runs for a single string trigger value only."""
+    bodies = [message_body(m) for m in messages]
+    if (data_type or "").lower() == "binary":
+        data = _collection(bodies, "bytes")
+    else:
+        data = _collection([trigger_value(b, data_type) for b in bodies], "string")
+    metadata = {
+        name: _collection(a.values, a.kind) for name, a in servicebus_batch_binding_data(messages).items()
+    }
+    return ServiceBusInvocation(data, metadata)
+
+
+def decode_servicebus_batch(invocation: ServiceBusInvocation) -> list[ServiceBusMessage]:
+    """ServiceBusMessageInConverter.decode for cardinality many (a list), failures as ConversionError."""
+    try:
+        result = ServiceBusMessageInConverter.decode(invocation.data, trigger_metadata=invocation.metadata)
+    except Exception as exc:
+        raise ConversionError(_conversion_failure(exc)) from exc
+    assert isinstance(result, list)
+    return result
+
+
+def servicebus_messages(messages: list[Any], data_type: str | None) -> list[ServiceBusMessage]:
+    """The list of func.ServiceBusMessage a cardinality=many function receives for `messages`."""
+    return decode_servicebus_batch(servicebus_batch_invocation(messages, data_type))
+
+
 # ----------------------------------------------------------------------------------------------- HTTP
 def http_request(
     method: str,

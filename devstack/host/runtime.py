@@ -29,7 +29,7 @@ from devstack.host.config import (
 from devstack.host.discovery import FunctionSpec, binding_data_type, discover_functions, load_function_app
 from devstack.host.invocation import LocalContext
 from devstack.host.ncrontab import CronError, CronSchedule
-from devstack.host.payload import ConversionError, servicebus_message, timer_request
+from devstack.host.payload import ConversionError, servicebus_message, servicebus_messages, timer_request
 from devstack.host.timespan import TimeSpanError, parse_timespan
 
 log = logging.getLogger("devstack.host")
@@ -60,6 +60,7 @@ class _Listener:
     topic: str | None = None
     subscription: str | None = None
     sessions: bool = False
+    batch: bool = False  # cardinality many: a list of messages per invocation
     connection: ServiceBusConnection | None = None
     schedule: CronSchedule | None = None
     run_on_startup: bool = False
@@ -232,8 +233,7 @@ class LocalHost:
     def _listener_for(self, spec: FunctionSpec) -> _Listener | None:
         t = spec.trigger
         if spec.trigger_type == "serviceBusTrigger":
-            if str(t.get("cardinality", "one")).lower() == "many":
-                raise HostConfigError(f"{spec.name}: cardinality 'many' (batches) is not supported locally")
+            batch = str(t.get("cardinality", "one")).lower() == "many"
             what = f"function {spec.name}"
             conn = resolve_servicebus_connection(str(t.get("connection") or ""), self.values)
             if t.get("queueName"):
@@ -243,6 +243,7 @@ class LocalHost:
                     "servicebus",
                     entity=queue,
                     sessions=bool(t.get("isSessionsEnabled")),
+                    batch=batch,
                     connection=conn,
                 )
             topic = resolve_setting_references(str(t.get("topicName") or ""), self.values, what=what)
@@ -258,6 +259,7 @@ class LocalHost:
                 topic=topic,
                 subscription=sub,
                 sessions=bool(t.get("isSessionsEnabled")),
+                batch=batch,
                 connection=conn,
             )
         if spec.trigger_type == "timerTrigger":
@@ -327,6 +329,7 @@ class LocalHost:
                         "trigger": x.spec.trigger_type,
                         "entity": x.entity or None,
                         "sessions": x.sessions,
+                        "cardinality": ("many" if x.batch else "one") if x.kind == "servicebus" else None,
                         "data_type": binding_data_type(x.spec.trigger) or None,
                         "schedule": x.schedule.expression if x.schedule else None,
                         "connection": x.connection.describe() if x.connection else None,
@@ -343,6 +346,9 @@ class LocalHost:
                     else ("not served (no --port)" if http_listeners else None)
                 ),
                 "max_concurrent_sessions": self.options.max_concurrent_sessions,
+                "max_message_batch_size": (
+                    self.options.max_message_batch_size if any(x.batch for x in sb_listeners) else None
+                ),
                 "session_idle_timeout_s": self._session_idle_timeout(),
                 "prefetch_count": self.options.prefetch_count,
                 "auto_complete_messages": self.options.auto_complete_messages,
@@ -370,6 +376,11 @@ class LocalHost:
         # Sessions: maxConcurrentSessions receivers, one message at a time each
         # (maxConcurrentCallsPerSession=1).
         # Non-session: maxConcurrentCalls is not modelled; use the same number of receivers.
+        # Batches (cardinality many): ONE receive loop per function, as the extension's
+        # ServiceBusListener.RunBatchReceiveLoopAsync ("only executes functions at a concurrency level of
+        # 1"): one session at a time per host instance, whatever maxConcurrentSessions says.
+        if listener.batch:
+            return 1
         return self.options.max_concurrent_sessions
 
     def _spawn(self, name: str, target: Callable[[_Listener], None], listener: _Listener) -> None:
@@ -545,7 +556,8 @@ class LocalHost:
                 log.info("session acquired", extra={"function": listener.spec.name, "session_id": session_id})
                 released_because = "idle"
                 try:
-                    released_because = self._pump(receiver, listener, idle_timeout, session_id)
+                    pump = self._pump_batches if listener.batch else self._pump
+                    released_because = pump(receiver, listener, idle_timeout, session_id)
                 except ServiceBusError as exc:
                     released_because = type(exc).__name__
                     if "lock" in type(exc).__name__.lower():
@@ -586,7 +598,8 @@ class LocalHost:
             while not self._stopping.is_set():
                 try:
                     with self._receiver(client, listener, auto_lock_renewer=self._renewer) as receiver:
-                        self._pump(receiver, listener, None, None)
+                        pump = self._pump_batches if listener.batch else self._pump
+                        pump(receiver, listener, None, None)
                     failures = 0
                 except ServiceBusError as exc:
                     failures += 1
@@ -669,6 +682,54 @@ class LocalHost:
             else:
                 receiver.abandon_message(message)
                 self._count(abandoned=1)
+        finally:
+            self._touch()
+
+    def _pump_batches(
+        self, receiver: Any, listener: _Listener, idle_timeout: float | None, session_id: str | None
+    ) -> str:
+        """cardinality many, as RunBatchReceiveLoopAsync: receive up to maxMessageBatchSize messages (of
+        the one accepted session), invoke once with all of them; release the session when a receive
+        waited sessionIdleTimeout and got nothing."""
+        idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
+        while not self._stopping.is_set():
+            wait = self.poll_interval
+            if idle_deadline is not None:
+                left = idle_deadline - time.monotonic()
+                if left <= 0:
+                    return "idle"
+                wait = min(wait, left)
+            messages = receiver.receive_messages(
+                max_message_count=self.options.max_message_batch_size, max_wait_time=max(wait, 0.05)
+            )
+            if messages:
+                self._touch()
+                self._handle_batch(receiver, listener, list(messages), session_id)
+                if idle_deadline is not None:
+                    idle_deadline = time.monotonic() + float(idle_timeout or 0)
+        return "shutdown"
+
+    def _handle_batch(
+        self, receiver: Any, listener: _Listener, messages: list[Any], session_id: str | None
+    ) -> None:
+        """One invocation for the batch; complete all on success (autoCompleteMessages), abandon all
+        when it failed (the extension abandons a failed batch whatever autoCompleteMessages says)."""
+        spec = listener.spec
+        data_type = binding_data_type(spec.trigger)
+        ok, _ = self._invoke(
+            spec,
+            lambda: servicebus_messages(messages, data_type),
+            {"session_id": session_id, "batch_size": len(messages)},
+        )
+        try:
+            for message in messages:
+                if ok:
+                    if self.options.auto_complete_messages:
+                        receiver.complete_message(message)
+                        self._count(completed=1)
+                else:
+                    receiver.abandon_message(message)
+                    self._count(abandoned=1)
         finally:
             self._touch()
 
