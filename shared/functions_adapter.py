@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -35,7 +36,7 @@ def envelope_from_message(msg: func.ServiceBusMessage) -> SessionEnvelope:
 _SHIFTABLE = (("ContentTypeArray", "content_type"), ("CorrelationIdArray", "correlation_id"))
 
 
-def envelopes_from_messages(msgs: list[func.ServiceBusMessage]) -> list[SessionEnvelope]:
+def envelopes_from_messages(msgs: Sequence[func.ServiceBusMessage]) -> list[SessionEnvelope]:
     """A cardinality=many batch: each message's envelope, except that content type and correlation id
     are left out (None) when the host's array for them does not have one element per message."""
     envelopes = [envelope_from_message(m) for m in msgs]
