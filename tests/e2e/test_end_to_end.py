@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
+from tests.support.modes import MODES, trigger_cardinality
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -81,8 +83,19 @@ def _fresh_service() -> Any:
     reset_service()
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The trigger mode (ORDERS_TRIGGER_CARDINALITY) function_app is imported with; the settings to pass."""
+    with trigger_cardinality(request.param) as setting:
+        yield setting
+
+
 def test_orders_flow_through_emulator_host_and_store(
-    servicebus_emulator: Any, fresh_queue: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    servicebus_emulator: Any,
+    fresh_queue: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: dict[str, str],
 ) -> None:
     caplog.set_level("INFO", logger="orders.processing")
     queue = _orders_queue(fresh_queue)
@@ -97,7 +110,7 @@ def test_orders_flow_through_emulator_host_and_store(
         progress=False,
     )
 
-    host = _run_host(_settings(servicebus_emulator, queue, db), tmp_path)
+    host = _run_host(_settings(servicebus_emulator, queue, db) | mode, tmp_path)
 
     # the broker side: every message settled, nothing left, nothing dead-lettered
     assert servicebus_emulator.active_count(queue) == 0
@@ -150,17 +163,28 @@ class _FlakyStore:
         self.commits += 1
         self._inner.commit(changes)
 
+    def commit_batch(self, session_id: str, units: Any) -> None:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise StoreUnavailable("simulated outage")
+        self.commits += 1
+        self._inner.commit_batch(session_id, units)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
 def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
-    servicebus_emulator: Any, fresh_queue: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    servicebus_emulator: Any,
+    fresh_queue: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: dict[str, str],
 ) -> None:
     caplog.set_level("INFO", logger="orders.processing")
     queue = _orders_queue(fresh_queue)
     db = tmp_path / "orders.db"
-    settings = _settings(servicebus_emulator, queue, db)
+    settings = _settings(servicebus_emulator, queue, db) | mode
     flaky = _FlakyStore(SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS), failures=1)
     # no in-invocation retry: this test is about the abandon/redeliver path (see test_store_outage_host)
     no_retry = {**settings, "ORDERS_STORE_RETRY_SECONDS": "0"}
@@ -179,9 +203,15 @@ def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
     first = messages[0].message_id
     seen = [(r.outcome, r.delivery_count) for r in _outcome_records(caplog) if r.message_id == first]
     assert seen == [("retry", 1), ("applied", 2)]
-    assert host.counters.abandoned == 1
     assert host.counters.completed == len(messages)
-    assert flaky.commits == len(messages)  # each message committed exactly once
+    if mode["ORDERS_TRIGGER_CARDINALITY"] == "one":
+        assert host.counters.abandoned == 1
+        assert flaky.commits == len(messages)  # each message committed exactly once
+    else:  # the whole first batch was abandoned and redelivered; one commit per batch
+        batch = [r for r in _outcome_records(caplog) if r.outcome == "retry"]
+        assert host.counters.abandoned == len(batch) >= 1
+        assert {r.delivery_count for r in batch} == {1}
+        assert flaky.commits < len(messages)
     assert servicebus_emulator.active_count(queue) == 0
     assert servicebus_emulator.dead_letter_count(queue) == 0
 

@@ -100,7 +100,7 @@ def test_host_json_service_bus_options_from_the_repo() -> None:
     assert options.max_auto_lock_renewal_duration == 300
     assert options.auto_complete_messages is True
     assert options.prefetch_count == 0
-    assert options.max_message_batch_size == 1
+    assert options.max_message_batch_size == 32
     assert options.retry.delay == pytest.approx(0.8)
     assert options.retry.max_retries == 3
     assert options.ignored == ()
