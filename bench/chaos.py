@@ -145,8 +145,10 @@ def run_chaos(
     seed: int = 7,
     deadline_s: float = 600.0,
     say: Callable[[str], None] = lambda _: None,
+    cardinality: str = "one",
 ) -> ChaosReport:
-    """`counts()` returns (active messages, dead-lettered) of `queue`."""
+    """`counts()` returns (active messages, dead-lettered) of `queue`. `cardinality`: the trigger mode
+    (ORDERS_TRIGGER_CARDINALITY) the host runs the app in."""
     rng = random.Random(seed)
     plan = plan_for(messages, sessions, seed)
     published = generate_messages(plan)
@@ -168,6 +170,7 @@ def run_chaos(
                     "ORDERS_QUEUE_NAME": queue,
                     "OrderStoreConnection": f"sqlite:///{db}",
                     "ORDERS_MAX_DELIVERY_COUNT": "10",
+                    "ORDERS_TRIGGER_CARDINALITY": cardinality,
                 },
             }
         )
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (host.log, orders.db)")
+    parser.add_argument("--cardinality", choices=("one", "many"), default="one", help="the trigger mode")
     args = parser.parse_args(argv)
 
     from devstack.emulator.config import QueueProperties, make_config
@@ -266,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             deadline_s=max(300.0, args.messages / 5),
             say=lambda s: print("  " + s, flush=True),
+            cardinality=args.cardinality,
         )
     finally:
         server.stop()
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}")
     print(
         f"command: python -m bench.chaos --messages {args.messages} --sessions {args.sessions}"
-        f" --kills {args.kills}"
+        f" --kills {args.kills} --cardinality {args.cardinality}"
     )
     for line in report.lines():
         print(line)

@@ -301,3 +301,49 @@ def test_host_cli_logs_json_lines_with_required_fields_and_no_body_content(
     host_lines = {x["message"] for x in lines if x["logger"] == "devstack.host"}
     assert {"local host started", "session acquired", "session released", "local host stopped"} <= host_lines
     assert servicebus_emulator.active_count(queue) == 0
+
+
+class _LostAckStore(_FlakyStore):
+    """Its first batch commit is written, then fails: the host died after the commit, before settling."""
+
+    def commit_batch(self, session_id: str, units: Any) -> None:
+        self._inner.commit_batch(session_id, units)
+        self.commits += 1
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise StoreUnavailable("simulated crash after the commit")
+
+
+def test_a_batch_committed_but_never_settled_comes_back_as_duplicates(
+    servicebus_emulator: Any, fresh_queue: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="orders.processing")
+    queue = _orders_queue(fresh_queue)
+    db = tmp_path / "orders.db"
+    with trigger_cardinality("many") as mode:
+        settings = _settings(servicebus_emulator, queue, db) | mode | {"ORDERS_STORE_RETRY_SECONDS": "0"}
+        store = _LostAckStore(SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS), failures=1)
+        reset_service(OrderService(AppSettings.from_values(settings), store))
+        messages = generate_messages(PublishPlan(customers=1, orders_per_customer=2, seed=9))
+        send_messages(
+            messages,
+            connection_string=servicebus_emulator.connection_string,
+            namespace=None,
+            queue=queue,
+            progress=False,
+        )
+        host = _run_host(settings, tmp_path)
+
+    first_batch = [r for r in _outcome_records(caplog) if r.outcome == "retry"]
+    assert first_batch and host.counters.abandoned == len(first_batch)
+    again = {r.message_id: r.outcome for r in _outcome_records(caplog) if r.delivery_count == 2}
+    assert set(again) == {r.message_id for r in first_batch}
+    assert set(again.values()) == {"duplicate"}  # its effects were already stored: nothing applied twice
+    assert servicebus_emulator.active_count(queue) == 0
+    assert servicebus_emulator.dead_letter_count(queue) == 0
+    reader = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
+    try:
+        applied = {(x.customer_id, x.order_id): [a.step for a in x.applied] for x in reader.list_ledgers()}
+        assert applied == expected_final_state(messages)
+    finally:
+        reader.close()
