@@ -243,11 +243,16 @@ class SqliteOrderStore(Generic[L]):
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    for run in runs:
-                        chain_version(run, written)
-                        versions.append(self._write(db, session_id, run))
-                        if run.ledger is not None:
-                            written[run.ledger.stream_key] = str(versions[-1])
+                    streams = [run.ledger.stream_key for run in runs if run.ledger is not None]
+                    if len(streams) == len(set(streams)):  # one run per stream: the usual case
+                        versions = self._write_ledgers(db, session_id, runs)
+                        self._write(db, session_id, _without_ledgers(session_id, runs))
+                    else:
+                        for run in runs:
+                            chain_version(run, written)
+                            versions.append(self._write(db, session_id, run))
+                            if run.ledger is not None:
+                                written[run.ledger.stream_key] = str(versions[-1])
                     db.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
@@ -307,6 +312,52 @@ class SqliteOrderStore(Generic[L]):
                     self._db.close()
                 self._db = None
             self._conn()
+
+    def _write_ledgers(
+        self, db: sqlite3.Connection, sid: str, runs: list[SessionChanges]
+    ) -> list[int | None]:
+        """Every run's ledger (one per stream) in two statements; the new version per run."""
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        versions: list[int | None] = []
+        for run in runs:
+            ledger = run.ledger
+            if ledger is None:
+                versions.append(None)
+                continue
+            doc = json.dumps(ledger.to_document(self._codec), separators=(",", ":"))
+            state = self._codec.status(ledger.state)
+            if ledger.version is None:
+                versions.append(1)
+                inserts.append((sid, ledger.stream_key, state, ledger.last_sequence, doc))
+            else:
+                versions.append(int(ledger.version) + 1)
+                updates.append(
+                    (
+                        versions[-1],
+                        state,
+                        ledger.last_sequence,
+                        doc,
+                        sid,
+                        ledger.stream_key,
+                        int(ledger.version),
+                    )
+                )
+        if inserts:  # new streams: the primary key refuses a concurrent creator
+            db.executemany(
+                "INSERT INTO ledgers (session_id, stream_key, version, state, last_sequence, doc)"
+                " VALUES (?, ?, 1, ?, ?, ?)",
+                inserts,
+            )
+        if updates:
+            cur = db.executemany(
+                "UPDATE ledgers SET version = ?, state = ?, last_sequence = ?, doc = ?"
+                " WHERE session_id = ? AND stream_key = ? AND version = ?",
+                updates,
+            )
+            if cur.rowcount != len(updates):
+                raise ConcurrencyConflict(f"a ledger of session {sid} changed since it was read")
+        return versions
 
     def _write(self, db: sqlite3.Connection, sid: str, changes: SessionChanges) -> int | None:
         new_version: int | None = None
@@ -465,3 +516,15 @@ class SqliteOrderStore(Generic[L]):
                 return self._conn().execute(sql, args).rowcount
             except sqlite3.DatabaseError as exc:
                 raise StoreUnavailable(str(exc)) from exc
+
+
+def _without_ledgers(session_id: str, runs: list[SessionChanges]) -> SessionChanges:
+    """All runs' parked, idempotency and quarantine rows as one change (no ledger), for one statement each."""
+    return SessionChanges(
+        session_id,
+        None,
+        [r for run in runs for r in run.idempotency],
+        [p for run in runs for p in run.park],
+        [u for run in runs for u in run.unpark],
+        [q for run in runs for q in run.quarantine],
+    )

@@ -22,6 +22,7 @@ from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import body
 from tests.support.hostile import corpus
+from tests.support.modes import MODES, trigger_cardinality
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -42,8 +43,9 @@ def _fresh_service() -> Any:
     reset_service()
 
 
+@pytest.mark.parametrize("cardinality", MODES)
 def test_hostile_bodies_are_quarantined_and_their_sessions_go_on(
-    servicebus_emulator: Any, fresh_queue: Any, tmp_path: Path
+    servicebus_emulator: Any, fresh_queue: Any, tmp_path: Path, cardinality: str
 ) -> None:
     queue = fresh_queue(
         requires_session=True, requires_duplicate_detection=True, max_delivery_count=10, lock_duration="PT30S"
@@ -75,18 +77,20 @@ def test_hostile_bodies_are_quarantined_and_their_sessions_go_on(
             sender.send_messages(message)
 
     started = time.perf_counter()
-    host = LocalHost(
-        REPO_ROOT,
-        settings_path=tmp_path / "no-local.settings.json",
-        settings_overrides={
-            "ServiceBusConnection": servicebus_emulator.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "OrderStoreConnection": f"sqlite:///{db}",
-            "ORDERS_MAX_DELIVERY_COUNT": "10",
-        },
-        host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
-    )
-    host.run_until_idle(1.0, timeout=150)
+    with trigger_cardinality(cardinality) as mode:  # many: the hostile body and the one behind, one batch
+        host = LocalHost(
+            REPO_ROOT,
+            settings_path=tmp_path / "no-local.settings.json",
+            settings_overrides={
+                "ServiceBusConnection": servicebus_emulator.connection_string,
+                "ORDERS_QUEUE_NAME": queue,
+                "OrderStoreConnection": f"sqlite:///{db}",
+                "ORDERS_MAX_DELIVERY_COUNT": "10",
+                **mode,
+            },
+            host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
+        )
+        host.run_until_idle(1.0, timeout=150)
     elapsed = time.perf_counter() - started
 
     assert servicebus_emulator.dead_letter_count(queue) == 0

@@ -37,7 +37,10 @@ def _redelivered(env: SessionEnvelope) -> SessionEnvelope:
     )
 
 
-def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: Any) -> None:
+@pytest.mark.parametrize("batch_size", [1, 8], ids=["one", "many"])
+def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: Any, batch_size: int) -> None:
+    """batch_size 1: the single-message path (handle); 8: batches of a session's head messages
+    (handle_batch), abandoned and redelivered together, as the host does with cardinality=many."""
     workload = build(MESSAGES, SESSIONS, duplicate_rate=0.05, shuffle=True, seed=5)
     store = TableOrderStore.from_connection_string(
         azurite.connection_string,
@@ -73,21 +76,25 @@ def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: A
             for queue in sessions.values():  # one delivery per session per round, like concurrent receivers
                 if not queue:
                     continue
-                env = queue[0]
+                batch = [queue[i] for i in range(min(batch_size, len(queue)))]
                 try:
-                    service.handle(env)
+                    if batch_size == 1:
+                        service.handle(batch[0])
+                    else:
+                        service.handle_batch(batch)
                 except TransientStoreError:
                     failures += 1
                     failed_round = True
-                    if env.delivery_count >= MAX_DELIVERY:
+                    for i, env in enumerate(batch):
+                        queue[i] = _redelivered(env)
+                        max_delivery = max(max_delivery, queue[i].delivery_count)
+                    while queue and queue[0].delivery_count > MAX_DELIVERY:
                         dead_lettered += 1
                         queue.popleft()
-                    else:
-                        queue[0] = _redelivered(env)
-                        max_delivery = max(max_delivery, queue[0].delivery_count)
                     continue
-                queue.popleft()
-                completed += 1
+                for _ in batch:
+                    queue.popleft()
+                completed += len(batch)
             if failed_round:
                 time.sleep(BACKOFF_S)
         chaos.join(timeout=60)

@@ -37,8 +37,16 @@ IDLE_S = 6.0
 
 
 class Scenario:
-    def __init__(self, name: str, emulator: Any, fresh_queue: Callable[..., str], workdir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        emulator: Any,
+        fresh_queue: Callable[..., str],
+        workdir: Path,
+        cardinality: str = "one",
+    ) -> None:
         self.name, self.emulator, self.workdir = name, emulator, workdir
+        self.cardinality = cardinality
         workdir.mkdir()
         self.queue = fresh_queue(
             requires_session=True, requires_duplicate_detection=True, max_delivery_count=10, lock_duration=10
@@ -61,6 +69,7 @@ class Scenario:
             "ServiceBusConnection": self.emulator.connection_string,
             "ORDERS_QUEUE_NAME": self.queue,
             "OrderStoreConnection": store_connection,
+            "ORDERS_TRIGGER_CARDINALITY": self.cardinality,
             **extra,
         }
         return hostrun.write_settings(self.workdir / "local.settings.json", values)
@@ -162,8 +171,9 @@ def _azurite_down(sc: Scenario, azurite: Any) -> None:
         store.close()
 
 
+@pytest.mark.parametrize("cardinality", ["one", "many"])
 def test_store_outages_cost_no_message(
-    servicebus_emulator: Any, fresh_queue: Callable[..., str], azurite: Any, tmp_path: Path
+    servicebus_emulator: Any, fresh_queue: Callable[..., str], azurite: Any, tmp_path: Path, cardinality: str
 ) -> None:
     scenarios = {
         "sqlite read-only at start": (_read_only_at_start, ()),
@@ -172,7 +182,9 @@ def test_store_outages_cost_no_message(
     }
     runs: list[tuple[Scenario, threading.Thread]] = []
     for i, (name, (body, args)) in enumerate(scenarios.items()):
-        sc = Scenario(name, servicebus_emulator, fresh_queue, tmp_path / f"s{i}")
+        sc = Scenario(
+            f"{name} ({cardinality})", servicebus_emulator, fresh_queue, tmp_path / f"s{i}", cardinality
+        )
 
         def run(sc: Scenario = sc, body: Any = body, args: tuple[Any, ...] = args) -> None:
             try:
