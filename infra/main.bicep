@@ -37,6 +37,13 @@ param serviceBusSku string = 'Standard'
 @description('Session-enabled orders queue name (ORDERS_QUEUE_NAME).')
 param ordersQueueName string = 'orders-with-sessions'
 
+@description('How the orders trigger takes messages (ORDERS_TRIGGER_CARDINALITY): one per invocation, or many (a batch of one session\'s messages, one store transaction per batch: for a few very busy customers). See docs/performance.md.')
+@allowed([
+  'one'
+  'many'
+])
+param ordersTriggerCardinality string = 'one'
+
 @description('Always-ready instances for the orders trigger (0 = scale to zero; 1+ removes cold-start latency at a fixed cost).')
 @minValue(0)
 @maxValue(20)
@@ -172,6 +179,7 @@ module functionApp './modules/functionapp.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyInstanceCount: alwaysReadyInstanceCount
+    ordersTriggerCardinality: ordersTriggerCardinality
   }
   // The host must not start before its identity can reach storage, Service Bus and App Insights.
   dependsOn: [

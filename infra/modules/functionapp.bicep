@@ -77,6 +77,13 @@ param maximumInstanceCount int = 40
 @maxValue(20)
 param alwaysReadyInstanceCount int = 0
 
+@description('ORDERS_TRIGGER_CARDINALITY: one = one message per invocation; many = a batch of one session\'s messages (host.json maxMessageBatchSize) per invocation, one store transaction per batch. See docs/performance.md.')
+@allowed([
+  'one'
+  'many'
+])
+param ordersTriggerCardinality string = 'one'
+
 @description('Name of the Service Bus-triggered function in function_app.py (always-ready group "function:<name>").')
 param ordersFunctionName string = 'process_order_step'
 
@@ -167,6 +174,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     IDEMPOTENCY_RETENTION_DAYS: '14'
     ORDERS_PARK_LIMIT: '50'
     ORDERS_MAX_DELIVERY_COUNT: string(ordersMaxDeliveryCount)
+    ORDERS_TRIGGER_CARDINALITY: ordersTriggerCardinality
     // Telemetry with Entra ID authentication (the component has DisableLocalAuth: true).
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'

@@ -75,6 +75,10 @@ def host_command(settings: Path, *, until_idle: float, lock_free: bool = False) 
         "0.5",
         "--shutdown-grace",
         "2",
+        "--log-format",
+        "json",  # summarise_log reads JSON lines (the CLI's default is human)
+        "--port",
+        "0",  # hosts run side by side: never the default 7071
     ]
     if lock_free and os.geteuid() == 0:
         if shutil.which("setpriv") is None:
