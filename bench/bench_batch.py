@@ -3,6 +3,7 @@
     python -m bench.bench_batch                          # SQLite and Azurite, batch sizes 1 8 32 100
     python -m bench.bench_batch --stores sqlite          # no Azurite (no npm needed)
     python -m bench.bench_batch --hot 6000 --sizes 1,32  # a bigger hot session, two sizes
+    python -m bench.bench_batch --stores sqlite --e2e    # + both modes through the emulator and local host
 
 Two workloads, each message through OrderService (the app's code path, JSON log lines formatted and
 discarded), sessions one after another as one host instance's session receiver takes them:
@@ -17,7 +18,8 @@ Round trips: Azurite counts the HTTP requests the Table SDK sent (retries includ
 transactions (commit / commit_batch calls: SQLite has no network round trip, a transaction is its cost
 unit). Every run is checked: all orders end exactly as published, or the bench exits 1. Figures only.
 The host's one-session-at-a-time batch receive (and its sessionIdleTimeout wait per session) is not in
-these in-process figures; `python -m bench.bench_e2e --cardinality many` measures that end to end.
+these in-process figures; `--e2e` measures both modes end to end (emulator + local host, 40 small sessions
+by default: each costs at least one sessionIdleTimeout in batch mode).
 """
 
 from __future__ import annotations
@@ -167,6 +169,54 @@ def azurite_stores() -> Iterator[Callable[[], tuple[Any, Callable[[], int]]]]:
                 store.close()
 
 
+def run_e2e(hot: int, small: int) -> list[tuple[object, ...]]:
+    """Both workloads through the emulator and `python -m devstack.host` in each trigger mode (SQLite)."""
+    from bench.bench_e2e import run_host
+    from devstack.emulator.config import QueueProperties
+    from devstack.emulator.server import EmulatorServer
+    from shared.publisher import send_messages
+    from shared.store.sqlite import SqliteOrderStore
+
+    server = EmulatorServer(None, host="127.0.0.1", port=0)
+    server.start()
+    rows: list[tuple[object, ...]] = []
+    props = QueueProperties(
+        requires_session=True, requires_duplicate_detection=True, max_delivery_count=10, lock_duration=30
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-batch-e2e-") as tmp:
+            for name, customers, orders in (("hot", 1, max(1, hot // 5)), ("small", small, 1)):
+                published = generate_messages(
+                    PublishPlan(customers=customers, orders_per_customer=orders, seed=23, id_prefix=name)
+                )
+                for mode in ("one", "many"):
+                    queue = f"batch-{name}-{mode}"
+                    server.create_queue(queue, props)
+                    conn = server.connection_string
+                    send_messages(
+                        published, connection_string=conn, namespace=None, queue=queue, progress=False
+                    )
+                    started = time.perf_counter()
+                    host = run_host(conn, queue, Path(tmp), {"ORDERS_TRIGGER_CARDINALITY": mode})
+                    wall = time.perf_counter() - started
+                    store = SqliteOrderStore(host["db"], codec=ORDERS)
+                    try:
+                        got = {
+                            (x.customer_id, x.order_id): [a.step for a in x.applied]
+                            for x in store.list_ledgers()
+                        }
+                    finally:
+                        store.close()
+                    ok = got == expected_final_state(published) and server.active_count(queue) == 0
+                    rate = host["messages"] / host["seconds"]
+                    rows.append((name, customers, len(published), mode, round(rate), round(wall, 1), ok))
+                    print(f"  e2e {name:6} {mode:4}: {rate:,.0f} msg/s, {wall:.1f} s wall", flush=True)
+                    server.delete_queue(queue)
+    finally:
+        server.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hot", type=int, default=3000, help="messages of the one hot session")
     parser.add_argument("--small", type=int, default=200, help="small sessions of 5 messages")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the fastest is kept")
+    parser.add_argument(
+        "--e2e", action="store_true", help="also end to end through the emulator + local host, both modes"
+    )
+    parser.add_argument("--e2e-small", type=int, default=40, help="small sessions for the e2e run")
     args = parser.parse_args(argv)
     sizes = sorted({int(x) for x in args.sizes.split(",")} | {1})
     workloads = [
@@ -221,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         if r.workload == "hot" and r.size == 32:
             ratio = r.per_second / base[(r.store, "hot")].per_second
             print(f"hot session at batch 32 on {r.store}: {ratio:.1f}x the single-message path")
+    if args.e2e:
+        print()
+        print(
+            "end to end (emulator in this process -> `python -m devstack.host` -> SQLite; sessionIdleTimeout"
+            " 0.5 s, maxConcurrentSessions 16, maxMessageBatchSize 32; msg/s from first to last message):"
+        )
+        e2e_rows = run_e2e(args.hot, args.e2e_small)
+        print_table(e2e_rows, ["workload", "sessions", "msgs", "mode", "msg/s", "wall s", "correct"])
+        if not all(r[-1] for r in e2e_rows):
+            return 1
     return 0
 
 

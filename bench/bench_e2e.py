@@ -53,13 +53,15 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
 
 
-def run_host(conn: str, queue: str, workdir: Path) -> dict[str, Any]:
+def run_host(conn: str, queue: str, workdir: Path, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """`extra`: more app settings (e.g. ORDERS_TRIGGER_CARDINALITY)."""
     db = workdir / f"{queue}.db"
     settings = workdir / f"{queue}.settings.json"
     values = {
         "ServiceBusConnection": conn,
         "ORDERS_QUEUE_NAME": queue,
         "OrderStoreConnection": f"sqlite:///{db}",
+        **(extra or {}),
     }
     settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
     log = workdir / f"{queue}.host.log"
