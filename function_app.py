@@ -41,6 +41,10 @@ PURGE_SCHEDULE = "0 30 2 * * *"
     queue_name=f"%{QUEUE_NAME_SETTING}%",
     connection=SERVICE_BUS_CONNECTION,
     is_sessions_enabled=True,
+    # Binary: the body reaches the function as bytes and the host copies nothing from it into the trigger
+    # metadata. With a string binding, a JSON body's top-level properties override the broker's metadata
+    # ("SessionId", "MessageId", "DeliveryCount", ...): see docs/local-host.md.
+    data_type=func.DataType.BINARY,
 )
 def process_order_step(msg: func.ServiceBusMessage, context: func.Context) -> None:
     """Completes on return (autoCompleteMessages); raises only on transient store failures -> redelivery."""

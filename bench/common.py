@@ -26,6 +26,10 @@ def host_command(app_dir: str, settings: str, until_idle: float, *extra: str) ->
         str(until_idle),
         "--session-idle-timeout",
         "0.5",
+        "--log-format",
+        "json",
+        "--port",
+        "0",
         *extra,
     ]
 

@@ -10,7 +10,10 @@ from shared.envelope import SessionEnvelope
 
 
 def envelope_from_message(msg: func.ServiceBusMessage) -> SessionEnvelope:
-    """Broker metadata from the trigger, body as raw bytes (parsed later, so bad bodies are kept whole)."""
+    """Broker metadata from the trigger, body as raw bytes (parsed later, so bad bodies are kept whole).
+
+    The trigger is declared `dataType: binary`, so the host copies nothing from the body into these fields:
+    the body never decides the session, message id or delivery count (docs/local-host.md)."""
     props: Any = getattr(msg, "application_properties", None) or getattr(msg, "user_properties", None) or {}
     return SessionEnvelope(
         body=msg.get_body(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,8 +78,11 @@ def discover_functions(app: Any, directory: str) -> list[FunctionSpec]:
         trigger = fn.get_trigger()
         if trigger is None:
             continue
-        trigger_dict = _plain(trigger.get_dict_repr())
-        bindings = tuple(_plain(b.get_dict_repr()) for b in fn.get_bindings())
+        bindings = _indexed_bindings(fn)
+        trigger_name = trigger.get_dict_repr().get("name")
+        trigger_dict = next((b for b in bindings if b.get("name") == trigger_name), None)
+        if trigger_dict is None:
+            trigger_dict = _plain(trigger.get_dict_repr())
         user_function = fn.get_user_function()
         params = inspect.signature(user_function).parameters
         specs.append(
@@ -95,6 +99,22 @@ def discover_functions(app: Any, directory: str) -> list[FunctionSpec]:
             )
         )
     return specs
+
+
+def _indexed_bindings(fn: Any) -> tuple[dict[str, Any], ...]:
+    """The bindings as the worker reports them to the host at indexing (`get_raw_bindings()`: the
+    function.json equivalent, e.g. `"dataType": "BINARY"`); enum names otherwise."""
+    raw = getattr(fn, "get_raw_bindings", None)
+    if callable(raw):
+        return tuple(json.loads(b) for b in raw())
+    return tuple(_plain(b.get_dict_repr()) for b in fn.get_bindings())
+
+
+def binding_data_type(binding: dict[str, Any]) -> str:
+    """The binding's dataType as the host reads it (case-insensitive enum): "binary", "string", "stream"
+    or "" (undefined: the host's default, a string)."""
+    value = str(binding.get("dataType") or "").lower()
+    return "" if value == "undefined" else value
 
 
 def _plain(value: Any) -> Any:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -24,9 +26,10 @@ from devstack.host.config import (
     resolve_servicebus_connection,
     resolve_setting_references,
 )
-from devstack.host.discovery import FunctionSpec, discover_functions, load_function_app
-from devstack.host.invocation import LocalContext, timer_request, to_functions_message
+from devstack.host.discovery import FunctionSpec, binding_data_type, discover_functions, load_function_app
+from devstack.host.invocation import LocalContext
 from devstack.host.ncrontab import CronError, CronSchedule
+from devstack.host.payload import ConversionError, servicebus_message, timer_request
 from devstack.host.timespan import TimeSpanError, parse_timespan
 
 log = logging.getLogger("devstack.host")
@@ -60,25 +63,44 @@ class _Listener:
     connection: ServiceBusConnection | None = None
     schedule: CronSchedule | None = None
     run_on_startup: bool = False
+    route: str = ""  # http: the route template, e.g. "customers/{customer_id}/orders"
+    methods: tuple[str, ...] = ()  # http: allowed methods (empty: all)
+    auth_level: str = ""
 
 
-def configure_json_logging(level: int = logging.INFO) -> logging.Handler:
-    """JSON lines on stderr through the app's formatter (azure_functions_logging.JsonFormatter), installed
-    before function_app is imported, so its setup_logging() finds this handler as it would the worker's."""
+def configure_logging(level: int = logging.INFO, log_format: str = "json") -> logging.Handler:
+    """One stderr handler on the root logger, installed before function_app is imported, so the app's
+    setup_logging() finds it as it would the worker's: JSON lines through the app's formatter
+    (azure_functions_logging.JsonFormatter), or the human console (devstack/host/console.py)."""
     from azure_functions_logging import JsonFormatter, setup_logging
+
+    from devstack.host.console import ConsoleHandler
 
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_devstack_host", False)), None)
+    wanted: type[logging.Handler] = ConsoleHandler if log_format == "human" else logging.StreamHandler
+    if handler is not None and type(handler) is not wanted:
+        root.removeHandler(handler)
+        handler = None
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler._devstack_host = True  # type: ignore[attr-defined]
+        handler = ConsoleHandler(sys.stderr) if log_format == "human" else logging.StreamHandler(sys.stderr)
+        setattr(handler, "_devstack_host", True)  # noqa: B010
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level)
     for name in SDK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR if log_format == "human" else logging.WARNING)
     setup_logging(functions_formatter=JsonFormatter(), format="json")
     return handler
+
+
+class WorkerRestarted(RuntimeError):
+    """Another invocation overran functionTimeout: the host restarted the language worker, and every
+    invocation that was running in it failed."""
+
+
+class FunctionTimeout(TimeoutError):
+    """This invocation overran functionTimeout (host.json)."""
 
 
 class LocalHost:
@@ -101,6 +123,10 @@ class LocalHost:
         session_accept_wait: float = 2.0,
         poll_interval: float = 0.5,
         shutdown_grace: float = 10.0,
+        http_port: int | None = None,
+        http_host: str = "127.0.0.1",
+        binding_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        log_format: str = "json",
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.settings_path = Path(settings_path) if settings_path else self.app_dir / "local.settings.json"
@@ -112,6 +138,15 @@ class LocalHost:
         self.session_accept_wait = session_accept_wait
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
+        self.http_port = http_port
+        self.http_host = http_host
+        self.binding_overrides = {k: dict(v) for k, v in (binding_overrides or {}).items()}
+        self.http_route_prefix = "api"
+        self.log_format = log_format
+        self.http_server: Any = None
+        self._generation = 0  # language-worker generation: bumped by a functionTimeout restart
+        self._sequence = 0  # invocations started, for the running counter
+        self._broker_down = False
 
         self.counters = HostCounters()
         self.options = ServiceBusOptions()
@@ -173,12 +208,26 @@ class LocalHost:
                 self._saved_env.setdefault(key, os.environ.get(key))
                 os.environ[key] = value
         if self.configure_logging:
-            configure_json_logging()
+            configure_logging(log_format=self.log_format)
+
+        http_ext = (host_json.get("extensions") or {}).get("http") or {}
+        if isinstance(http_ext, dict) and isinstance(http_ext.get("routePrefix"), str):
+            self.http_route_prefix = http_ext["routePrefix"].strip("/")
 
         app = load_function_app(self.app_dir)
-        self.functions = discover_functions(app, str(self.app_dir))
+        self.functions = [self._overridden(s) for s in discover_functions(app, str(self.app_dir))]
         self._listeners = [x for x in (self._listener_for(spec) for spec in self.functions) if x is not None]
         self._prepared = True
+
+    def _overridden(self, spec: FunctionSpec) -> FunctionSpec:
+        """binding_overrides[function] patches the indexed trigger binding (None removes a key): tests use
+        it to run the shipped app with another trigger dataType."""
+        patch = self.binding_overrides.get(spec.name)
+        if not patch:
+            return spec
+        trigger = {k: v for k, v in {**spec.trigger, **patch}.items() if v is not None}
+        bindings = tuple(trigger if b.get("name") == spec.trigger_arg else b for b in spec.bindings)
+        return replace(spec, trigger=trigger, bindings=bindings)
 
     def _listener_for(self, spec: FunctionSpec) -> _Listener | None:
         t = spec.trigger
@@ -221,11 +270,14 @@ class LocalHost:
                 raise HostConfigError(f"{spec.name}: schedule {exc}") from None
             return _Listener(spec, "timer", schedule=schedule, run_on_startup=bool(t.get("runOnStartup")))
         if spec.trigger_type == "httpTrigger":
-            log.info(
-                "HTTP trigger not served by the local host",
-                extra={"function": spec.name, "route": t.get("route"), "hint": "use func start for HTTP"},
+            methods = tuple(str(m).upper() for m in (t.get("methods") or ()))
+            return _Listener(
+                spec,
+                "http",
+                route=str(t.get("route") or spec.name).strip("/"),
+                methods=methods,
+                auth_level=str(t.get("authLevel") or "FUNCTION").upper(),
             )
-            return None
         log.warning(
             "trigger type not supported by the local host",
             extra={"function": spec.name, "trigger_type": spec.trigger_type},
@@ -259,6 +311,12 @@ class LocalHost:
                 max_lock_renewal_duration=self.options.max_auto_lock_renewal_duration,
                 max_workers=max(4, concurrency),
             )
+        http_listeners = [x for x in self._listeners if x.kind == "http"]
+        if http_listeners and self.http_port is not None:
+            from devstack.host.http import LocalHttpServer
+
+            self.http_server = LocalHttpServer(self, http_listeners, self.http_host, self.http_port)
+            self.http_server.start()
         log.info(
             "local host started",
             extra={
@@ -269,11 +327,21 @@ class LocalHost:
                         "trigger": x.spec.trigger_type,
                         "entity": x.entity or None,
                         "sessions": x.sessions,
+                        "data_type": binding_data_type(x.spec.trigger) or None,
                         "schedule": x.schedule.expression if x.schedule else None,
                         "connection": x.connection.describe() if x.connection else None,
+                        "url": self.http_url(x) if x.kind == "http" else None,
+                        "methods": list(x.methods) or None,
+                        "auth_level": x.auth_level or None,
                     }
                     for x in self._listeners
                 ],
+                "http": (
+                    "auth levels are not enforced locally (as Core Tools); deployed, FUNCTION routes need "
+                    "?code= or x-functions-key"
+                    if http_listeners and self.http_server is not None
+                    else ("not served (no --port)" if http_listeners else None)
+                ),
                 "max_concurrent_sessions": self.options.max_concurrent_sessions,
                 "session_idle_timeout_s": self._session_idle_timeout(),
                 "prefetch_count": self.options.prefetch_count,
@@ -290,8 +358,13 @@ class LocalHost:
                         self._session_worker if listener.sessions else self._queue_worker,
                         listener,
                     )
-            else:
+            elif listener.kind == "timer":
                 self._spawn(f"timer-{listener.spec.name}", self._timer_worker, listener)
+
+    def http_url(self, listener: _Listener) -> str:
+        port = self.http_server.port if self.http_server is not None else self.http_port
+        prefix = f"/{self.http_route_prefix}" if self.http_route_prefix else ""
+        return f"http://{self.http_host}:{port}{prefix}/{listener.route}"
 
     def _receivers_for(self, listener: _Listener) -> int:
         # Sessions: maxConcurrentSessions receivers, one message at a time each
@@ -318,11 +391,14 @@ class LocalHost:
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking messages, let in-flight invocations finish (abandoning any still running after
         shutdown_grace), close receivers, clients and the lock renewer."""
-        if self._stopped.is_set() or not self._threads:
+        if self._stopped.is_set() or not (self._threads or self.http_server):
             self._restore_env()
             return
         log.info("local host stopping", extra={"in_flight": self._in_flight})
         self._stopping.set()
+        if self.http_server is not None:
+            self.http_server.stop()
+            self.http_server = None
         deadline = time.monotonic() + (timeout if timeout is not None else self.shutdown_grace + 15)
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -454,6 +530,7 @@ class LocalHost:
                 except OperationTimeoutError:
                     failures = 0
                     _close_quietly(receiver)
+                    self._broker_ok()
                     continue  # no session available within session_accept_wait
                 except ServiceBusError as exc:
                     failures += 1
@@ -461,6 +538,7 @@ class LocalHost:
                     self._backoff_after(exc, listener, failures, "could not accept a session")
                     continue
                 failures = 0
+                self._broker_ok()
                 session_id = receiver.session.session_id
                 self._count(sessions_acquired=1)
                 self._touch(held=1)
@@ -515,18 +593,45 @@ class LocalHost:
                     self._backoff_after(exc, listener, failures, "receiver failed")
 
     def _backoff_after(self, exc: Exception, listener: _Listener, failures: int, what: str) -> None:
+        """Wait before retrying, with back-off. An unreachable broker is said once, in one line, however
+        many receivers notice it; other failures are warnings."""
         delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-        log.warning(
-            what,
-            extra={
-                "function": listener.spec.name,
-                "entity": listener.entity,
-                "error": type(exc).__name__,
-                "detail": str(exc)[:300],
-                "retry_in_s": delay,
-            },
-        )
+        if _is_unreachable(exc):
+            with self._lock:
+                first = not self._broker_down
+                self._broker_down = True
+            if first:
+                where = _endpoint(listener)
+                hint = (
+                    "start it with `make emulator`"
+                    if where.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+                    else f"check the {listener.connection.name if listener.connection else ''} setting"
+                )
+                log.warning(
+                    f"Service Bus not reachable at {where}: {hint}",
+                    extra={"entity": listener.entity, "cause": type(exc).__name__, "retrying": True},
+                )
+            else:
+                log.debug(what, extra={"error": type(exc).__name__, "retry_in_s": delay})
+        else:
+            log.warning(
+                what,
+                extra={
+                    "function": listener.spec.name,
+                    "entity": listener.entity,
+                    "error": type(exc).__name__,
+                    "detail": str(exc)[:300],
+                    "retry_in_s": delay,
+                },
+            )
         self._stopping.wait(delay)
+
+    def _broker_ok(self) -> None:
+        if self._broker_down:
+            with self._lock:
+                was_down, self._broker_down = self._broker_down, False
+            if was_down:
+                log.info("Service Bus reachable again")
 
     def _pump(
         self, receiver: Any, listener: _Listener, idle_timeout: float | None, session_id: str | None
@@ -550,17 +655,11 @@ class LocalHost:
 
     def _handle(self, receiver: Any, listener: _Listener, message: Any, session_id: str | None) -> None:
         spec = listener.spec
-        session = getattr(receiver, "session", None)
-        locked_until = getattr(session, "locked_until_utc", None) if session is not None else None
-        trigger_value = to_functions_message(message, session_locked_until=locked_until)
-        ok, error = self._invoke(
+        data_type = binding_data_type(spec.trigger)
+        ok, _ = self._invoke(
             spec,
-            trigger_value,
-            {
-                "message_id": message.message_id,
-                "session_id": session_id,
-                "delivery_count": trigger_value.delivery_count,
-            },
+            lambda: servicebus_message(message, data_type),  # in the worker: a failure fails the invocation
+            {"message_id": message.message_id, "session_id": session_id},
         )
         try:
             if ok:
@@ -572,40 +671,78 @@ class LocalHost:
                 self._count(abandoned=1)
         finally:
             self._touch()
-        if error is not None and not ok:
-            log.debug("message abandoned", extra={"session_id": session_id, "message_id": message.message_id})
 
-    def _invoke(self, spec: FunctionSpec, trigger_value: Any, fields: dict[str, Any]) -> tuple[bool, Any]:
-        """Run the user function on the worker pool (sync) or event loop (async); True when it returned.
-        While stopping, an invocation still running after shutdown_grace is given up (and abandoned)."""
+    def invoke(
+        self, spec: FunctionSpec, build: Callable[[], Any], fields: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        """Public for the HTTP server: run one invocation; (True, return value) or (False, exception)."""
+        return self._invoke(spec, build, fields)
+
+    def _invoke(
+        self, spec: FunctionSpec, build: Callable[[], Any], fields: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        """One invocation as the worker runs it: convert the trigger input (`build`, azure.functions'
+        converter), then run the user function on the worker pool (sync) or event loop (async). True and
+        the return value when it returned. It fails when conversion fails, when it raises, when it (or
+        any other invocation: the worker restart) overruns functionTimeout, or when it is still running
+        shutdown_grace after shutdown began."""
         context = LocalContext(spec.name, spec.directory)
-        kwargs: dict[str, Any] = {spec.trigger_arg: trigger_value}
-        if spec.takes_context:
-            kwargs["context"] = context
+        with self._lock:
+            self._sequence += 1
+            number = self._sequence
+            generation = self._generation
         self._count(invocations=1, timer_invocations=1 if spec.trigger_type == "timerTrigger" else 0)
         is_sb = spec.trigger_type == "serviceBusTrigger"
         if is_sb:
             self._touch(in_flight=1)
         started = time.perf_counter()
+        outcome, error, result = "Succeeded", None, None
         try:
+            kwargs: dict[str, Any] = {spec.trigger_arg: build()}
+            if spec.takes_context:
+                kwargs["context"] = context
             future = self._submit(spec, context, kwargs)
-            return True, self._await(future, spec, started)
+            result = self._await(future, spec, started, generation)
+            return True, result
         except BaseException as exc:
             self._count(failed=1)
-            log.warning(
-                "function failed",
-                extra={
-                    **fields,
-                    "function": spec.name,
-                    "error": type(exc).__name__,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
-                exc_info=exc,
-            )
+            outcome, error, result = "Failed", exc, exc
             return False, exc
         finally:
             if is_sb:
                 self._touch(in_flight=-1)
+            self._log_invocation(spec, number, context, fields, outcome, error, started)
+
+    def _log_invocation(
+        self,
+        spec: FunctionSpec,
+        number: int,
+        context: LocalContext,
+        fields: dict[str, Any],
+        outcome: str,
+        error: BaseException | None,
+        started: float,
+    ) -> None:
+        extra: dict[str, Any] = {
+            "n": number,
+            "function": spec.name,
+            "trigger": spec.trigger_type,
+            **fields,
+            "status": outcome,  # not "outcome": that is the app's per-message field
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "invocation_id": context.invocation_id,
+        }
+        if error is None:
+            log.info("invocation", extra=extra)
+            return
+        extra["error"] = type(error).__name__
+        # Conversion and timeout errors say what failed without any payload value; a user exception's
+        # text is the app's own and stays in the traceback (debug level).
+        if isinstance(error, ConversionError | WorkerRestarted | FunctionTimeout):
+            extra["detail"] = str(error)
+        log.warning("invocation", extra=extra)
+        if not isinstance(error, ConversionError | WorkerRestarted | FunctionTimeout):
+            log.debug("invocation traceback", extra={"invocation_id": context.invocation_id}, exc_info=error)
 
     def _submit(self, spec: FunctionSpec, context: LocalContext, kwargs: dict[str, Any]) -> Any:
         from azure_functions_logging import inject_context, restore_context
@@ -631,16 +768,24 @@ class LocalHost:
                 restore_context(tokens)
                 context.thread_local_storage.invocation_id = None
 
-        assert self._pool is not None
-        return self._pool.submit(call_sync)
+        with self._lock:
+            pool = self._pool
+        assert pool is not None
+        return pool.submit(call_sync)
 
-    def _await(self, future: Any, spec: FunctionSpec, started: float) -> Any:
+    def _await(self, future: Any, spec: FunctionSpec, started: float, generation: int) -> Any:
         grace_deadline: float | None = None
         while True:
+            if self._generation != generation:
+                future.cancel()
+                raise WorkerRestarted(
+                    "the language worker was restarted (another invocation overran functionTimeout)"
+                )
             elapsed = time.perf_counter() - started
             if self.function_timeout is not None and elapsed > self.function_timeout:
                 future.cancel()
-                raise TimeoutError(f"{spec.name} exceeded functionTimeout ({self.function_timeout:g} s)")
+                self._restart_worker(spec, generation)
+                raise FunctionTimeout(f"{spec.name} overran functionTimeout ({self.function_timeout:g} s)")
             if self._stopping.is_set():
                 grace_deadline = grace_deadline or time.monotonic() + self.shutdown_grace
                 if time.monotonic() > grace_deadline:
@@ -649,9 +794,34 @@ class LocalHost:
                         f"{spec.name} still running {self.shutdown_grace:g} s after shutdown began"
                     )
             try:
-                return future.result(timeout=0.25)
+                return future.result(timeout=0.05)
             except concurrent.futures.TimeoutError:
                 continue
+
+    def _restart_worker(self, spec: FunctionSpec, generation: int) -> None:
+        """What the host does when an invocation overruns functionTimeout: restart the language worker
+        process, failing every invocation running in it. Threads cannot be killed, so the local host
+        swaps in a fresh thread pool; the overrunning call keeps running on its abandoned thread."""
+        with self._lock:
+            if self._generation != generation:
+                return  # another overrun already restarted this worker
+            self._generation += 1
+            in_flight = self._in_flight
+            old = self._pool
+            if old is not None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=old._max_workers, thread_name_prefix="func-worker"
+                )
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        log.error(
+            "functionTimeout exceeded: language worker restarted",
+            extra={
+                "function": spec.name,
+                "function_timeout_s": self.function_timeout,
+                "in_flight_failed": in_flight,
+            },
+        )
 
     # ------------------------------------------------------------------ timers
     def _timer_worker(self, listener: _Listener) -> None:
@@ -660,7 +830,7 @@ class LocalHost:
         last: datetime | None = None
         if listener.run_on_startup and not self._stopping.is_set():
             nxt = schedule.next_after(datetime.now(UTC))
-            self._fire_timer(listener, timer_request(schedule.expression, None, nxt, past_due=False))
+            self._fire_timer(listener, lambda: timer_request(schedule.expression, None, nxt, past_due=False))
             last = datetime.now(UTC)
         while not self._stopping.is_set():
             due = schedule.next_after(datetime.now(UTC))
@@ -673,19 +843,41 @@ class LocalHost:
             if self._stopping.is_set():
                 return
             late = (datetime.now(UTC) - due).total_seconds()
-            request = timer_request(schedule.expression, last, schedule.next_after(due), past_due=late > 1.0)
-            self._fire_timer(listener, request)
+            self._fire_timer(
+                listener,
+                functools.partial(
+                    timer_request, schedule.expression, last, schedule.next_after(due), past_due=late > 1.0
+                ),
+            )
             last = due
 
-    def _fire_timer(self, listener: _Listener, request: Any) -> None:
+    def _fire_timer(self, listener: _Listener, request: Callable[[], Any]) -> None:
         self._invoke(
             listener.spec,
             request,
-            {
-                "schedule": listener.schedule.expression if listener.schedule else None,
-                "past_due": request.past_due,
-            },
+            {"schedule": listener.schedule.expression if listener.schedule else None},
         )
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    from azure.servicebus.exceptions import ServiceBusCommunicationError, ServiceBusConnectionError
+
+    return isinstance(exc, ServiceBusCommunicationError | ServiceBusConnectionError | OSError)
+
+
+def _endpoint(listener: _Listener) -> str:
+    """host:port of the listener's namespace (AMQP 5671, or 5672 for the development emulator)."""
+    conn = listener.connection
+    if conn is None:
+        return "?"
+    if conn.connection_string:
+        m = re.search(r"endpoint=[a-z]+://([^;/]+)", conn.connection_string, re.IGNORECASE)
+        where = m.group(1) if m else "?"
+    else:
+        where = str(conn.fully_qualified_namespace)
+    if ":" not in where:
+        where += ":5672" if conn.uses_development_emulator else ":5671"
+    return where
 
 
 def _close_quietly(receiver: Any) -> None:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
@@ -105,6 +106,10 @@ def test_bindings_are_what_the_docs_say() -> None:
         "queueName": "%ORDERS_QUEUE_NAME%",
         "isSessionsEnabled": True,
     }
+    # What the worker reports to the host at indexing (the function.json equivalent): a binary binding,
+    # so the host hands the body over as bytes and copies nothing from it into the trigger metadata.
+    [raw] = [json.loads(b) for b in functions["process_order_step"].get_raw_bindings()]
+    assert raw["dataType"].lower() == "binary"
     [timer] = [b.get_dict_repr() for b in functions["purge_idempotency_records"].get_bindings()]
     assert timer["type"] == "timerTrigger" and timer["schedule"] == function_app.PURGE_SCHEDULE
     http = next(
@@ -112,6 +117,7 @@ def test_bindings_are_what_the_docs_say() -> None:
     )
     assert http["route"] == "customers/{customer_id}/orders" and str(http["authLevel"]).endswith("FUNCTION")
     readme = Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else ""
+    assert "`dataType: binary`" in readme, "README bindings table does not say the trigger is binary"
     for name in (
         "process_order_step",
         "%ORDERS_QUEUE_NAME%",
@@ -208,3 +214,61 @@ def test_http_endpoint_returns_the_customers_orders(service: OrderService) -> No
     assert doc["orders"][0]["state"] == "PLACED" and doc["orders"][0]["applied_steps"] == ["order.placed"]
     bad = func.HttpRequest("GET", "/api/customers/x/orders", body=b"", route_params={"customer_id": "../etc"})
     assert function_app.get_customer_orders(bad, InvocationContext("get_customer_orders")).status_code == 400
+
+
+HOSTILE_OVERRIDES: list[dict[str, Any]] = [
+    {"SessionId": "cust-b"},
+    {"sessionid": "cust-b"},
+    {"MessageId": "forged-id"},
+    {"DeliveryCount": "x"},
+    {"DeliveryCount": 99},
+    {"SequenceNumber": "not-a-number"},
+    {"ContentType": "text/evil"},
+    {"CorrelationId": "forged"},
+    {"EnqueuedTimeUtc": "2000-01-01T00:00:00Z"},
+    {"ApplicationProperties": {"forged": True}},
+    {"UserProperties": "not-an-object"},
+]
+
+
+@pytest.mark.parametrize("override", HOSTILE_OVERRIDES, ids=lambda o: next(iter(o)))
+def test_body_overrides_are_harmless_with_the_binary_binding(
+    service: OrderService, override: dict[str, Any]
+) -> None:
+    """The message the host builds for the shipped (binary) binding, through azure.functions' own
+    converter: the body cannot change the session, message id, delivery count or any other metadata."""
+    from devstack.host.discovery import binding_data_type, discover_functions
+    from devstack.host.payload import servicebus_message
+
+    [spec] = [f for f in discover_functions(function_app.app, ".") if f.name == "process_order_step"]
+    doc = json.loads(body("order.placed", 1))
+    raw = json.dumps({**doc, **override}).encode()
+    received = SimpleNamespace(
+        body=raw,
+        message_id="ord-1:1",
+        session_id="cust-1",
+        content_type="application/json",
+        correlation_id="corr",
+        reply_to=None,
+        reply_to_session_id=None,
+        to=None,
+        subject=None,
+        partition_key=None,
+        delivery_count=0,
+        sequence_number=5,
+        enqueued_time_utc=datetime.now(UTC),
+        expires_at_utc=None,
+        lock_token=uuid.uuid4(),
+        dead_letter_source=None,
+        application_properties={b"source": b"test"},
+    )
+    msg = servicebus_message(received, binding_data_type(spec.trigger))
+    assert (msg.session_id, msg.message_id, msg.delivery_count) == ("cust-1", "ord-1:1", 1)
+    assert (msg.sequence_number, msg.content_type, msg.correlation_id) == (5, "application/json", "corr")
+    assert msg.application_properties == {"source": "test"} and msg.get_body() == raw
+    trigger(msg)
+    records = service.store.list_quarantine() + [
+        a for x in service.store.list_ledgers() for a in x.applied if x.customer_id == "cust-1"
+    ]
+    assert records, "the message was neither applied nor quarantined"
+    assert [x.customer_id for x in service.store.list_ledgers()] in ([], ["cust-1"])

@@ -1,0 +1,131 @@
+"""The local host's invocation semantics that need no broker: functionTimeout restarts the worker (every
+in-flight invocation fails, as when the Functions host restarts the language worker process), and the
+human console lines."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from devstack.host.console import ConsoleFormatter
+from devstack.host.discovery import FunctionSpec
+from devstack.host.runtime import FunctionTimeout, LocalHost, WorkerRestarted
+
+
+def _spec(name: str, fn: Any) -> FunctionSpec:
+    return FunctionSpec(
+        name=name,
+        trigger_type="httpTrigger",
+        trigger={"type": "httpTrigger", "name": "req"},
+        trigger_arg="req",
+        bindings=(),
+        user_function=fn,
+        takes_context=False,
+        is_async=False,
+        directory=".",
+    )
+
+
+def test_a_function_timeout_fails_every_in_flight_invocation(tmp_path: Path) -> None:
+    host = LocalHost(tmp_path, configure_logging=False)
+    host.function_timeout = 2.0
+    host._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+    release = threading.Event()
+    slow_started, other_started = threading.Event(), threading.Event()
+
+    def slow(req: Any) -> str:
+        slow_started.set()
+        release.wait(30)
+        return "late"
+
+    def other(req: Any) -> str:  # started after `slow`, so within its own timeout when slow overruns
+        other_started.set()
+        release.wait(30)
+        return "late"
+
+    results: dict[str, tuple[bool, Any]] = {}
+
+    def run(name: str, fn: Any) -> None:
+        results[name] = host.invoke(_spec(name, fn), lambda: None, {})
+
+    threads = [threading.Thread(target=run, args=("slow", slow))]
+    threads[0].start()
+    assert slow_started.wait(10)
+    time.sleep(1.0)  # `other` starts well after `slow`, so `slow` is the one that overruns first
+    threads.append(threading.Thread(target=run, args=("other", other)))
+    threads[1].start()
+    assert other_started.wait(10)
+    for t in threads:
+        t.join(30)
+    release.set()
+    assert isinstance(results["slow"][1], FunctionTimeout) and not results["slow"][0]
+    assert isinstance(results["other"][1], WorkerRestarted) and not results["other"][0]
+    assert host.counters.failed == 2
+    # the "restarted worker" (a fresh pool) takes new invocations
+    assert host.invoke(_spec("after", lambda req: "ok"), lambda: None, {}) == (True, "ok")
+    assert host._pool is not None
+    host._pool.shutdown(wait=False)
+
+
+def test_a_conversion_failure_fails_the_invocation_before_user_code(tmp_path: Path) -> None:
+    from devstack.host.payload import ConversionError
+
+    host = LocalHost(tmp_path, configure_logging=False)
+    host._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    called: list[Any] = []
+
+    def build() -> Any:
+        raise ConversionError("trigger metadata field 'DeliveryCount' could not be converted (ValueError)")
+
+    ok, error = host.invoke(_spec("f", called.append), build, {})
+    assert not ok and isinstance(error, ConversionError) and called == []
+    host._pool.shutdown(wait=False)
+
+
+def _record(message: str, **extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord("devstack.host", logging.INFO, __file__, 1, message, None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_console_lines() -> None:
+    fmt = ConsoleFormatter()
+    line = fmt.format(
+        _record(
+            "invocation",
+            n=12,
+            function="process_order_step",
+            session_id="cust-1",
+            message_id="ord-1:3",
+            status="Failed",
+            error="ConversionError",
+            detail="trigger metadata field 'DeliveryCount' could not be converted (ValueError)",
+            duration_ms=3.2,
+        )
+    )
+    assert "#12 process_order_step session=cust-1 message=ord-1:3 Failed (ConversionError" in line
+    assert line.endswith("3 ms") and "\n" not in line
+    block = fmt.format(
+        _record(
+            "local host started",
+            functions=[
+                {
+                    "function": "f",
+                    "trigger": "httpTrigger",
+                    "url": "http://127.0.0.1:7071/api/x",
+                    "methods": ["GET"],
+                },
+                {"function": "g", "trigger": "serviceBusTrigger", "entity": "q", "sessions": True},
+            ],
+            http="auth levels are not enforced locally",
+        )
+    )
+    assert (
+        "f: [GET] http://127.0.0.1:7071/api/x" in block
+        and "g: serviceBusTrigger - queue q (sessions)" in block
+    )
+    assert "not enforced locally" in block
