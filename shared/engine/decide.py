@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from shared.engine.ledger import Ledger, Seen
+from shared.engine.ledger import DEFAULT_PARK_LIMIT, Ledger, Seen
 from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import ContractError, Step, StepRefused, Workflow
@@ -31,8 +31,6 @@ from shared.envelope import SessionEnvelope
 
 S = TypeVar("S")
 P = TypeVar("P")
-
-DEFAULT_PARK_LIMIT = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ def decide(
             f"stream is {workflow.status(led.state)} (terminal); {step.name} cannot follow",
         )
     if led.is_ahead(seq):
-        if len(led.parked) >= park_limit:
+        if not led.can_park(park_limit):
             return _reject(
                 d,
                 QuarantineReason.RESEQUENCE_OVERFLOW,
