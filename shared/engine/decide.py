@@ -1,7 +1,9 @@
 """The pure core: (a stream's ledger, one step, what is parked) -> (the changes, the outcome).
 
-No I/O: the caller reads the ledger and hands over a read-only view of the parked messages; it commits
-the returned changes in one transaction. Order of decisions for a step of stream K with sequence N (next
+It writes nothing and keeps no state: the caller reads the ledger, hands over a read-only mapping of the
+parked messages (sequence -> message) and commits the returned changes in one transaction. The
+processor's mapping reads a parked message from the store only when the decision asks for one (a read,
+never a write), so a message that releases nothing costs no parked read; tests pass a plain dict. Order of decisions for a step of stream K with sequence N (next
 expected: E):
   N already applied or parked  -> duplicate (same content) or quarantined conflicting-duplicate
   K is terminal                -> quarantined invalid-transition (never parked)
