@@ -3,8 +3,9 @@
 It writes nothing and keeps no state: the caller reads the ledger, hands over a read-only mapping of the
 parked messages (sequence -> message) and commits the returned changes in one transaction. The
 processor's mapping reads a parked message from the store only when the decision asks for one (a read,
-never a write), so a message that releases nothing costs no parked read; tests pass a plain dict. Order of decisions for a step of stream K with sequence N (next
-expected: E):
+never a write), so a message that releases nothing costs no parked read; tests pass a plain dict.
+
+Order of decisions for a step of stream K with sequence N (next expected: E):
   N already applied or parked  -> duplicate (same content) or quarantined conflicting-duplicate
   K is terminal                -> quarantined invalid-transition (never parked)
   N > E                        -> parked (up to park_limit, else quarantined resequence-overflow)
