@@ -569,12 +569,20 @@ class Queue:
         self, token: uuid.UUID, session_id: str | None = None, properties: dict[str, Any] | None = None
     ) -> None:
         """Give the lock up: apply the client's property changes, count the attempt (may dead-letter on
-        MaxDeliveryCount). Service Bus counts every lock given up without completion, so the AMQP
-        `modified` (with or without delivery-failed) and `released` outcomes both end up here."""
+        MaxDeliveryCount). The AMQP `modified` outcome ends up here with or without delivery-failed:
+        the JS SDK's abandon sends it without, and its users rely on MaxDeliveryCount."""
         m = self._locked(token, session_id)
         if properties:
             m.set_app_properties(properties)
         self._unlock(m, now_ms(), failed=True)
+
+    def release(self, token: uuid.UUID) -> None:
+        """Unlock without counting an attempt: `released` is what the SDKs send for prefetched messages
+        the application never saw (azure-servicebus's drain_and_release_messages on close, "so they are
+        not left locked ... inflating delivery count"), so it must not count."""
+        m = self.locks.get(token)
+        if m is not None:
+            self._unlock(m, now_ms(), failed=False)
 
     def defer(
         self, token: uuid.UUID, session_id: str | None = None, properties: dict[str, Any] | None = None

@@ -757,7 +757,7 @@ class Connection(asyncio.Protocol):
                 q.dead_letter(token, reason, description, properties=changes)
                 return frames.outcome(frames.REJECTED)
             elif code == frames.RELEASED:
-                q.abandon(token)
+                q.release(token)
             elif code == frames.MODIFIED:
                 changes = property_changes(field(fields_, 2))
                 if field(fields_, 1, False):  # undeliverable-here: how the SDKs defer

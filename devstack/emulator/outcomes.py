@@ -1,7 +1,8 @@
 """How AMQP outcomes and management bodies carry Service Bus settlement details.
 
 Service Bus maps the receiver's outcome on a peek-locked delivery to a settlement: accepted completes,
-rejected dead-letters, modified and released abandon (modified with undeliverable-here defers). The
+rejected dead-letters, modified abandons (with undeliverable-here it defers), released unlocks
+without counting a delivery attempt. The
 SDKs put their `propertiesToModify` in a modified outcome's message-annotations and the dead-letter
 reason/description in a rejection's error info. See docs/emulator.md for the sources.
 """

@@ -1,8 +1,9 @@
 """AMQP outcomes mapped as Service Bus maps them, and get-message-sessions paging/filters.
 
-The Python SDK only ever sends `modified` with delivery-failed=True, so the outcomes other clients
-send (`released`, `modified` without delivery-failed, with property changes, a plain `rejected`)
-are sent here through the SDK's own AMQP stack (its receive link), i.e. real frames on the wire.
+The Python SDK's abandon always sends `modified` with delivery-failed=True, so the outcomes other
+clients send (`modified` without delivery-failed, with property changes, a plain `rejected`) and the
+`released` it sends for buffered messages on close are sent here through the SDK's own AMQP stack
+(its receive link), i.e. real frames on the wire.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def _settle(r: ServiceBusReceiver, m: ServiceBusReceivedMessage, outcome: str, *
     )
 
 
-def test_released_and_modified_count_as_abandon_and_apply_property_changes(servicebus_emulator, fresh_queue):
+def test_modified_counts_as_abandon_with_property_changes_released_does_not_count(
+    servicebus_emulator, fresh_queue
+):
     q = fresh_queue(max_delivery_count=10)
     with client(servicebus_emulator.connection_string) as c:
         with c.get_queue_sender(q) as s:
@@ -50,33 +53,36 @@ def test_released_and_modified_count_as_abandon_and_apply_property_changes(servi
         with c.get_queue_receiver(q) as r:
             m = _receive_one(r)
             assert m.delivery_count == 0
-            _settle(r, m, "released")
-            m = _receive_one(r)
-            assert m.delivery_count == 1
             _settle(
-                r, m, "modified", delivery_failed=False, message_annotations={"step": 2, "note": "abandoned"}
+                r, m, "modified", delivery_failed=False, message_annotations={"step": 1, "note": "abandoned"}
             )
             m = _receive_one(r)
-            assert m.delivery_count == 2
-            assert m.application_properties == {b"keep": b"yes", b"step": 2, b"note": b"abandoned"}
+            assert m.delivery_count == 1
+            assert m.application_properties == {b"keep": b"yes", b"step": 1, b"note": b"abandoned"}
             _settle(r, m, "modified", delivery_failed=True)
             m = _receive_one(r)
-            assert m.delivery_count == 3
+            assert m.delivery_count == 2
+            _settle(r, m, "released")  # back at once, not counted
+            m = _receive_one(r)
+            assert m.delivery_count == 2
             r.complete_message(m)
     assert servicebus_emulator.counts(q)["total"] == 0
 
 
-def test_released_counts_toward_max_delivery_count(servicebus_emulator, fresh_queue):
+def test_modified_counts_toward_max_delivery_count_released_never_does(servicebus_emulator, fresh_queue):
     q = fresh_queue(max_delivery_count=2)
     with client(servicebus_emulator.connection_string) as c:
         with c.get_queue_sender(q) as s:
-            s.send_messages(ServiceBusMessage("x"))
+            s.send_messages([ServiceBusMessage("released"), ServiceBusMessage("modified")])
         with c.get_queue_receiver(q) as r:
-            _settle(r, _receive_one(r), "released")
-            _settle(r, _receive_one(r), "released")
+            for _ in range(2):
+                for m in (_receive_one(r), _receive_one(r)):
+                    _settle(r, m, "released" if str(m) == "released" else "modified")
+            [left] = r.peek_messages(max_message_count=10, sequence_number=1)
+            assert (str(left), left.delivery_count) == ("released", 0)
         with c.get_queue_receiver(q, sub_queue="deadletter") as d:
             dead = _receive_one(d)
-            assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
+            assert (str(dead), dead.dead_letter_reason) == ("modified", "MaxDeliveryCountExceeded")
             d.complete_message(dead)
 
 
