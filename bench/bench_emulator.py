@@ -1,14 +1,22 @@
 """Throughput of the emulator driven by the real SDK (no assertions; prints msgs/s).
 
-    python bench/bench_emulator.py [--messages 5000] [--batch 100] [--size 256] [--sessions 0]
+    python bench/bench_emulator.py [--messages 5000] [--batch 100] [--size 256] [--sessions 0] [--in-process]
 
-Starts an in-process emulator on a free port unless --connection-string is given.
+Starts the emulator as a separate process (`python -m devstack.emulator`) on a free port unless
+--connection-string is given. Both are Python: in one process the SDK client and the broker share
+one GIL and measure each other's overhead, so the separate process is the figure docs quote;
+--in-process keeps the old single-process mode for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +25,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage
 
 from devstack.emulator.config import QueueProperties
-from devstack.emulator.server import EmulatorServer
+from devstack.emulator.server import EmulatorServer, connection_string
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LISTENING = re.compile(r"listening on [^:\s]+:(\d+)")
+
+
+def start_emulator_process(queue: str, sessions: bool, data: str | None) -> tuple[subprocess.Popen[str], str]:
+    """`python -m devstack.emulator` with a one-queue Config.json on a free port; (process, conn str)."""
+    config = {
+        "UserConfig": {
+            "Namespaces": [
+                {
+                    "Name": "bench",
+                    "Queues": [
+                        {"Name": queue, "Properties": {"RequiresSession": sessions, "LockDuration": "PT1M"}}
+                    ],
+                    "Topics": [],
+                }
+            ]
+        }
+    }
+    cfg = Path(tempfile.mkdtemp(prefix="bench-emulator-")) / "Config.json"
+    cfg.write_text(json.dumps(config))
+    cmd = [sys.executable, "-m", "devstack.emulator", "--port", "0", "--config", str(cfg)]
+    if data:
+        cmd += ["--data", data]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = LISTENING.search(line)
+        if match:
+            # keep draining its log so a full pipe can never block the emulator
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc, connection_string("127.0.0.1", int(match.group(1)))
+    proc.wait()
+    raise SystemExit(f"emulator process exited ({proc.returncode}) before listening")
 
 
 def main() -> None:
@@ -31,15 +81,24 @@ def main() -> None:
     p.add_argument("--data", default=None, help="enable SQLite persistence at this path")
     p.add_argument("--connection-string", default=None)
     p.add_argument("--queue", default="bench")
+    p.add_argument(
+        "--in-process", action="store_true", help="run the emulator in this process (shares the GIL)"
+    )
     args = p.parse_args()
 
     server = None
+    proc = None
     conn = args.connection_string
-    if conn is None:
+    if conn is None and args.in_process:
         server = EmulatorServer(None, data=args.data)
         server.start()
         server.create_queue(args.queue, QueueProperties(requires_session=args.sessions > 0, lock_duration=60))
         conn = server.connection_string
+    elif conn is None:
+        proc, conn = start_emulator_process(args.queue, args.sessions > 0, args.data)
+    where = (
+        "external" if args.connection_string else ("in-process" if args.in_process else "separate process")
+    )
     body = b"x" * args.size
     n = args.messages
     try:
@@ -82,13 +141,22 @@ def main() -> None:
                 if not args.sessions:
                     break
             recv_s = time.perf_counter() - t0
-        print(f"messages={n} batch={args.batch} size={args.size}B sessions={args.sessions} data={args.data}")
+        print(
+            f"messages={n} batch={args.batch} size={args.size}B sessions={args.sessions} data={args.data} "
+            f"emulator={where}"
+        )
         print(f"send (batched {args.batch}):   {n / send_s:10.0f} msgs/s")
         print(f"send (one per call):  {single / single_s:10.0f} msgs/s")
         print(f"receive+complete:     {received / recv_s:10.0f} msgs/s  ({received} msgs)")
     finally:
         if server is not None:
             server.stop()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 if __name__ == "__main__":
