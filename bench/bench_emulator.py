@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -70,6 +71,15 @@ def start_emulator_process(queue: str, sessions: bool, data: str | None) -> tupl
     raise SystemExit(f"emulator process exited ({proc.returncode}) before listening")
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User+system CPU seconds of a running process (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--messages", type=int, default=5000)
@@ -96,6 +106,7 @@ def main() -> None:
         conn = server.connection_string
     elif conn is None:
         proc, conn = start_emulator_process(args.queue, args.sessions > 0, args.data)
+    bench_t0 = time.perf_counter()
     where = (
         "external" if args.connection_string else ("in-process" if args.in_process else "separate process")
     )
@@ -156,6 +167,14 @@ def main() -> None:
         print(f"send (one per call):  {single / single_s:10.0f} msgs/s")
         print(f"receive+complete:     {received / busy_s:10.0f} msgs/s  ({received} msgs, open links only)")
         print(f"  incl. receiver opens and final empty receive: {received / recv_s:10.0f} msgs/s")
+        if proc is not None:
+            cpu = process_cpu_s(proc.pid)
+            wall = time.perf_counter() - bench_t0
+            if cpu is not None:
+                print(
+                    f"emulator process CPU: {cpu:.1f} s of {wall:.1f} s wall "
+                    f"({100 * cpu / wall:.0f}% of one core)"
+                )
     finally:
         if server is not None:
             server.stop()
