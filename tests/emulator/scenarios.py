@@ -81,7 +81,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "abandon-properties",
-        "Abandon with properties to modify changes the message's application properties",
+        "Abandon with properties to modify changes the message's application properties (over the "
+        "receive link, and over $management for a deferred message)",
         PLAIN_QUEUE,
         not_applicable={"python": "azure-servicebus has no properties_to_modify on abandon_message"},
     ),

@@ -251,7 +251,15 @@ const scenarios = {
       [m] = await receive(r, 1);
       assert.equal(m.deliveryCount, 1);
       assert.deepEqual(m.applicationProperties, { keep: "yes", step: 1, note: "retry" });
-      await r.completeMessage(m);
+      // a deferred message settles over $management: update-disposition's properties-to-modify
+      const seq = m.sequenceNumber;
+      await r.deferMessage(m);
+      let [d] = await r.receiveDeferredMessages([seq]);
+      await r.abandonMessage(d, { step: 2 });
+      [d] = await r.receiveDeferredMessages([seq]); // abandoning a deferred message keeps it deferred
+      assert.equal(d.applicationProperties.step, 2);
+      assert.equal(d.applicationProperties.note, "retry");
+      await r.completeMessage(d);
       await r.close();
     } finally {
       await c.close();
