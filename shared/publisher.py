@@ -511,6 +511,7 @@ def send_messages(
         endpoint = namespace
     summary = PublishSummary(queue=queue, endpoint=endpoint, by_kind=dict(Counter(m.kind for m in messages)))
     started = time.perf_counter()
+    messages = with_trace_context(messages, queue)
     from azure.core.exceptions import AzureError
 
     try:
@@ -534,6 +535,22 @@ def send_messages(
         ) from exc
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary
+
+
+def with_trace_context(messages: Sequence[OutgoingMessage], queue: str) -> list[OutgoingMessage]:
+    """Each message with its own producer span, whose W3C context goes into its application properties
+    (`traceparent`, `Diagnostic-Id`): the function continues that trace (shared/tracing.py)."""
+    from shared import tracing
+
+    traced = []
+    for m in messages:
+        props = dict(m.application_properties)
+        with tracing.publish_span(
+            session_id=m.session_id, message_id=m.message_id, queue=queue, properties=props
+        ):
+            pass
+        traced.append(replace(m, application_properties=props))
+    return traced
 
 
 def _send_batch(sender: Any, chunk: Sequence[OutgoingMessage], summary: PublishSummary) -> int:

@@ -15,6 +15,7 @@ from shared.store.base import OrderStore, TransientStoreError
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
     from shared.envelope import SessionEnvelope
     from shared.processing import ProcessingResult
+    from shared.tracing import MessageSpan
 
 log = logging.getLogger("orders.processing")
 
@@ -33,6 +34,8 @@ MESSAGE_LOG_FIELDS: tuple[str, ...] = (
     "outcome",
     "reason",
     "duration_ms",
+    "trace_id",
+    "span_id",
 )
 
 
@@ -41,14 +44,22 @@ class OrderService:
         self.settings = settings
         self.store = store
         from shared.processing import OrderStepProcessor
+        from shared.tracing import traced_store
 
-        self.processor = OrderStepProcessor(store, park_limit=settings.park_limit)
+        self.processor = OrderStepProcessor(traced_store(store), park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
+        """Process one message in its own span, continuing the publisher's trace (shared/tracing.py)."""
+        from shared import tracing
+
+        with tracing.message_span(envelope) as span:
+            return self._process_and_log(envelope, span)
+
+    def _process_and_log(self, envelope: SessionEnvelope, span: MessageSpan) -> ProcessingResult:
         """Process one message and log its outcome. Transient store failures are logged and re-raised,
         so the trigger fails and the host abandons the message for redelivery."""
         started = time.perf_counter()
-        fields = self._broker_fields(envelope)
+        fields = self._broker_fields(envelope) | span.log_fields()
         try:
             result = self.processor.process(envelope)
         except TransientStoreError as exc:
@@ -58,6 +69,7 @@ class OrderService:
                 "duration_ms": _ms_since(started),
                 "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
             }
+            span.record(fields)
             log.warning("order step will be retried: store failed", extra=fields)
             raise
         fields |= {
@@ -72,6 +84,7 @@ class OrderService:
             "order_state": result.order_state,
             "duration_ms": _ms_since(started),
         }
+        span.record(fields)
         log.info("order step %s", result.outcome.value, extra=fields)
         return result
 

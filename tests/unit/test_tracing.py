@@ -1,0 +1,102 @@
+"""shared.tracing without a broker: trace context in application properties, spans, log ids."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import tracing
+from shared.envelope import SessionEnvelope
+from shared.publisher import OutgoingMessage, PublishPlan, generate_messages, with_trace_context
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_traceparent_property_is_continued_and_diagnostic_id_is_the_fallback(spans: Any) -> None:
+    variants: list[dict[Any, Any]] = [
+        {"traceparent": TRACEPARENT},
+        {"Diagnostic-Id": TRACEPARENT},
+        {b"traceparent": TRACEPARENT},
+    ]
+    for props in variants:
+        with tracing.message_span(SessionEnvelope(b"{}", "cust-1", "m-1", application_properties=props)) as s:
+            assert s.log_fields()["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    for span in spans.get_finished_spans():
+        assert span.parent is not None and f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
+
+
+@pytest.mark.parametrize(
+    "props", [{}, {"traceparent": "garbage"}, {"traceparent": "00-" + "0" * 32 + "-1-01"}]
+)
+def test_no_or_malformed_trace_context_starts_a_new_trace(spans: Any, props: dict[str, Any]) -> None:
+    envelope = SessionEnvelope(
+        b"{}", "cust-1", "m-1", delivery_count=3, sequence_number=7, application_properties=props
+    )
+    with tracing.message_span(envelope) as s:
+        s.record({"outcome": "quarantined", "reason": "malformed-json", "order_id": None})
+    [span] = spans.get_finished_spans()
+    assert span.parent is None and span.context.trace_id != 0
+    assert span.attributes[tracing.ATTR_DELIVERY_COUNT] == 3
+    assert span.attributes[tracing.ATTR_SEQUENCE_NUMBER] == 7
+    assert span.attributes[tracing.ATTR_OUTCOME] == "quarantined"
+    assert span.attributes[tracing.ATTR_REASON] == "malformed-json"
+    assert "orders.order_id" not in span.attributes
+
+
+def test_publisher_writes_one_new_trace_per_message_into_its_properties(spans: Any) -> None:
+    messages = generate_messages(PublishPlan(customers=1, orders_per_customer=1))
+    traced = with_trace_context(messages, "q")
+    parents = [m.application_properties["traceparent"] for m in traced]
+    assert [m.application_properties["Diagnostic-Id"] for m in traced] == parents
+    assert len({p.split("-")[1] for p in parents}) == len(messages)  # one trace each
+    finished = spans.get_finished_spans()
+    assert [s.attributes[tracing.ATTR_MESSAGE_ID] for s in finished] == [m.message_id for m in messages]
+    assert all(f"{s.context.span_id:016x}" == p.split("-")[2] for s, p in zip(finished, parents, strict=True))
+    assert "traceparent" not in messages[0].application_properties  # the plan itself stays untraced
+
+
+def test_a_replayed_message_gets_a_new_trace_linked_to_the_old_one(spans: Any) -> None:
+    [message] = generate_messages(PublishPlan(customers=1, orders_per_customer=1))[:1]
+    old = OutgoingMessage(**{**_fields(message), "application_properties": {"traceparent": TRACEPARENT}})
+    [replayed] = with_trace_context([old], "q")
+    assert replayed.application_properties["traceparent"] != TRACEPARENT
+    [span] = spans.get_finished_spans()
+    assert [f"{link.context.trace_id:032x}" for link in span.links] == ["0af7651916cd43dd8448eb211c80319c"]
+
+
+def test_inject_trace_properties_without_a_current_span_writes_nothing() -> None:
+    assert tracing.inject_trace_properties({"a": 1}) == {"a": 1}
+
+
+def test_store_calls_are_child_spans_and_reach_the_real_store(spans: Any) -> None:
+    from shared.store.memory import InMemoryOrderStore
+
+    store = tracing.traced_store(InMemoryOrderStore())
+    with tracing.message_span(SessionEnvelope(b"{}", "cust-1", "m-1")):
+        assert store.get_ledger("cust-1", "ord-1") is None
+    store_span, message_span = spans.get_finished_spans()
+    assert store_span.name == "orders store get_ledger"
+    assert store_span.parent.span_id == message_span.context.span_id
+
+
+def test_disabled_tracing_adds_nothing_and_cold_import_stays_free_of_opentelemetry() -> None:
+    code = (
+        "import os, sys; os.environ['OTEL_SDK_DISABLED'] = 'true'\n"
+        "import function_app\n"
+        "assert not any(m.startswith('opentelemetry') for m in sys.modules), 'imported at cold start'\n"
+        "from shared import tracing\n"
+        "from shared.envelope import SessionEnvelope\n"
+        "with tracing.message_span(SessionEnvelope(b'', 's', 'm')) as s: assert s.log_fields() == {}\n"
+        "assert tracing.inject_trace_properties({}) == {}\n"
+        "assert not any(m.startswith('opentelemetry') for m in sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
+
+
+def _fields(message: OutgoingMessage) -> dict[str, Any]:
+    return {name: getattr(message, name) for name in OutgoingMessage.__dataclass_fields__}
