@@ -13,6 +13,7 @@ printed under "Try next" are run as printed. The clone is `git clone` of this re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,10 +110,8 @@ def fresh_shell_environment() -> dict[str, str]:
 def stop_background(pid_file: Path) -> None:
     pids = [int(x) for x in pid_file.read_text().split()] if pid_file.is_file() else []
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 20
     for pid in pids:
         while time.monotonic() < deadline:
@@ -121,10 +121,8 @@ def stop_background(pid_file: Path) -> None:
                 break
             time.sleep(0.2)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_the_readme_markers_cover_the_newcomer_path() -> None:
@@ -179,7 +177,7 @@ def test_readme_commands_run_verbatim_in_a_fresh_clone(tmp_path: Path) -> None:
         stop_background(pid_file)
 
 
-def _orders(clone: Path, env: dict[str, str], *args: str) -> dict[str, object]:
+def _orders(clone: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
     """`orders ARGS --json`, retried until the host has worked through the second publish."""
     deadline = time.monotonic() + RETRY_SECONDS
     while True:
@@ -191,8 +189,8 @@ def _orders(clone: Path, env: dict[str, str], *args: str) -> dict[str, object]:
             text=True,
             timeout=60,
         )
-        doc = json.loads(done.stdout) if done.returncode == 0 else {}
-        if doc and doc["outcomes"]["quarantined"] >= 10 or time.monotonic() > deadline:  # type: ignore[index]
+        doc: dict[str, Any] = json.loads(done.stdout) if done.returncode == 0 else {}
+        if (doc and doc["outcomes"]["quarantined"] >= 10) or time.monotonic() > deadline:
             return doc
         time.sleep(1)
 
@@ -203,3 +201,18 @@ def _report(result: subprocess.CompletedProcess[str], clone: Path) -> str:
         for log in sorted((clone / ".local").glob("readme-background-*.log"))
     )
     return f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}{logs}"
+
+
+def test_a_failing_readme_command_fails_the_run_and_names_its_line(tmp_path: Path) -> None:
+    text = "<!-- readme-test: run -->\n```bash\ntrue   # fine\nfalse  # drifted\necho never\n```\n"
+    blocks = readme_blocks(text)
+    assert blocks == [Block("run", ["true", "false", "echo never"], 2)]
+    result = subprocess.run(
+        ["bash", "-c", script_for(blocks, tmp_path / "pids")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1 and "never" not in result.stdout
+    assert "README.md block at line 2): false" in result.stderr
