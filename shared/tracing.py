@@ -125,11 +125,28 @@ def json_lines_exporter(out: Any) -> Any:
     return ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
 
 
-def _tracer(service_name: str) -> Any:
-    configure(service_name)
-    from opentelemetry import trace
+_tracer_cache: Any = None
+_propagator_cache: Any = None
 
-    return trace.get_tracer(TRACER_NAME)
+
+def _tracer(service_name: str) -> Any:
+    """The app's tracer (made once: `get_tracer` builds a new object per call)."""
+    global _tracer_cache
+    if _tracer_cache is None:
+        configure(service_name)
+        from opentelemetry import trace
+
+        _tracer_cache = trace.get_tracer(TRACER_NAME)
+    return _tracer_cache
+
+
+def _propagator() -> Any:
+    global _propagator_cache
+    if _propagator_cache is None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _propagator_cache = TraceContextTextMapPropagator()
+    return _propagator_cache
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,12 +168,11 @@ def extract_context(properties: Mapping[Any, Any] | None) -> Any:
     if not traceparent:
         return None
     from opentelemetry import trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     headers = {TRACEPARENT: traceparent}
     if carrier.get(TRACESTATE):
         headers[TRACESTATE] = carrier[TRACESTATE]
-    context = TraceContextTextMapPropagator().extract(headers)
+    context = _propagator().extract(headers)
     return context if trace.get_current_span(context).get_span_context().is_valid else None
 
 
@@ -165,10 +181,8 @@ def inject_trace_properties(properties: MutableMapping[str, Any]) -> MutableMapp
     `tracestate`); returns `properties`. Nothing is written when there is no valid current span."""
     if not enabled():
         return properties
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     headers: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(headers)
+    _propagator().inject(headers)
     if headers.get(TRACEPARENT):
         properties[TRACEPARENT] = headers[TRACEPARENT]
         properties[DIAGNOSTIC_ID] = headers[TRACEPARENT]
@@ -317,10 +331,9 @@ class TracedStore:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            from opentelemetry import trace
             from opentelemetry.trace import SpanKind
 
-            with trace.get_tracer(TRACER_NAME).start_as_current_span(
+            with _tracer("orders-processor").start_as_current_span(
                 f"orders store {name}", kind=SpanKind.CLIENT, attributes={"db.operation.name": name}
             ):
                 return target(*args, **kwargs)

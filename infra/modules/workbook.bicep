@@ -20,11 +20,8 @@ param applicationInsightsId string
 @description('Resource id of the Service Bus namespace (dead-letter metric).')
 param serviceBusNamespaceId string
 
-var content = replace(
-  loadTextContent('../workbook/orders-pipeline.workbook.json'),
-  '__SERVICEBUS_NAMESPACE_ID__',
-  serviceBusNamespaceId
-)
+var template = loadTextContent('../workbook/orders-pipeline.workbook.json')
+var content = replace(template, '__SERVICEBUS_NAMESPACE_ID__', serviceBusNamespaceId)
 
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   // A workbook's name must be a GUID; stable per component, so a redeploy updates it in place.

@@ -71,7 +71,7 @@ def test_the_workbook_resource_is_a_shared_workbook_loading_the_generated_file(b
     assert properties["sourceId"] == "applicationInsightsId"
     content = parsed["variables"][properties["serializedData"]]["value"]["function"]
     assert content["type"] == "replace"
-    loaded = content["parameters"]["original_string"]["function"]
+    loaded = parsed["variables"][content["parameters"]["original_string"]]["value"]["function"]
     assert loaded["type"] == "load_text_content"
     assert (rules.MODULES / loaded["parameters"]["file_path"]).resolve() == WORKBOOK_JSON.resolve()
     placeholder = content["parameters"]["old_string"]
