@@ -100,3 +100,67 @@ def test_disabled_tracing_adds_nothing_and_cold_import_stays_free_of_opentelemet
 
 def _fields(message: OutgoingMessage) -> dict[str, Any]:
     return {name: getattr(message, name) for name in OutgoingMessage.__dataclass_fields__}
+
+
+def _exporters(processors: list[Any]) -> list[Any]:
+    found = []
+    for processor in processors:
+        exporter = getattr(processor, "span_exporter", None) or getattr(processor, "_exporter", None)
+        if exporter is None:  # BatchSpanProcessor keeps it on its batch processor
+            exporter = processor._batch_processor._exporter
+        found.append(exporter)
+    return found
+
+
+def test_exporters_come_from_the_standard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    for name in (
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert tracing._processors_from_environment() == []  # spans (and log ids) without any exporter
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    [console] = _exporters(tracing._processors_from_environment())
+    assert isinstance(console, ConsoleSpanExporter)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert tracing._processors_from_environment() == []
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    processors = tracing._processors_from_environment()
+    try:
+        assert [type(e) for e in _exporters(processors)] == [OTLPSpanExporter]
+    finally:
+        for processor in processors:
+            processor.shutdown()
+
+
+def test_application_insights_ingestion_uses_the_managed_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local auth is disabled on the component (infra/modules/monitoring.bicep): the exporter must
+    authenticate with the identity named in APPLICATIONINSIGHTS_AUTHENTICATION_STRING, as the
+    Bicep sets it."""
+    from azure.identity import ManagedIdentityCredential
+    from azure.monitor.opentelemetry.exporter import AzureMonitorTraceExporter
+
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/",
+    )
+    monkeypatch.setenv(
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "ClientId=11111111-2222-3333-4444-555555555555;Authorization=AAD",
+    )
+    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")  # no telemetry about telemetry
+    processors = tracing._processors_from_environment()
+    try:
+        [exporter] = _exporters(processors)
+        assert isinstance(exporter, AzureMonitorTraceExporter)
+        assert isinstance(exporter._credential, ManagedIdentityCredential)
+    finally:
+        for processor in processors:
+            processor.shutdown()
