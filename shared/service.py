@@ -34,9 +34,9 @@ MESSAGE_LOG_FIELDS: tuple[str, ...] = (
     "outcome",
     "reason",
     "duration_ms",
-    "trace_id",
-    "span_id",
 )
+# Plus `trace_id` and `span_id` of the message's span (shared/tracing.py): the JSON formatter writes
+# them at the top of the line, next to `invocation_id`, not under "extra".
 
 
 class OrderService:
