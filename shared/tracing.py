@@ -54,8 +54,13 @@ _lock = threading.Lock()
 _configured = False
 
 
+_unavailable = False  # set once if OpenTelemetry cannot be imported: tracing never stops processing
+
+
 def enabled() -> bool:
     """False when OTEL_SDK_DISABLED is true (the standard switch): no spans, no trace ids in logs."""
+    if _unavailable:
+        return False
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() not in ("true", "1", "yes")
 
 
@@ -130,12 +135,17 @@ _propagator_cache: Any = None
 
 
 def _tracer(service_name: str) -> Any:
-    """The app's tracer (made once: `get_tracer` builds a new object per call)."""
-    global _tracer_cache
+    """The app's tracer (made once: `get_tracer` builds a new object per call), or None when
+    OpenTelemetry is not installed (logged once; processing goes on without spans)."""
+    global _tracer_cache, _unavailable
     if _tracer_cache is None:
-        configure(service_name)
-        from opentelemetry import trace
-
+        try:
+            configure(service_name)
+            from opentelemetry import trace
+        except ImportError as exc:
+            _unavailable = True
+            log.warning("tracing disabled: OpenTelemetry is not importable (%s)", exc)
+            return None
         _tracer_cache = trace.get_tracer(TRACER_NAME)
     return _tracer_cache
 
@@ -204,7 +214,8 @@ def publish_span(
 
     A message that already carries trace context (a replay of a quarantined message) gets a new trace
     that links to the old one, so both can be found from either."""
-    if not enabled():
+    tracer = _tracer(service_name) if enabled() else None
+    if tracer is None:
         yield
         return
     from opentelemetry import trace
@@ -212,7 +223,7 @@ def publish_span(
 
     previous = extract_context(properties)
     links = [Link(trace.get_current_span(previous).get_span_context())] if previous is not None else []
-    with _tracer(service_name).start_as_current_span(
+    with tracer.start_as_current_span(
         PUBLISH_SPAN,
         kind=SpanKind.PRODUCER,
         links=links,
@@ -264,12 +275,12 @@ class MessageSpan:
 @contextmanager
 def message_span(envelope: SessionEnvelope, service_name: str = "orders-processor") -> Iterator[MessageSpan]:
     """The consumer span of one message, continuing the trace in its application properties."""
-    if not enabled():
+    tracer = _tracer(service_name) if enabled() else None
+    if tracer is None:
         yield MessageSpan(None)
         return
     from opentelemetry.trace import SpanKind
 
-    tracer = _tracer(service_name)
     attributes: dict[str, Any] = {
         "messaging.system": "servicebus",
         "messaging.operation.type": "process",
@@ -299,14 +310,13 @@ def _bind_log_ids(ids: Mapping[str, str]) -> list[tuple[Any, Any]]:
     (azure_functions_logging/_context.py, ContextFilter), overriding any `extra` of the same name."""
     if not ids:
         return []
-    try:
+    try:  # a private module: if a release moves it, the line keeps the host's ids instead
         from azure_functions_logging import _context
-    except ImportError:  # pragma: no cover - a deployed dependency
+
+        variables = ((_context.trace_id_var, ids["trace_id"]), (_context.span_id_var, ids["span_id"]))
+    except (ImportError, AttributeError):  # pragma: no cover
         return []
-    bound = []
-    for var, value in ((_context.trace_id_var, ids["trace_id"]), (_context.span_id_var, ids["span_id"])):
-        bound.append((var, var.set(value)))
-    return bound
+    return [(var, var.set(value)) for var, value in variables]
 
 
 def _unbind_log_ids(bound: list[tuple[Any, Any]]) -> None:
@@ -330,10 +340,14 @@ class TracedStore:
         if name not in self._TRACED or not callable(target):
             return target
 
+        tracer = _tracer("orders-processor")
+        if tracer is None:
+            return target
+
         def call(*args: Any, **kwargs: Any) -> Any:
             from opentelemetry.trace import SpanKind
 
-            with _tracer("orders-processor").start_as_current_span(
+            with tracer.start_as_current_span(
                 f"orders store {name}", kind=SpanKind.CLIENT, attributes={"db.operation.name": name}
             ):
                 return target(*args, **kwargs)

@@ -164,3 +164,25 @@ def test_application_insights_ingestion_uses_the_managed_identity(monkeypatch: p
     finally:
         for processor in processors:
             processor.shutdown()
+
+
+def test_without_opentelemetry_messages_are_still_processed() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None  # import opentelemetry -> ImportError\n"
+        "from shared.envelope import SessionEnvelope\n"
+        "from shared.service import OrderService\n"
+        "from shared.settings import AppSettings\n"
+        "from shared.store.memory import InMemoryOrderStore\n"
+        "from shared.publisher import PublishPlan, generate_messages, with_trace_context\n"
+        "from tests.support.builders import body\n"
+        "service = OrderService(AppSettings(), InMemoryOrderStore())\n"
+        "result = service.handle(SessionEnvelope(body('order.placed', 1), 'cust-1', 'm-1'))\n"
+        "assert result.outcome.value == 'applied', result\n"
+        "[m] = with_trace_context(generate_messages(PublishPlan(1, 1))[:1], 'q')\n"
+        "assert 'traceparent' not in m.application_properties\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tracing disabled: OpenTelemetry is not importable" in done.stderr
