@@ -16,8 +16,7 @@ from typing import Any
 from shared.contract import OrderStep, content_hash, parse_order_step
 from shared.domain.model import DomainError, LineItem, Order, OrderState
 from shared.domain.workflow import OrderWorkflow
-from shared.engine.decide import DEFAULT_PARK_LIMIT
-from shared.engine.ledger import Ledger
+from shared.engine.ledger import DEFAULT_PARK_LIMIT, Ledger
 from shared.engine.outcomes import QuarantineReason
 from shared.engine.processor import StreamProcessor
 from shared.engine.records import utcnow

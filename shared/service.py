@@ -21,6 +21,7 @@ from shared.store.base import ConcurrencyConflict, OrderStore, TransientStoreErr
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
     from shared.engine.processor import ProcessingResult
     from shared.envelope import SessionEnvelope
+    from shared.tracing import MessageSpan
 
 log = logging.getLogger("orders.processing")
 
@@ -40,6 +41,8 @@ MESSAGE_LOG_FIELDS: tuple[str, ...] = (
     "reason",
     "duration_ms",
 )
+# Plus `trace_id` and `span_id` of the message's span (shared/tracing.py): the JSON formatter writes
+# them at the top of the line, next to `invocation_id`, not under "extra".
 
 
 class OrderService:
@@ -59,16 +62,24 @@ class OrderService:
         self._clock = clock
         from shared.engine.processor import StreamProcessor
         from shared.order_workflow import ORDERS
+        from shared.tracing import traced_store
 
-        self.processor = StreamProcessor(store, ORDERS, park_limit=settings.park_limit)
+        self.processor = StreamProcessor(traced_store(store), ORDERS, park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
+        """Process one message in its own span, continuing the publisher's trace (shared/tracing.py)."""
+        from shared import tracing
+
+        with tracing.message_span(envelope) as span:
+            return self._process_and_log(envelope, span)
+
+    def _process_and_log(self, envelope: SessionEnvelope, span: MessageSpan) -> ProcessingResult:
         """Process one message and log its outcome. A transient store failure is retried here, with
         back-off, for up to settings.store_retry_seconds (evicting the session's cached state, and
         reopening the store after an outage, between attempts); if it persists it is logged once and
         re-raised, so the trigger fails and the host abandons the message for redelivery."""
         started = time.perf_counter()
-        fields = self._broker_fields(envelope)
+        fields = self._broker_fields(envelope) | span.log_fields()
         burst = retry.RetryBurst()
 
         def recover(exc: TransientStoreError) -> None:
@@ -98,6 +109,7 @@ class OrderService:
                 "duration_ms": _ms_since(started),
                 "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
             }
+            span.record(fields)
             log.warning("order step will be retried: store failed", extra=fields)
             raise
         if burst.retried:
@@ -122,6 +134,7 @@ class OrderService:
             "order_state": result.status,
             "duration_ms": _ms_since(started),
         }
+        span.record(fields)
         log.info("order step %s", result.outcome.value, extra=fields)
         return result
 

@@ -40,6 +40,10 @@ TTL_EXPIRED_REASON = "TTLExpiredException"
 TTL_EXPIRED_DESCRIPTION = "The message expired and was dead lettered."
 MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
 
+# get-message-sessions: a last-updated-time at or past .NET's DateTime.MaxValue (as the SDKs encode it)
+# asks for the default listing (sessions with active messages or state) instead of "state updated after".
+MAX_DATETIME_MS = 253402300800000
+
 
 def now_ms() -> int:
     """Wall-clock milliseconds; annotations carry absolute UTC times, so wall clock it is."""
@@ -115,6 +119,7 @@ class Session:
     locked_until_ms: int = 0
     locked_tokens: set[uuid.UUID] = field(default_factory=set)
     releasing: bool = False  # release_session is returning its messages: no handover, no drop yet
+    state_updated_ms: int = 0  # last set-session-state (what get-message-sessions' last-updated-time filters)
 
 
 @dataclass
@@ -490,7 +495,27 @@ class Queue:
         """Replace session state (the caller must hold the session)."""
         s = self.check_session_owner(session_id, link_name)
         s.state = bytes(state) if state is not None else None
+        s.state_updated_ms = now_ms()
         self.store.save_session_state(self.name, session_id, s.state)
+
+    def list_sessions(self, skip: int, top: int, updated_after_ms: int | None) -> list[str]:
+        """One page of session ids, in a stable (sorted) order so skip/top paging terminates.
+
+        Default listing: sessions with active (available or locked) messages or with stored state.
+        With a last-updated-time: sessions whose state was set after it (as the SDKs document it).
+        """
+        if skip < 0 or top < 0:
+            raise BrokerError(ARGUMENT_ERROR, "skip and top must not be negative.")
+        if updated_after_ms is None or updated_after_ms >= MAX_DATETIME_MS:
+            ids = {s.id for s in self.sessions.values() if s.state is not None}
+            ids.update(
+                m.session_id
+                for m in self.messages.values()
+                if m.session_id is not None and m.state == State.ACTIVE
+            )
+        else:
+            ids = {s.id for s in self.sessions.values() if s.state_updated_ms > updated_after_ms}
+        return sorted(ids)[skip : skip + top]
 
     # ------------------------------------------------------------------ settlement
     def _locked(self, token: uuid.UUID, session_id: str | None = None) -> Message:
@@ -540,30 +565,49 @@ class Queue:
             if s is not None:
                 self._maybe_drop_session(s)
 
-    def abandon(self, token: uuid.UUID, session_id: str | None = None) -> None:
-        """Unlock and count the failed attempt (may dead-letter on MaxDeliveryCount)."""
+    def abandon(
+        self, token: uuid.UUID, session_id: str | None = None, properties: dict[str, Any] | None = None
+    ) -> None:
+        """Give the lock up: apply the client's property changes, count the attempt (may dead-letter on
+        MaxDeliveryCount). The AMQP `modified` outcome ends up here with or without delivery-failed:
+        the JS SDK's abandon sends it without, and its users rely on MaxDeliveryCount."""
         m = self._locked(token, session_id)
+        if properties:
+            m.set_app_properties(properties)
         self._unlock(m, now_ms(), failed=True)
 
     def release(self, token: uuid.UUID) -> None:
-        """Unlock without counting an attempt (the client never looked at the message)."""
+        """Unlock without counting an attempt: `released` is what the SDKs send for prefetched messages
+        the application never saw (azure-servicebus's drain_and_release_messages on close, "so they are
+        not left locked ... inflating delivery count"), so it must not count."""
         m = self.locks.get(token)
         if m is not None:
             self._unlock(m, now_ms(), failed=False)
 
-    def defer(self, token: uuid.UUID, session_id: str | None = None) -> None:
+    def defer(
+        self, token: uuid.UUID, session_id: str | None = None, properties: dict[str, Any] | None = None
+    ) -> None:
         """Set aside; only receive-by-sequence-number can fetch it again."""
         m = self._locked(token, session_id)
+        if properties:
+            m.set_app_properties(properties)
         self._drop_lock(m)
         m.state = State.DEFERRED
         m.delivery_count += 1
         self.store.save(self.name, m)
 
     def dead_letter(
-        self, token: uuid.UUID, reason: str | None, description: str | None, session_id: str | None = None
+        self,
+        token: uuid.UUID,
+        reason: str | None,
+        description: str | None,
+        session_id: str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> None:
-        """Move a locked message to the dead-letter sub-queue."""
+        """Move a locked message to the dead-letter sub-queue (with the client's property changes)."""
         m = self._locked(token, session_id)
+        if properties:
+            m.set_app_properties(properties)
         self._drop_lock(m)
         self._to_dlq(m, reason, description)
 

@@ -1,8 +1,11 @@
 """The pure core: (a stream's ledger, one step, what is parked) -> (the changes, the outcome).
 
-No I/O: the caller reads the ledger and hands over a read-only view of the parked messages; it commits
-the returned changes in one transaction. Order of decisions for a step of stream K with sequence N (next
-expected: E):
+It writes nothing and keeps no state: the caller reads the ledger, hands over a read-only mapping of the
+parked messages (sequence -> message) and commits the returned changes in one transaction. The
+processor's mapping reads a parked message from the store only when the decision asks for one (a read,
+never a write), so a message that releases nothing costs no parked read; tests pass a plain dict.
+
+Order of decisions for a step of stream K with sequence N (next expected: E):
   N already applied or parked  -> duplicate (same content) or quarantined conflicting-duplicate
   K is terminal                -> quarantined invalid-transition (never parked)
   N > E                        -> parked (up to park_limit, else quarantined resequence-overflow)
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from shared.engine.ledger import Ledger, Seen
+from shared.engine.ledger import DEFAULT_PARK_LIMIT, Ledger, Seen
 from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import ContractError, Step, StepRefused, Workflow
@@ -31,8 +34,6 @@ from shared.envelope import SessionEnvelope
 
 S = TypeVar("S")
 P = TypeVar("P")
-
-DEFAULT_PARK_LIMIT = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,7 @@ def decide(
             f"stream is {workflow.status(led.state)} (terminal); {step.name} cannot follow",
         )
     if led.is_ahead(seq):
-        if len(led.parked) >= park_limit:
+        if not led.can_park(park_limit):
             return _reject(
                 d,
                 QuarantineReason.RESEQUENCE_OVERFLOW,

@@ -18,6 +18,8 @@ from shared.engine.workflow import StateCodec
 S = TypeVar("S")
 L = TypeVar("L", bound="Ledger[Any]")
 
+DEFAULT_PARK_LIMIT = 50  # how many early messages one stream may hold (ORDERS_PARK_LIMIT overrides it)
+
 
 class Seen(Enum):
     """What the ledger already knows about a (sequence, content) pair."""
@@ -83,6 +85,10 @@ class Ledger(Generic[S]):
     def due(self) -> int | None:
         """The parked sequence that may apply now, if any."""
         return self.next_sequence if self.next_sequence in self.parked else None
+
+    def can_park(self, limit: int) -> bool:
+        """Room for one more early message; beyond `limit` the stream would hold unbounded data."""
+        return len(self.parked) < limit
 
     def record_duplicate(self) -> None:
         self.duplicates += 1

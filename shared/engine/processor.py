@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from shared.engine.decide import (
-    DEFAULT_PARK_LIMIT,
     Decision,
     ParkedMissing,
     ProcessingResult,
@@ -21,6 +20,7 @@ from shared.engine.decide import (
     reject,
     unprocessable,
 )
+from shared.engine.ledger import DEFAULT_PARK_LIMIT
 from shared.engine.outcomes import QuarantineReason
 from shared.engine.records import ParkedMessage, utcnow
 from shared.engine.workflow import ContractError, Step, Workflow

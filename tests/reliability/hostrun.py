@@ -76,9 +76,9 @@ def host_command(settings: Path, *, until_idle: float, lock_free: bool = False) 
         "--shutdown-grace",
         "2",
         "--log-format",
-        "json",  # summarise_log reads JSON lines (the CLI's default is human)
+        "json",  # summarise_log reads the JSON lines
         "--port",
-        "0",  # hosts run side by side: never the default 7071
+        "0",  # no fixed HTTP port: parallel hosts must not collide
     ]
     if lock_free and os.geteuid() == 0:
         if shutil.which("setpriv") is None:

@@ -141,7 +141,9 @@ def test_ledger_rules() -> None:
     assert ledger.seen(1, "h1") is Seen.NEW and not ledger.is_ahead(1) and ledger.is_ahead(2)
     ledger.record_applied(1, "account.open", "h1", "m1", Account("alice", "acc-1", opened=True), NOW)
     assert ledger.seen(1, "h1") is Seen.DUPLICATE and ledger.seen(1, "other") is Seen.CONFLICT_APPLIED
+    assert ledger.can_park(1)
     ledger.park(3, "h3")
+    assert not ledger.can_park(1) and ledger.can_park(2)
     assert ledger.seen(3, "h3") is Seen.DUPLICATE and ledger.seen(3, "x") is Seen.CONFLICT_PARKED
     assert ledger.due() is None
     with pytest.raises(ValueError):
