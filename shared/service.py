@@ -143,6 +143,8 @@ class OrderService:
         store commit. A transient store failure re-runs the whole batch (its decisions are re-made from
         what the store holds) within the same retry budget as `handle`; if it persists, a `retry` line is
         logged per message and the error re-raised: the host abandons the whole batch for redelivery."""
+        from shared import tracing
+
         started = time.perf_counter()
         fields = [self._broker_fields(envelope) for envelope in envelopes]
         batch = {"batch_size": len(envelopes)}
@@ -177,7 +179,9 @@ class OrderService:
                     "duration_ms": _ms_since(started),
                     "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
                 }
-                log.warning("order step will be retried: store failed", extra=line)
+                with tracing.message_span(envelope) as span:
+                    span.record(line)
+                    log.warning("order step will be retried: store failed", extra=line | span.log_fields())
             raise
         if burst.retried:
             log.warning(
@@ -191,9 +195,13 @@ class OrderService:
                 },
             )
         duration = _ms_since(started)
-        for line, result in zip(fields, results, strict=True):
+        for envelope, line, result in zip(envelopes, fields, results, strict=True):
             line |= self._result_fields(result) | batch | {"duration_ms": duration}
-            log.info("order step %s", result.outcome.value, extra=line)
+            # each message's own span (continuing its publisher's trace) carries its outcome and gives its
+            # log line trace_id/span_id; the batch's store calls are not its children (docs/performance.md)
+            with tracing.message_span(envelope) as span:
+                span.record(line)
+                log.info("order step %s", result.outcome.value, extra=line | span.log_fields())
         return results
 
     @staticmethod

@@ -330,7 +330,7 @@ class TracedStore:
     Attributes are looked up on the wrapped store at call time, so replacing a method on it (tests)
     still takes effect."""
 
-    _TRACED = frozenset({"get_ledger", "get_parked", "commit"})
+    _TRACED = frozenset({"get_ledger", "get_parked", "commit", "commit_batch"})
 
     def __init__(self, store: OrderStore) -> None:
         self._store = store

@@ -55,6 +55,23 @@ def coalesce(units: Sequence[SessionChanges], fits: Fits | None = None) -> list[
         runs.append(_copy(unit))
     if loose is not None and not loose.is_empty:
         runs.insert(0, loose)
+    return _latest_records(runs, units)
+
+
+def _latest_records(runs: list[SessionChanges], units: Sequence[SessionChanges]) -> list[SessionChanges]:
+    """An upsert written twice in one batch (the same message quarantined on release and again when it is
+    redelivered inside the batch) must end as the one-by-one path leaves it: its last version. Every
+    occurrence carries that last version, so whichever a store writes first (the earliest: before any run
+    that needs it) the row ends right, and a second write of it changes nothing."""
+    quarantine = {q.id: q for unit in units for q in unit.quarantine}
+    idempotency = {(r.stream_key, r.sequence): r for unit in units for r in unit.idempotency}
+    for run in runs:
+        run.quarantine = list({q.id: quarantine[q.id] for q in run.quarantine}.values())
+        run.idempotency = list(
+            {
+                (r.stream_key, r.sequence): idempotency[(r.stream_key, r.sequence)] for r in run.idempotency
+            }.values()
+        )
     return runs
 
 

@@ -261,9 +261,12 @@ def test_a_crash_between_the_transactions_of_a_split_batch_is_exactly_once_on_re
 
 
 def state_of_without_duplicates(store: InMemoryOrderStore) -> Any:
-    """Redelivery legitimately counts duplicates; everything else must be identical."""
+    """Redelivery legitimately counts duplicates, and a message quarantined again on redelivery gets the
+    detail of that decision (e.g. "stream is terminal" instead of "became terminal while it waited") under
+    the same id and reason, as with single-message redelivery; everything else must be identical."""
     ledgers, parked, quarantine, idempotency = state_of(store)
-    return [(k, {**json.loads(d), "duplicates": 0}) for k, d in ledgers], parked, quarantine, idempotency
+    reasons = [(q_id, reason) for q_id, reason, _ in quarantine]
+    return [(k, {**json.loads(d), "duplicates": 0}) for k, d in ledgers], parked, reasons, idempotency
 
 
 # --- helpers ---------------------------------------------------------------------------------------
