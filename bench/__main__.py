@@ -16,9 +16,18 @@ QUICK: list[tuple[str, list[str]]] = [
     ("pipeline (in-process, SQLite)", ["-m", "bench.bench_pipeline"]),
     ("cold import of function_app", ["-m", "bench.bench_import"]),
     ("end to end (emulator -> host -> SQLite)", ["-m", "bench.bench_e2e"]),
+    ("batch mode vs single (in-process, SQLite)", ["-m", "bench.bench_batch", "--stores", "sqlite"]),
 ]
 OPTIONAL = [("Table round trips per message (Azurite)", "bench_table_roundtrips.py")]
-SUMMARY_MARKERS = ("target", "ratio", "correctness", "cold `import", "RESULT", "round trip")
+SUMMARY_MARKERS = (
+    "target",
+    "ratio",
+    "correctness",
+    "cold `import",
+    "RESULT",
+    "round trip",
+    "single-message path",
+)
 
 
 def main() -> int:
