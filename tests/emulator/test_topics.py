@@ -61,13 +61,13 @@ def _drain(r: Any, expected: int, wait: float = 1) -> list[Any]:
     return got
 
 
-def _receive_all(c: Any, topic: str, sub: str, **kw: Any) -> list[str]:
+def _receive_all(c: Any, topic: str, sub: str, expected: int, **kw: Any) -> list[str]:
+    """Receive and complete `expected` messages, then check for (briefly) any surplus copy."""
     with c.get_subscription_receiver(topic, sub, max_wait_time=1, **kw) as r:
-        msgs = []
-        while batch := r.receive_messages(max_message_count=50, max_wait_time=1):
-            for m in batch:
-                r.complete_message(m)
-            msgs += batch
+        msgs = _drain(r, expected)
+        msgs += r.receive_messages(max_message_count=10, max_wait_time=0.3)
+        for m in msgs:
+            r.complete_message(m)
         return [str(m) for m in msgs]
 
 
@@ -118,10 +118,10 @@ def test_correlation_filters_match_system_and_user_properties(servicebus_emulato
     with client(servicebus_emulator.connection_string) as c:
         with c.get_topic_sender(t) as s:
             s.send_messages(msgs)
-        assert _receive_all(c, t, "red-important") == ["1"]
-        assert _receive_all(c, t, "by-prop") == ["4"]
-        assert _receive_all(c, t, "by-to") == ["6"]
-        assert _receive_all(c, t, "all") == [str(i) for i in range(1, 8)]
+        assert _receive_all(c, t, "red-important", 1) == ["1"]
+        assert _receive_all(c, t, "by-prop", 1) == ["4"]
+        assert _receive_all(c, t, "by-to", 1) == ["6"]
+        assert _receive_all(c, t, "all", 7) == [str(i) for i in range(1, 8)]
 
 
 def test_sql_filters_common_forms_and_set_action(servicebus_emulator, make_topic):
@@ -145,13 +145,13 @@ def test_sql_filters_common_forms_and_set_action(servicebus_emulator, make_topic
     with client(servicebus_emulator.connection_string) as c:
         with c.get_topic_sender(t) as s:
             s.send_messages(msgs)
-        assert _receive_all(c, t, "eq") == ["1", "4"]
-        assert _receive_all(c, t, "num") == ["2", "5"]
-        assert _receive_all(c, t, "or-not") == ["2", "3", "4"]  # 5: color missing -> unknown -> no match
-        assert _receive_all(c, t, "in-like") == ["2"]
-        assert _receive_all(c, t, "null") == ["5"]
-        assert _receive_all(c, t, "exists") == ["2", "3", "5"]
-        assert _receive_all(c, t, "two-rules") == ["1", "3"]  # one copy even when several rules match
+        assert _receive_all(c, t, "eq", 2) == ["1", "4"]
+        assert _receive_all(c, t, "num", 2) == ["2", "5"]
+        assert _receive_all(c, t, "or-not", 3) == ["2", "3", "4"]  # 5: color missing -> unknown -> no match
+        assert _receive_all(c, t, "in-like", 1) == ["2"]
+        assert _receive_all(c, t, "null", 1) == ["5"]
+        assert _receive_all(c, t, "exists", 3) == ["2", "3", "5"]
+        assert _receive_all(c, t, "two-rules", 2) == ["1", "3"]  # one copy even when several rules match
         with c.get_subscription_receiver(t, "action", max_wait_time=1) as r:
             got = _drain(r, 2)
             props = [
@@ -209,9 +209,11 @@ def test_session_subscription_next_available_specific_state_renew_exclusive(serv
             r.session.set_state(b"cursor-2")
             assert r.session.get_state() == b"cursor-2"
             before = r.session.locked_until_utc
+            assert before is not None
             time.sleep(0.05)
             r.session.renew_lock()
-            assert r.session.locked_until_utc > before
+            after = r.session.locked_until_utc
+            assert after is not None and after > before
             with (
                 pytest.raises(SessionCannotBeLockedError),
                 c.get_subscription_receiver(t, "sess", session_id="A", max_wait_time=1) as r2,
@@ -223,7 +225,7 @@ def test_session_subscription_next_available_specific_state_renew_exclusive(serv
             sid = r.session.session_id
             msgs = _drain(r, 1 if sid == "B" else 2)
             assert all(m.session_id == sid for m in msgs)
-        assert sorted(_receive_all(c, t, "plain")) == [
+        assert sorted(_receive_all(c, t, "plain", 3)) == [
             "a1",
             "a2",
             "b1",
@@ -309,8 +311,8 @@ def test_forward_to_queue_and_to_topic(servicebus_emulator, make_topic, fresh_qu
             [m] = _drain(r, 1)
             assert str(m) == "hop"
             r.complete_message(m)
-        assert _receive_all(c, downstream, "final") == ["hop"]
-        assert _receive_all(c, t, "kept") == ["hop"]
+        assert _receive_all(c, downstream, "final", 1) == ["hop"]
+        assert _receive_all(c, t, "kept", 1) == ["hop"]
         assert servicebus_emulator.counts(f"{t}/Subscriptions/to-queue")["total"] == 0
 
 
@@ -321,7 +323,7 @@ def test_duplicate_detection_on_topic(servicebus_emulator, make_topic):
             s.send_messages(
                 [ServiceBusMessage("x", message_id="same"), ServiceBusMessage("y", message_id="same")]
             )
-        assert _receive_all(c, t, "a") == ["x"]
+        assert _receive_all(c, t, "a", 1) == ["x"]
 
 
 def test_subscriptions_persist_across_restart(tmp_path):
@@ -361,8 +363,8 @@ def test_subscriptions_persist_across_restart(tmp_path):
             with c.get_subscription_receiver("events", "sess", session_id="S", max_wait_time=1) as r:
                 assert r.session.get_state() == b"st"
                 assert [str(m) for m in _drain(r, 2)] == ["m1", "m2"]
-            assert _receive_all(c, "events", "red") == ["m1"]
-            assert _receive_all(c, "events", "plain") == ["m2"]
+            assert _receive_all(c, "events", "red", 1) == ["m1"]
+            assert _receive_all(c, "events", "plain", 1) == ["m2"]
             with c.get_subscription_receiver(
                 "events", "plain", sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=1
             ) as d:
@@ -379,8 +381,8 @@ def test_shipped_config_topic_routes_by_session_and_label(servicebus_emulator):
             s.send_messages(ServiceBusMessage("applied", session_id="C1", subject="applied"))
             s.send_messages(ServiceBusMessage("quarantined", session_id="C1", subject="quarantined"))
             s.send_messages(ServiceBusMessage("no-customer", subject="quarantined"))
-        assert _receive_all(c, t, "audit") == ["applied", "quarantined", "no-customer"]
-        assert _receive_all(c, t, "quarantined") == ["quarantined", "no-customer"]
+        assert _receive_all(c, t, "audit", 3) == ["applied", "quarantined", "no-customer"]
+        assert _receive_all(c, t, "quarantined", 2) == ["quarantined", "no-customer"]
         with c.get_subscription_receiver(t, "per-customer", session_id="C1", max_wait_time=1) as r:
             got = _drain(r, 2)
             assert [str(m) for m in got] == ["applied", "quarantined"]
