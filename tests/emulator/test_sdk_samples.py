@@ -53,6 +53,9 @@ OUT_OF_SCOPE = {
 SEED = ["seed-0", "seed-1", "seed-2"]
 SEEDED_QUEUE = {"receive_queue", "receive_iterator_queue", "receive_peek"}
 SEEDED_SUBSCRIPTION = {"receive_subscription"}
+# ...and list_sessions gets sessions to list (its subscription requires sessions).
+SEED_SESSIONS = ["seed-a", "seed-b"]
+SEEDED_SESSIONS = {"list_sessions"}
 
 # Samples that receive with a message iterator and no max_wait_time wait for more messages forever
 # (against Service Bus too): they pass when, stopped after this many seconds, they had done their work.
@@ -81,6 +84,10 @@ EXPECT: dict[str, list[str]] = {
     "session_send_receive": ["Send message is done", "Receive is done"],
     "send_queue": ["Send message is done"],
     "send_topic": ["Send message is done"],
+    "list_sessions": [
+        *[f"Queue session: {sid}" for sid in SEED_SESSIONS],
+        *[f"Subscription session: {sid}" for sid in SEED_SESSIONS],
+    ],
 }
 
 # Entities that must be empty afterwards because the sample settles everything it reads.
@@ -140,7 +147,9 @@ def _prefix(i: int) -> str:
     return f"s{i:02d}"
 
 
-def _entities(prefix: str, lock: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _entities(
+    prefix: str, lock: str, session_subscription: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     common = {"LockDuration": lock, "MaxDeliveryCount": 10, "DefaultMessageTimeToLive": "PT1H"}
     queues = [
         {"Name": f"{prefix}-queue", "Properties": {**common, "RequiresSession": False}},
@@ -150,7 +159,9 @@ def _entities(prefix: str, lock: str) -> tuple[list[dict[str, Any]], list[dict[s
         {
             "Name": f"{prefix}-topic",
             "Properties": {"DefaultMessageTimeToLive": "PT1H"},
-            "Subscriptions": [{"Name": "sub", "Properties": common}],
+            "Subscriptions": [
+                {"Name": "sub", "Properties": {**common, "RequiresSession": session_subscription}}
+            ],
         }
     ]
     return queues, topics
@@ -203,6 +214,15 @@ def _seed(conn: str, samples: list[Path], prefixes: list[str]) -> None:
             if _stem(s) in SEEDED_QUEUE:
                 with c.get_queue_sender(f"{prefix}-queue") as snd:
                     snd.send_messages([ServiceBusMessage(b) for b in SEED])
+            if _stem(s) in SEEDED_SESSIONS:
+                for entity, sender in (
+                    (f"{prefix}-sessions", c.get_queue_sender),
+                    (f"{prefix}-topic", c.get_topic_sender),
+                ):
+                    with sender(entity) as snd:
+                        snd.send_messages(
+                            [ServiceBusMessage("seed", session_id=sid) for sid in SEED_SESSIONS]
+                        )
             if _stem(s) in SEEDED_SUBSCRIPTION:
                 with c.get_topic_sender(f"{prefix}-topic") as snd:
                     snd.send_messages([ServiceBusMessage(b) for b in SEED])
@@ -230,7 +250,8 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     for s, prefix in zip(samples, prefixes.values(), strict=True):
         # auto_lock_renew sleeps (shortened to 10 s) while holding locks: a 5 s lock (the official
         # emulator's minimum) makes renewal necessary
-        q, t = _entities(prefix, "PT5S" if _stem(s) == "auto_lock_renew" else "PT1M")
+        lock = "PT5S" if _stem(s) == "auto_lock_renew" else "PT1M"
+        q, t = _entities(prefix, lock, session_subscription=_stem(s) in SEEDED_SESSIONS)
         queues += q
         topics += t
     doc = {
