@@ -16,6 +16,7 @@ the HTTP administration API are out of scope (OUT_OF_SCOPE, documented in docs/e
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -286,6 +287,8 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for s, (key, prefix) in zip(samples, prefixes.items(), strict=True)
         }
         results = {key: f.result() for key, f in futures.items()}
+        summary = {k: {"rc": r.rc, "seconds": round(r.seconds, 1)} for k, r in results.items()}
+        (CACHE / "last-run.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
         sources = {key: s.read_text() for s, key in zip(samples, prefixes, strict=True)}
         yield Run(results, prefixes, sources, server)
 
