@@ -30,13 +30,15 @@ _SYS_INDEX = {
     "messageid": 0,
     "to": 2,
     "label": 3,
-    "subject": 3,
     "replyto": 4,
     "correlationid": 5,
     "contenttype": 6,
     "sessionid": 10,
     "replytosessionid": 12,
 }
+
+
+_SYS_ALIASES = {"subject": "label"}  # the AMQP name; Service Bus calls it Label (SDK: subject)
 
 
 @dataclass
@@ -174,7 +176,7 @@ def _property_ref(ident: str) -> tuple[str, str]:
     scope = scope.lower()
     name = name[1:-1] if name.startswith("[") else name
     if scope == "sys":
-        key = name.lower()
+        key = _SYS_ALIASES.get(name.lower(), name.lower())
         if key not in _SYS_INDEX:
             raise FilterError(f"unsupported system property sys.{name}")
         return "sys", key
