@@ -407,9 +407,10 @@ def _topic_session_subscription(conn: str, e: dict[str, str]) -> None:
         with c.get_subscription_receiver(topic, "sessions", session_id="B", max_wait_time=1) as r:
             [m] = _receive(r, 1)
             assert str(m) == "b" and m.session_id == "B"
-            with pytest.raises(SessionCannotBeLockedError), other.get_subscription_receiver(
-                topic, "sessions", session_id="B", max_wait_time=1
-            ) as r2:
+            with (
+                pytest.raises(SessionCannotBeLockedError),
+                other.get_subscription_receiver(topic, "sessions", session_id="B", max_wait_time=1) as r2,
+            ):
                 r2.receive_messages(max_wait_time=1)
             r.session.set_state(b"st-B")
             assert r.session.get_state() == b"st-B"
