@@ -4,6 +4,9 @@ session subscriptions, per-subscription DLQ, defer, peek, schedule, forwarding, 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -388,3 +391,29 @@ def test_shipped_config_topic_routes_by_session_and_label(servicebus_emulator):
             assert [str(m) for m in got] == ["applied", "quarantined"]
             for m in got:
                 r.complete_message(m)
+
+
+def test_cli_reports_a_bad_rule_in_one_line(tmp_path):
+    bad = {
+        "UserConfig": {
+            "Namespaces": [
+                {
+                    "Name": "sbemulatorns",
+                    "Queues": [],
+                    "Topics": [{"Name": "t", "Subscriptions": [_sub("s", [_sql("r", "color = ")])]}],
+                }
+            ]
+        }
+    }
+    path = tmp_path / "Config.json"
+    path.write_text(json.dumps(bad))
+    p = subprocess.run(
+        [sys.executable, "-m", "devstack.emulator", "--port", "0", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "emulator: topic 't' subscription 's' rule 'r': unexpected 'end of expression'"
+    ]
