@@ -158,7 +158,10 @@ def _samples_dir() -> Path:
     [sdist] = list(target.glob("azure_servicebus-*.tar.gz")) or list(target.glob("azure-servicebus-*.tar.gz"))
     with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers() if "/samples/" in m.name and m.name.endswith(".py")]
-        tar.extractall(target, members=members, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse links and absolute paths
+            tar.extractall(target, members=members, filter="data")
+        else:
+            tar.extractall(target, members=[m for m in members if m.isfile() and ".." not in m.name])
     return samples
 
 
