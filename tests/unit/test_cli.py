@@ -545,3 +545,18 @@ def test_replay_of_an_omitted_body_needs_a_body_file(
     code, out, err = run(capsys, *args, "--queue", "q", "--body-file", str(fixed), "--force", send=send)
     assert code == 0, err
     assert send.calls[0]["messages"][0].body == fixed.read_bytes()
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(
+    capsys: pytest.CaptureFixture[str], populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status`, `quarantine`, `dlq`, `publish`: Ctrl-C stops the command (docs/cli.md); the host and
+    the emulator exit 0 instead (tests/unit/test_host_cli.py, tests/emulator)."""
+    store, _ = populated
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "render_status", interrupted)
+    code, _, err = run(capsys, "status", "--store", store)
+    assert code == 130 and err == "orders: error: interrupted\n"
