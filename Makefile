@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-fast demo emulator host schema bench clean
+.PHONY: install lint test test-fast demo emulator host schema workbook bench clean
 
 install: $(STAMP)
 
@@ -34,8 +34,8 @@ test-fast: install
 demo: install
 	$(BIN)/python scripts/demo.py
 
-# The embedded stack by hand: `make emulator` in one terminal, `make host` in another
-# (needs local.settings.json: cp local.settings.json.example local.settings.json).
+# The embedded stack by hand (README "Run it"): `make emulator` in one terminal, `make host` in another
+# (needs local.settings.json: cp local.settings.json.example local.settings.json), then `orders publish`.
 emulator: install
 	$(BIN)/orders emulator
 
@@ -44,6 +44,10 @@ host: install
 
 schema: install
 	$(BIN)/python -m shared.contract
+
+# Regenerate infra/workbook/orders-pipeline.workbook.json (tests/infra/test_workbook.py checks it).
+workbook: install
+	$(BIN)/python scripts/build_workbook.py
 
 bench: install
 	$(BIN)/python -m bench

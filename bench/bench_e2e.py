@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import host_command, machine, print_table
+from shared.order_workflow import ORDERS
 from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.store.sqlite import SqliteOrderStore
 
@@ -130,7 +131,7 @@ def one(server: Any, messages: int, sessions: int, workdir: Path, seed: int = 1)
 
     raw = run_raw(conn, raw_q, len(published))
     host = run_host(conn, host_q, workdir)
-    store = SqliteOrderStore(host["db"])
+    store = SqliteOrderStore(host["db"], codec=ORDERS)
     try:
         got = {(x.customer_id, x.order_id): [a.step for a in x.applied] for x in store.list_ledgers()}
     finally:

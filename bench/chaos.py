@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import host_command, machine
+from shared.order_workflow import ORDERS
 from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.store.sqlite import SqliteOrderStore
 
@@ -202,7 +203,7 @@ def run_chaos(
     report.elapsed_s = time.monotonic() - started
     report.left_in_queue, report.dead_lettered = counts()
 
-    store = SqliteOrderStore(db)
+    store = SqliteOrderStore(db, codec=ORDERS)
     try:
         ledgers = {(x.customer_id, x.order_id): x for x in store.list_ledgers()}
         for key, steps in expected.items():

@@ -201,6 +201,17 @@ module alerts './modules/alerts.bicep' = {
   }
 }
 
+module workbook './modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    serviceBusNamespaceId: serviceBus.outputs.namespaceId
+  }
+}
+
 // Outputs become azd environment values (`azd env get-values`).
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -216,3 +227,4 @@ output ORDER_STORE_TABLE_SERVICE_URI string = storage.outputs.tableEndpoint
 output ORDERS_TABLE_NAME string = storage.outputs.ordersTableName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.logAnalyticsName
+output ORDERS_WORKBOOK_ID string = workbook.outputs.id

@@ -2,8 +2,9 @@
 
 Starts the embedded Service Bus emulator (free port), publishes test orders (duplicates, shuffled,
 poison), runs the local Functions host until the queue has drained and the host is idle, prints a
-summary, and stops everything it started (also on Ctrl-C or failure). Uses a fresh SQLite store in
-.local/demo/. Exit 0 only when every order ended as the publisher expects and nothing was lost.
+summary with what to try next, and stops everything it started (also on Ctrl-C or failure). Uses a
+fresh SQLite store in .local/demo/ and writes every span (publish -> process -> store) as JSON lines to
+.local/demo/traces.jsonl. Exit 0 only when every order ended as the publisher expects and nothing was lost.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         DEMO_DIR.mkdir(parents=True)
         db = DEMO_DIR / "orders.db"
 
+        traces = _record_traces(DEMO_DIR / "traces.jsonl")
+
         server = EmulatorServer(REPO_ROOT / "dev" / "servicebus" / "Config.json", host="127.0.0.1", port=0)
         server.start()
         console.print(f"[bold]emulator[/] listening on 127.0.0.1:{server.port}")
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         host.stop()
         host_elapsed = time.perf_counter() - host_started
         reset_service()
-        return _report(console, server, host, messages, db, drained, host_elapsed, started)
+        return _report(console, server, host, messages, db, drained, host_elapsed, started, traces)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
@@ -103,6 +106,22 @@ def main(argv: list[str] | None = None) -> int:
             host.stop()
         if server is not None:
             server.stop()
+
+
+def _record_traces(path: Path) -> Path | None:
+    """Every span of this process (publisher and function) as JSON lines in `path`, besides whatever
+    exporter the OTEL_* environment names; None when tracing is off (OTEL_SDK_DISABLED)."""
+    from shared import tracing
+
+    if not tracing.enabled():
+        return None
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    tracing.configure("orders-demo")
+    provider: Any = trace.get_tracer_provider()
+    provider.add_span_processor(SimpleSpanProcessor(tracing.json_lines_exporter(path.open("w"))))
+    return path
 
 
 def _quiet_host_logs() -> None:
@@ -132,79 +151,191 @@ def _report(
     drained: bool,
     host_s: float,
     t0: float,
+    traces: Path | None,
 ) -> int:
+    from rich import box
     from rich.table import Table
 
+    from shared.order_workflow import ORDERS
     from shared.publisher import expected_final_state, expected_outcomes
     from shared.store.sqlite import SqliteOrderStore
     from shared.views import status_report
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         report = status_report(store)
         ledgers = {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}
-        quarantined = Counter(q.reason for q in store.list_quarantine())
+        records = store.list_quarantine()
     finally:
         store.close()
+    quarantined = Counter(q.reason for q in records)
 
     problems: list[str] = []
     if not drained:
         problems.append("the queue did not drain within 90 s")
     counts = server.queue_counts(QUEUE)
     if server.active_count(QUEUE) or server.dead_letter_count(QUEUE):
-        problems.append(f"messages left on the queue: {counts}")
+        problems.append(f"messages left on the queue: {_counts(counts)}")
     for key, steps in expected_final_state(messages).items():
         ledger = ledgers.get(key)
-        got = [a.step for a in ledger.applied] if ledger else None
+        got = [a.step for a in ledger.applied] if ledger else []
         if got != steps:
-            problems.append(f"order {key[1]} of {key[0]}: steps {got}, expected {steps}")
+            problems.append(f"order {key[1]} of {key[0]}: steps {_names(got)}, expected {_names(steps)}")
     expected_q = Counter(m.expected_reason for m in messages if m.expected_outcome == "quarantined")
     if quarantined != expected_q:
-        problems.append(f"quarantine reasons {dict(quarantined)}, expected {dict(expected_q)}")
+        problems.append(f"quarantine reasons {_counts(quarantined)}, expected {_counts(expected_q)}")
     expected = expected_outcomes(messages)
     outcomes = report["outcomes"]
     want_applied = sum(v for k, v in expected.items() if k in ("applied", "parked"))
     if outcomes["applied"] != want_applied or outcomes["duplicate"] != expected.get("duplicate", 0):
-        problems.append(f"outcomes {outcomes}, expected {expected}")
+        problems.append(f"outcomes {_counts(outcomes)}, expected {_counts(expected)}")
 
-    table = Table(title="Outcomes", show_lines=False)
+    table = Table(title="Outcomes", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("outcome")
     table.add_column("count", justify="right")
     for name, value in outcomes.items():
-        table.add_row(name, str(value))
+        table.add_row("parked now" if name == "parked" else name, str(value))
     console.print(table)
 
     states = Counter(o["state"] for o in report["orders"])
-    by_state = Table(title="Orders by state")
+    by_state = Table(title="Orders by state", box=box.SIMPLE_HEAD, title_justify="left")
     by_state.add_column("state")
     by_state.add_column("orders", justify="right")
     for state, n in sorted(states.items()):
         by_state.add_row(state, str(n))
     console.print(by_state)
 
-    reasons = Table(title="Quarantined (poison) messages")
-    reasons.add_column("reason")
-    reasons.add_column("count", justify="right")
-    reasons.add_column("example message id")
-    for reason, n in sorted(quarantined.items()):
-        example = next(q["message_id"] for q in report["quarantine"] if q["reason"] == reason)
-        reasons.add_row(reason, str(n), example)
-    console.print(reasons)
+    poison = Table(title="Quarantined (poison) messages", box=box.SIMPLE_HEAD, title_justify="left")
+    poison.add_column("quarantine id", no_wrap=True, overflow="ignore")
+    poison.add_column("reason")
+    poison.add_column("order / session")
+    for q in sorted(records, key=lambda r: (r.reason, r.id)):
+        poison.add_row(q.id, q.reason, q.stream_key or f"{q.session_id} (no order id)")
+    console.print(poison)
 
     c = host.counters
     rate = c.completed / host_s if host_s > 0 else 0.0
     console.print(
         f"host: {c.invocations} invocations, {c.completed} completed, {c.abandoned} abandoned, "
-        f"{c.sessions_acquired} sessions; {rate:.0f} msg/s over {host_s:.1f} s (incl. idle wait); "
-        f"queue {counts}"
+        f"{c.sessions_acquired} sessions; {rate:.0f} msg/s over {host_s:.1f} s (incl. idle wait)",
+        markup=False,
     )
-    console.print(f"wall time {time.perf_counter() - t0:.1f} s; store {db.relative_to(REPO_ROOT)}")
+    console.print(f"queue: {_counts(counts)}", markup=False)
+    console.print(f"wall time {time.perf_counter() - t0:.1f} s", markup=False)
     if problems:
         for p in problems:
-            console.print(f"[red]✗[/] {p}")
+            console.print(f"[red]✗[/] {p}", markup=True, highlight=False)
         return 1
     console.print("[green]✓ every order reached its expected state; every poison message is quarantined[/]")
+    _next_steps(console, messages, report, records, db, traces)
     return 0
+
+
+def _next_steps(
+    console: Any,
+    messages: list[Any],
+    report: dict[str, Any],
+    records: list[Any],
+    db: Path,
+    traces: Path | None,
+) -> None:
+    """What happened, and commands to try next that work against this demo's store as printed."""
+    import re
+
+    store = f"sqlite:///{_shown(db)}"
+    regular = [o for o in report["orders"] if not re.search(r"-p\d+$", o["order_id"])]
+    dedicated = [o for o in report["orders"] if re.search(r"-p\d+$", o["order_id"])]
+    kinds = Counter(m.kind for m in messages)
+    head = f"{len(regular)} regular orders"
+    lines = [
+        f"{len(messages)} messages ({kinds['step']} steps, {kinds['duplicate']} duplicate resends, "
+        f"{kinds['poison']} poison) went through the emulator to function_app.py in the local host.",
+        "Steps arrived shuffled: early ones were parked and applied once the gap before them filled; "
+        f"resends were recognised as duplicates, never applied twice. The {head}: {_states(regular)}.",
+    ]
+    if dedicated:
+        lines.append(
+            f"The other {len(dedicated)} orders ({_states(dedicated)}) belong to poison messages: "
+            "rule-violation places an order and then pays the wrong amount (the payment is quarantined, "
+            "the order stays PLACED); invalid-transition cancels an order and then ships it (the shipping "
+            "step is quarantined, the order stays CANCELLED)."
+        )
+    lines.append(
+        "Each poison message was quarantined with its reason (table above) and completed: no session "
+        "was blocked, nothing went to the dead-letter queue."
+    )
+    commands = [f"orders status --store {store}", f"orders quarantine list --store {store}"]
+    if records:
+        first = sorted(records, key=lambda r: (r.reason, r.id))[0]
+        commands.append(f"orders quarantine show {first.id} --store {store}")
+    trace_id = _example_trace(traces, records)
+    if traces is not None and trace_id:
+        commands.append(f"grep {trace_id} {_shown(traces)}")
+    width = max(60, min(console.width, 100))
+    console.print()
+    console.print("What happened", style="bold")
+    for line in lines:
+        console.print(_wrapped(line, width), markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    console.print("Try next (after `source .venv/bin/activate`), one command per line:", style="bold")
+    for command in commands:  # never wrapped: they are for copying
+        console.print(f"  $ {command}", markup=False, highlight=False, soft_wrap=True)
+    if traces is not None and trace_id:
+        note = (
+            "The grep shows one message's trace: the publisher's span, the function's span (same trace id) "
+            'and its store calls. docs/operations.md "Traces" sends traces to Jaeger or Application '
+            "Insights instead."
+        )
+        console.print(_wrapped(note, width), markup=False, highlight=False, soft_wrap=True)
+
+
+def _wrapped(text: str, width: int) -> str:
+    import textwrap
+
+    return textwrap.fill(
+        text, width=width, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
+    )
+
+
+def _example_trace(traces: Path | None, records: list[Any]) -> str | None:
+    """The trace id of the first quarantined message's processing span (from the demo's span file)."""
+    import json
+
+    if traces is None or not traces.is_file() or not records:
+        return None
+    first = sorted(records, key=lambda r: (r.reason, r.id))[0]
+    for line in traces.read_text(encoding="utf-8").splitlines():
+        try:
+            span = json.loads(line)
+        except ValueError:
+            continue
+        attributes = span.get("attributes") or {}
+        if (
+            span.get("name") == "orders process"
+            and attributes.get("messaging.message.id") == first.message_id
+        ):
+            return str(span["context"]["trace_id"]).removeprefix("0x")
+    return None
+
+
+def _shown(path: Path) -> str:
+    """`path` as the user should type it: relative to the current directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _states(orders: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(Counter(o["state"] for o in orders).items()))
+
+
+def _counts(counts: Any) -> str:
+    return ", ".join(f"{k} {v}" for k, v in dict(counts).items()) or "none"
+
+
+def _names(steps: list[str]) -> str:
+    return " > ".join(steps) or "none"
 
 
 if __name__ == "__main__":

@@ -198,10 +198,11 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
         path = (conn or DEFAULT_SQLITE_URL).removeprefix("sqlite:///").partition("?")[0]
         if path and path != ":memory:" and not Path(path).is_file():
             raise CliError(f"no order store at {path} (nothing processed yet, or wrong --store?)")
+    from shared.order_workflow import ORDERS
     from shared.store.factory import open_store
 
     try:
-        return open_store(settings)
+        return open_store(settings, ORDERS)
     except ImportError as exc:
         raise CliError(f"this order store is not available here: {_describe(exc)}") from None
     except (ValueError, OSError) as exc:
@@ -226,11 +227,47 @@ def _check_id(value: str | None, what: str) -> None:
 
 
 def _console(file: IO[str] | None = None) -> Any:
+    import os
+
     from rich.console import Console
 
     out = file or sys.stdout
-    # Piped output gets room for the tables instead of rich's 80-column default.
-    return Console(file=out, highlight=False, width=None if out.isatty() else 200)
+    # A terminal (or COLUMNS) sets the width; piped output gets room instead of rich's 80-column default.
+    # Tables are laid out to fit 80 columns with every id whole (ids are for copying).
+    wide = out.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(file=out, highlight=False, width=None if wide else 200)
+
+
+def _table(title: str, **kwargs: Any) -> Any:
+    """A compact table (no vertical rules) so 80 columns hold whole ids."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", **kwargs)
+
+
+def _id_column(table: Any, header: str) -> None:
+    """A column of ids: never wrapped or cut, so it can be copied."""
+    table.add_column(header, no_wrap=True, overflow="ignore")
+
+
+def _text(value: Any) -> str:
+    """A value for a person: '-' for none, `k=v, ...` for mappings, never a Python repr."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    return _safe(str(value))
+
+
+def _store_flag(args: argparse.Namespace) -> str:
+    """` --store X` when the command was given one, so printed follow-up commands work as shown."""
+    import shlex
+
+    store = getattr(args, "store", None)
+    return f" --store {shlex.quote(store)}" if store else ""
 
 
 def _print_json(doc: Any) -> None:
@@ -260,28 +297,30 @@ def _status(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(report)
         else:
-            render_status(report, limit=args.limit, customer=args.customer)
+            render_status(report, limit=args.limit, customer=args.customer, store_flag=_store_flag(args))
         return 0
 
     return _with_store(args, show)
 
 
-def render_status(report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, customer: str | None = None) -> None:
+def render_status(
+    report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, customer: str | None = None, store_flag: str = ""
+) -> None:
+    """`orders status` for a person: fits 80 columns, ids whole."""
     from collections import Counter
-
-    from rich.table import Table
 
     console = _console()
     scope = f" for {customer}" if customer else ""
-    outcomes = Table(title=f"outcomes{scope}")
+    outcomes = _table(f"outcomes{scope}")
+    labels = {"parked": "parked now"}  # parked steps still waiting, not how many were ever parked
     for name in report["outcomes"]:
-        outcomes.add_column(name, justify="right")
+        outcomes.add_column(labels.get(name, name), justify="right")
     outcomes.add_row(*(str(v) for v in report["outcomes"].values()))
     console.print(outcomes)
 
     orders = report["orders"]
     by_state = Counter(o["state"] for o in orders)
-    states = Table(title="orders by state")
+    states = _table("orders by state")
     states.add_column("state")
     states.add_column("orders", justify="right")
     for state, count in sorted(by_state.items()):
@@ -290,18 +329,21 @@ def render_status(report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, custome
     console.print(states)
 
     if orders:
-        table = Table(title="orders")
-        for col in ("customer", "order", "state", "last seq", "applied steps", "parked", "waiting for"):
-            table.add_column(col, justify="right" if col in ("last seq", "waiting for") else "left")
+        table = _table("orders (steps applied; parked steps wait for the missing sequence)")
+        _id_column(table, "customer")
+        _id_column(table, "order")
+        table.add_column("state", no_wrap=True)
+        table.add_column("steps", justify="right")
+        table.add_column("parked now")
+        table.add_column("waiting for", justify="right")
         for o in orders[:limit]:
             table.add_row(
                 _safe(o["customer_id"]),
                 _safe(o["order_id"]),
                 o["state"],
-                str(o["last_sequence"]),
-                " > ".join(step.split(".")[-1] for step in o["applied_steps"]),
+                str(len(o["applied_steps"])),
                 ",".join(str(s) for s in o["parked_sequences"]) or "-",
-                "-" if o["waiting_for_sequence"] is None else str(o["waiting_for_sequence"]),
+                "-" if o["waiting_for_sequence"] is None else f"seq {o['waiting_for_sequence']}",
             )
         console.print(table)
         if len(orders) > limit:
@@ -310,14 +352,14 @@ def render_status(report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, custome
             )
 
     quarantine = report["quarantine"]
-    reasons = Table(title=f"quarantined messages ({len(quarantine)} open)")
+    reasons = _table(f"quarantined messages ({len(quarantine)} open)")
     reasons.add_column("reason")
     reasons.add_column("messages", justify="right")
     for reason, count in sorted(Counter(q["reason"] for q in quarantine).items()):
         reasons.add_row(reason, str(count))
     console.print(reasons)
     if quarantine:
-        console.print("see them with: orders quarantine list")
+        console.print(f"see them with: orders quarantine list{store_flag}", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,26 +384,31 @@ def _quarantine_list(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"quarantine": rows})
             return 0
-        from rich.table import Table
-
-        table = Table(title=f"quarantined messages ({len(rows)}{'' if args.all else ' open'})")
-        for col in ("id", "quarantined at", "reason", "session", "order", "seq", "step", "status"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(
-                r["id"],
-                r["quarantined_at"][:19],
-                r["reason"],
-                _safe(r["session_id"]),
-                _safe(r["order_id"] or "-"),
-                "-" if r["sequence"] is None else str(r["sequence"]),
-                r["step"] or "-",
-                r["status"],
-            )
-        _console().print(table)
+        render_quarantine_list(rows, include_replayed=args.all, store_flag=_store_flag(args))
         return 0
 
     return _with_store(args, show)
+
+
+def render_quarantine_list(
+    rows: list[dict[str, Any]], *, include_replayed: bool, store_flag: str = ""
+) -> None:
+    """Quarantine ids whole (the first column, for `show`/`replay`); fits 80 columns."""
+    table = _table(f"quarantined messages ({len(rows)}{'' if include_replayed else ' open'})")
+    _id_column(table, "id")
+    table.add_column("reason")
+    table.add_column("order (session)")
+    table.add_column("seq", justify="right")
+    if include_replayed:  # without --all every row is open
+        table.add_column("status")
+    for r in rows:
+        where = _safe(r["order_id"]) if r["order_id"] else f"({_safe(r['session_id'])})"
+        cells = [r["id"], r["reason"], where, "-" if r["sequence"] is None else str(r["sequence"])]
+        table.add_row(*cells, *([r["status"]] if include_replayed else []))
+    console = _console()
+    console.print(table)
+    if rows:
+        console.print(f"details: orders quarantine show ID{store_flag}", markup=False, soft_wrap=True)
 
 
 def _get_record(store: OrderStore, quarantine_id: str) -> Any:
@@ -377,43 +424,44 @@ def _quarantine_show(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(record.to_document())
             return 0
-        from rich.table import Table
-
-        table = Table(title=f"quarantined message {record.id}", show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value")
-        row = _quarantine_row(record)
-        for key in (
-            "reason",
-            "detail",
-            "status",
-            "quarantined_at",
-            "replayed_at",
-            "session_id",
-            "message_id",
-        ):
-            table.add_row(key, _safe(str(row[key])))
-        for key in ("order_id", "sequence", "step"):
-            table.add_row(key, _safe(str(row[key])))
-        for key, value in record.metadata.items():
-            if key not in ("session_id", "message_id"):
-                table.add_row(f"metadata.{key}", _safe(str(value)))
-        console = _console()
-        console.print(table)
-        if record.body_encoding == "omitted":
-            console.print(_body_not_kept(record), style="bold", markup=False)
-            console.print("to replay it, pass the body with: orders quarantine replay ID --body-file F")
-            return 0
-        label = "body (base64: not UTF-8)" if record.body_encoding == "base64" else "body"
-        console.print(f"{label}, {len(record.raw_body)} bytes:", style="bold")
-        console.print(_safe(record.body), markup=False, highlight=False, soft_wrap=True)
-        if record.body_encoding == "base64":
-            console.print("as text (invalid bytes replaced):", style="bold")
-            text = record.raw_body.decode("utf-8", "replace")
-            console.print(_safe(text), markup=False, highlight=False, soft_wrap=True)
+        render_quarantine_record(record)
         return 0
 
     return _with_store(args, show)
+
+
+def render_quarantine_record(record: Any) -> None:
+    """One record for a person: '-' for missing values, metadata flattened, the body as text."""
+    table = _table(f"quarantined message {record.id}", show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    row = _quarantine_row(record)
+    for key in ("reason", "detail", "status", "quarantined_at", "replayed_at", "session_id", "message_id"):
+        table.add_row(key, _text(row[key]))
+    for key in ("order_id", "sequence", "step"):
+        table.add_row(key, _text(row[key]))
+    for key, value in record.metadata.items():
+        if key in ("session_id", "message_id"):
+            continue
+        if isinstance(value, dict):  # application properties: one row each, so ids stay whole
+            table.add_row(key.removeprefix("application_"), "-" if not value else "")
+            for name, item in value.items():
+                table.add_row(f"  {_safe(str(name))}", _text(item))
+        else:
+            table.add_row(key, _text(value))
+    console = _console()
+    console.print(table)
+    if record.body_encoding == "omitted":
+        console.print(_body_not_kept(record), style="bold", markup=False)
+        console.print("to replay it, pass the body with: orders quarantine replay ID --body-file F")
+        return
+    label = "body (base64: not UTF-8)" if record.body_encoding == "base64" else "body"
+    console.print(f"{label}, {len(record.raw_body)} bytes:", style="bold")
+    console.print(_safe(record.body), markup=False, highlight=False, soft_wrap=True)
+    if record.body_encoding == "base64":
+        console.print("as text (invalid bytes replaced):", style="bold")
+        text = record.raw_body.decode("utf-8", "replace")
+        console.print(_safe(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def _body_not_kept(record: Any) -> str:
@@ -429,7 +477,7 @@ def replay_message_id(record: Any, body: bytes | None, now: Any) -> str:
     """Message id for a replay. The original body keeps its message id (the app then sees the same
     message again); a corrected body gets `{order_id}:{sequence}:replay-{UTC time}` so the queue's
     duplicate detection does not take it for the original."""
-    order_id, sequence = record.order_id, record.sequence
+    order_id, sequence = record.stream_key, record.sequence
     if body is not None:
         import json
 
@@ -458,7 +506,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
 
     def replay(store: OrderStore) -> int:
         from shared import publisher
-        from shared.records import utcnow
+        from shared.engine.records import utcnow
         from shared.settings import merged_environment
 
         record = _get_record(store, args.id)
@@ -492,7 +540,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
             application_properties=props,
             kind="step",
             expected=publisher.Expected("applied"),
-            order_id=record.order_id,
+            order_id=record.stream_key,
             sequence=record.sequence,
             step=record.step,
         )

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 SCHEMA = "order-step/v1"
@@ -38,6 +39,10 @@ DEFAULT_QUEUE = "orders-with-sessions"
 GENERATOR = "orders-publisher"
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 CENT = Decimal("0.01")
+# The queue's duplicateDetectionHistoryTimeWindow (infra/modules/servicebus.bicep and
+# dev/servicebus/Config.json): a message id seen within it is dropped by the broker without an error.
+DUPLICATE_WINDOW = timedelta(minutes=10)
+HISTORY_PATH = Path(".local") / "publish-history.json"  # relative to where `orders publish` runs
 
 Kind = Literal["step", "duplicate", "poison"]
 
@@ -496,6 +501,7 @@ def send_messages(
     client, endpoint = open_client(connection_string, namespace)
     summary = PublishSummary(queue=queue, endpoint=endpoint, by_kind=dict(Counter(m.kind for m in messages)))
     started = time.perf_counter()
+    messages = with_trace_context(messages, queue)
     from azure.core.exceptions import AzureError
 
     try:
@@ -537,6 +543,22 @@ def open_client(connection_string: str | None, namespace: str | None) -> tuple[A
 
     assert namespace is not None
     return ServiceBusClient(namespace, DefaultAzureCredential()), namespace
+
+
+def with_trace_context(messages: Sequence[OutgoingMessage], queue: str) -> list[OutgoingMessage]:
+    """Each message with its own producer span, whose W3C context goes into its application properties
+    (`traceparent`, `Diagnostic-Id`): the function continues that trace (shared/tracing.py)."""
+    from shared import tracing
+
+    traced = []
+    for m in messages:
+        props = dict(m.application_properties)
+        with tracing.publish_span(
+            session_id=m.session_id, message_id=m.message_id, queue=queue, properties=props
+        ):
+            pass
+        traced.append(replace(m, application_properties=props))
+    return traced
 
 
 def _send_batch(sender: Any, chunk: Sequence[OutgoingMessage], summary: PublishSummary) -> int:
@@ -652,7 +674,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shuffle", action="store_true", help="shuffle messages within each session")
     parser.add_argument("--poison", type=int, default=0, metavar="K", help="poison messages (default 0)")
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
-    parser.add_argument("--id-prefix", default="", metavar="P", help="prefix for customer and order ids")
+    prefix = parser.add_mutually_exclusive_group()
+    prefix.add_argument("--id-prefix", default="", metavar="P", help="prefix for customer and order ids")
+    prefix.add_argument(
+        "--run-id", metavar="R",
+        help="a fresh set of ids for this run: R, or 'auto' for the time (r-HHMMSS), as the id prefix",
+    )  # fmt: skip
     parser.add_argument(
         "--queue", default=None, metavar="Q", help=f"queue (default: ORDERS_QUEUE_NAME or {DEFAULT_QUEUE})"
     )
@@ -669,7 +696,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def run_id_prefix(value: str | None, now: datetime | None = None) -> str:
+    """`--run-id`: 'auto' -> `r-HHMMSS` (UTC), anything else as given (checked by PublishPlan.validate)."""
+    if not value:
+        return ""
+    if value.strip().lower() == "auto":
+        return "r-" + (now or datetime.now(UTC)).strftime("%H%M%S")
+    return value.strip()
+
+
 def plan_from_args(args: argparse.Namespace) -> PublishPlan:
+    run_id = getattr(args, "run_id", None)
+    if run_id is not None and not run_id.strip():
+        raise PublishUsageError("--run-id must not be empty")
     plan = PublishPlan(
         customers=args.customers,
         orders_per_customer=args.orders_per_customer,
@@ -678,7 +717,7 @@ def plan_from_args(args: argparse.Namespace) -> PublishPlan:
         shuffle=args.shuffle,
         poison=args.poison,
         seed=args.seed,
-        id_prefix=args.id_prefix,
+        id_prefix=run_id_prefix(run_id) or args.id_prefix,
     )
     plan.validate()
     if args.batch_size < 1:
@@ -698,6 +737,79 @@ def resolve_target(
     return connection, namespace, queue or values.get("ORDERS_QUEUE_NAME") or DEFAULT_QUEUE
 
 
+@dataclass(frozen=True, slots=True)
+class WindowOverlap:
+    """Message ids of this run that the queue saw within its duplicate-detection window."""
+
+    count: int
+    last_sent: datetime
+
+
+def _target_key(queue: str, connection: str | None, namespace: str | None) -> str:
+    return f"{endpoint_of(connection) if connection else namespace}/{queue}"
+
+
+def _load_history(path: Path, now: datetime) -> list[dict[str, Any]]:
+    """Earlier runs still inside the window; an unreadable file counts as none (it is only a hint)."""
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    fresh = []
+    for entry in runs if isinstance(runs, list) else []:
+        try:
+            sent = datetime.fromisoformat(entry["sent_at"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if now - sent < DUPLICATE_WINDOW:
+            fresh.append(entry)
+    return fresh
+
+
+def window_overlap(
+    messages: Sequence[OutgoingMessage], target: str, *, now: datetime, path: Path = HISTORY_PATH
+) -> WindowOverlap | None:
+    """How many of these message ids this machine sent to `target` within DUPLICATE_WINDOW, if any."""
+    ids = {m.message_id for m in messages}
+    seen: set[str] = set()
+    last: datetime | None = None
+    for entry in _load_history(path, now):
+        if entry.get("target") != target:
+            continue
+        hit = ids.intersection(entry.get("message_ids") or ())
+        if hit:
+            seen |= hit
+            sent = datetime.fromisoformat(entry["sent_at"])
+            last = sent if last is None or sent > last else last
+    return WindowOverlap(len(seen), last) if seen and last is not None else None
+
+
+def remember_sent(
+    messages: Sequence[OutgoingMessage], target: str, *, now: datetime, path: Path = HISTORY_PATH
+) -> None:
+    """Record this run's ids (the window's worth of runs is kept) so the next run can warn."""
+    runs = _load_history(path, now)
+    runs.append(
+        {"target": target, "sent_at": now.isoformat(), "message_ids": [m.message_id for m in messages]}
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(runs), encoding="utf-8")
+    except OSError:
+        pass  # a hint only: never fail a publish for it
+
+
+def _warn_overlap(overlap: WindowOverlap, total: int, target: str, now: datetime) -> None:
+    minutes = max(0, int((now - overlap.last_sent).total_seconds() // 60))
+    ago = "less than a minute ago" if minutes == 0 else f"{minutes} min ago"
+    sys.stderr.write(
+        f"warning: {overlap.count} of these {total} message ids were sent to {target} {ago}; the queue's "
+        f"duplicate detection ({int(DUPLICATE_WINDOW.total_seconds() // 60)} min) drops them without an "
+        "error, so the app will not see them. For new orders add --run-id auto (or --id-prefix P).\n"
+    )
+    sys.stderr.flush()
+
+
 def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     plan = plan_from_args(args)
     messages = generate_messages(plan)
@@ -711,6 +823,11 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     connection, namespace, queue = resolve_target(
         merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
     )
+    target = _target_key(queue, connection, namespace)
+    now = datetime.now(UTC)
+    overlap = window_overlap(messages, target, now=now) if (connection or namespace) else None
+    if overlap is not None:
+        _warn_overlap(overlap, len(messages), target, now)
     summary = (send or send_messages)(
         messages,
         connection_string=connection,
@@ -719,9 +836,14 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
         batch_size=args.batch_size,
         progress=not (args.no_progress or args.json),
     )
+    remember_sent(messages, target, now=now)
     outcomes = expected_outcomes(messages)
     if args.json:
-        doc = summary.to_json() | {"plan": asdict(plan), "expected_outcomes": outcomes}
+        doc = summary.to_json() | {
+            "plan": asdict(plan),
+            "expected_outcomes": outcomes,
+            "recently_sent_ids": overlap.count if overlap else 0,
+        }
         out.write(json.dumps(doc) + "\n")
         return 0
     from rich.console import Console
@@ -730,7 +852,11 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     table = Table(title=f"published to {summary.queue} @ {summary.endpoint}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
+    if plan.id_prefix:
+        table.add_row("id prefix (run id)", plan.id_prefix)
     table.add_row("messages sent", str(summary.sent))
+    if overlap is not None:
+        table.add_row("  already sent < 10 min ago", f"{overlap.count} (dropped by the queue)")
     for kind, count in sorted(summary.by_kind.items()):
         table.add_row(f"  {kind}", str(count))
     table.add_row("sessions (customers)", str(plan.customers))

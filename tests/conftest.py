@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.servicebus_emulator",
     "tests.fixtures.azurite",
+    "tests.fixtures.tracing",
 ]

@@ -14,11 +14,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .codec import Symbol, encode_bytes
-from .config import QueueProperties
+from .config import QueueProperties, TopicConfig
 from .message import X_DEADLETTER_SOURCE, Message, State
+
+if TYPE_CHECKING:
+    from .topics import Topic
 
 log = logging.getLogger("devstack.emulator")
 
@@ -39,6 +42,10 @@ INTERNAL_ERROR = "amqp:internal-error"
 TTL_EXPIRED_REASON = "TTLExpiredException"
 TTL_EXPIRED_DESCRIPTION = "The message expired and was dead lettered."
 MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
+
+# get-message-sessions: a last-updated-time at or past .NET's DateTime.MaxValue (as the SDKs encode it)
+# asks for the default listing (sessions with active messages or state) instead of "state updated after".
+MAX_DATETIME_MS = 253402300800000
 
 
 def now_ms() -> int:
@@ -115,6 +122,7 @@ class Session:
     locked_until_ms: int = 0
     locked_tokens: set[uuid.UUID] = field(default_factory=set)
     releasing: bool = False  # release_session is returning its messages: no handover, no drop yet
+    state_updated_ms: int = 0  # last set-session-state (what get-message-sessions' last-updated-time filters)
 
 
 @dataclass
@@ -127,7 +135,9 @@ class _Waiter:
 
 
 class Queue:
-    """A queue (or its dead-letter sub-queue)."""
+    """A queue (or its dead-letter sub-queue); topics.Subscription and topics.Topic build on it."""
+
+    kind = "queue"  # "topic": send only; "subscription": receive only (see topics.py)
 
     def __init__(self, broker: Broker, name: str, props: QueueProperties, *, is_dlq: bool = False) -> None:
         """Create empty state; the DLQ of a queue is itself a (session-less) Queue."""
@@ -185,20 +195,31 @@ class Queue:
             self.ready_sessions.pop(s.id, None)
 
     # ------------------------------------------------------------------ enqueue
-    def enqueue(self, m: Message, now: int | None = None, *, keep_seq: bool = False) -> bool:
-        """Accept a sent message. Returns False when dropped as a duplicate (still 'accepted')."""
+    def is_duplicate(self, m: Message, now: int) -> bool:
+        """Duplicate detection: True (drop it, still 'accepted') for a MessageId seen in the window."""
+        if self.props.requires_duplicate_detection and not self.is_dlq and m.message_id is not None:
+            self._prune_dedupe(now)
+            key = m.message_id
+            if key in self._dedupe:
+                return True
+            self._dedupe[key] = now
+            self._dedupe_order.append((now, key))
+        return False
+
+    def enqueue(
+        self, m: Message, now: int | None = None, *, keep_seq: bool = False, seq: int | None = None
+    ) -> bool:
+        """Accept a sent message. Returns False when dropped as a duplicate (still 'accepted').
+
+        `seq` is a sequence number already assigned by a topic (its subscriptions' copies share it).
+        """
         now = now or now_ms()
         if self.props.forward_to and not self.is_dlq:
             target = self.broker.queues.get(self.props.forward_to.lower())
             if target is not None and target is not self:
                 return target.enqueue(m, now)
-        if self.props.requires_duplicate_detection and not self.is_dlq and m.message_id is not None:
-            self._prune_dedupe(now)
-            key = m.message_id
-            if key in self._dedupe:
-                return False
-            self._dedupe[key] = now
-            self._dedupe_order.append((now, key))
+        if self.is_duplicate(m, now):
+            return False
         if self.requires_session and not m.session_id:
             raise BrokerError(
                 INVALID_FIELD,
@@ -207,7 +228,7 @@ class Queue:
                 "SessionId set to a valid value.",
             )
         if not keep_seq:
-            m.seq = self.broker.next_seq()
+            m.seq = seq if seq is not None else self.broker.next_seq()
             m.enqueued_ms = now
             ttl_ms = int(self.props.default_ttl * 1000)
             if m.ttl_ms:
@@ -490,7 +511,27 @@ class Queue:
         """Replace session state (the caller must hold the session)."""
         s = self.check_session_owner(session_id, link_name)
         s.state = bytes(state) if state is not None else None
+        s.state_updated_ms = now_ms()
         self.store.save_session_state(self.name, session_id, s.state)
+
+    def list_sessions(self, skip: int, top: int, updated_after_ms: int | None) -> list[str]:
+        """One page of session ids, in a stable (sorted) order so skip/top paging terminates.
+
+        Default listing: sessions with active (available or locked) messages or with stored state.
+        With a last-updated-time: sessions whose state was set after it (as the SDKs document it).
+        """
+        if skip < 0 or top < 0:
+            raise BrokerError(ARGUMENT_ERROR, "skip and top must not be negative.")
+        if updated_after_ms is None or updated_after_ms >= MAX_DATETIME_MS:
+            ids = {s.id for s in self.sessions.values() if s.state is not None}
+            ids.update(
+                m.session_id
+                for m in self.messages.values()
+                if m.session_id is not None and m.state == State.ACTIVE
+            )
+        else:
+            ids = {s.id for s in self.sessions.values() if s.state_updated_ms > updated_after_ms}
+        return sorted(ids)[skip : skip + top]
 
     # ------------------------------------------------------------------ settlement
     def _locked(self, token: uuid.UUID, session_id: str | None = None) -> Message:
@@ -540,30 +581,49 @@ class Queue:
             if s is not None:
                 self._maybe_drop_session(s)
 
-    def abandon(self, token: uuid.UUID, session_id: str | None = None) -> None:
-        """Unlock and count the failed attempt (may dead-letter on MaxDeliveryCount)."""
+    def abandon(
+        self, token: uuid.UUID, session_id: str | None = None, properties: dict[str, Any] | None = None
+    ) -> None:
+        """Give the lock up: apply the client's property changes, count the attempt (may dead-letter on
+        MaxDeliveryCount). The AMQP `modified` outcome ends up here with or without delivery-failed:
+        the JS SDK's abandon sends it without, and its users rely on MaxDeliveryCount."""
         m = self._locked(token, session_id)
+        if properties:
+            m.set_app_properties(properties)
         self._unlock(m, now_ms(), failed=True)
 
     def release(self, token: uuid.UUID) -> None:
-        """Unlock without counting an attempt (the client never looked at the message)."""
+        """Unlock without counting an attempt: `released` is what the SDKs send for prefetched messages
+        the application never saw (azure-servicebus's drain_and_release_messages on close, "so they are
+        not left locked ... inflating delivery count"), so it must not count."""
         m = self.locks.get(token)
         if m is not None:
             self._unlock(m, now_ms(), failed=False)
 
-    def defer(self, token: uuid.UUID, session_id: str | None = None) -> None:
+    def defer(
+        self, token: uuid.UUID, session_id: str | None = None, properties: dict[str, Any] | None = None
+    ) -> None:
         """Set aside; only receive-by-sequence-number can fetch it again."""
         m = self._locked(token, session_id)
+        if properties:
+            m.set_app_properties(properties)
         self._drop_lock(m)
         m.state = State.DEFERRED
         m.delivery_count += 1
         self.store.save(self.name, m)
 
     def dead_letter(
-        self, token: uuid.UUID, reason: str | None, description: str | None, session_id: str | None = None
+        self,
+        token: uuid.UUID,
+        reason: str | None,
+        description: str | None,
+        session_id: str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> None:
-        """Move a locked message to the dead-letter sub-queue."""
+        """Move a locked message to the dead-letter sub-queue (with the client's property changes)."""
         m = self._locked(token, session_id)
+        if properties:
+            m.set_app_properties(properties)
         self._drop_lock(m)
         self._to_dlq(m, reason, description)
 
@@ -793,17 +853,34 @@ class Broker:
         """Remove a queue and its messages (test isolation)."""
         self.queues.pop(name.lower(), None)
 
+    def add_topic(self, config: TopicConfig) -> Topic:
+        """Create a topic with its subscriptions (kept with the queues: one namespace of names)."""
+        from .topics import Topic
+
+        topic = Topic(self, config.name, config.properties)
+        for sub in config.subscriptions:
+            topic.add_subscription(sub.name, sub.properties, sub.rules)
+        self.queues[config.name.lower()] = topic
+        return topic
+
     def resolve(self, entity: str) -> Queue:
-        """Entity path ('q', 'q/$DeadLetterQueue') to a Queue, or amqp:not-found."""
+        """Entity path ('q', 'q/$DeadLetterQueue', 't', 't/Subscriptions/s[/$DeadLetterQueue]') to its
+        Queue (a topic or subscription is one), or amqp:not-found."""
         path = entity.strip("/")
         lower = path.lower()
         is_dlq = lower.endswith(DLQ_SUFFIX)
         base = path[: -len(DLQ_SUFFIX)] if is_dlq else path
         q = self.queues.get(base.lower())
-        if q is None:
+        if q is None and "/subscriptions/" in base.lower():
+            cut = base.lower().rindex("/subscriptions/")
+            topic = self.queues.get(base[:cut].lower())
+            subs = getattr(topic, "subscriptions", None)
+            if subs is not None:
+                q = subs.get(base[cut + len("/subscriptions/") :].lower())
+        if q is None or (is_dlq and q.dlq is None):
             raise BrokerError(
                 NOT_FOUND,
-                f"The messaging entity 'sb://localhost/{base}' could not be found. To know more visit "
+                f"The messaging entity 'sb://localhost/{path}' could not be found. To know more visit "
                 "https://aka.ms/sbResourceMgrExceptions.",
                 404,
             )

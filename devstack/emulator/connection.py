@@ -26,6 +26,7 @@ from .broker import (
 from .codec import Array, DecodeError, Described, Long, Symbol, UByte, UInt, ULong, UShort
 from .frames import field
 from .message import Message, MessageError, parse_message, split_batch
+from .outcomes import dead_letter_fields, property_changes
 
 if TYPE_CHECKING:
     from .server import ServerCore
@@ -500,10 +501,9 @@ class Connection(asyncio.Protocol):
             except BrokerError as e:
                 self._reject_link(link, frames.ROLE_RECEIVER, e.condition, e.description)
                 return
-            if q.is_dlq:
-                self._reject_link(
-                    link, frames.ROLE_RECEIVER, NOT_ALLOWED, "Cannot send to a dead-letter queue."
-                )
+            if q.is_dlq or q.kind == "subscription":
+                what = "a dead-letter queue" if q.is_dlq else "a subscription (send to its topic)"
+                self._reject_link(link, frames.ROLE_RECEIVER, NOT_ALLOWED, f"Cannot send to {what}.")
                 return
             link.queue = q
         link.reply_attach(role=frames.ROLE_RECEIVER, source=field(a, 5), target=field(a, 6))
@@ -521,6 +521,15 @@ class Connection(asyncio.Protocol):
             q = self.broker.resolve(addr)
         except BrokerError as e:
             self._reject_link(link, frames.ROLE_SENDER, e.condition, e.description)
+            return
+        if q.kind == "topic":
+            self._reject_link(
+                link,
+                frames.ROLE_SENDER,
+                NOT_ALLOWED,
+                "Cannot receive from a topic; receive from one of its subscriptions "
+                "('<topic>/Subscriptions/<name>').",
+            )
             return
         link.queue = q
         filters = field(link.source_fields, 7)
@@ -752,27 +761,17 @@ class Connection(asyncio.Protocol):
             if code == frames.ACCEPTED:
                 q.complete(token)
             elif code == frames.REJECTED:
-                err = field(fields_, 0)
-                info: dict[Any, Any] = {}
-                description = None
-                if isinstance(err, Described) and isinstance(err.value, list):
-                    description = field(err.value, 1)
-                    info = field(err.value, 2, {}) or {}
-                reason = info.get("DeadLetterReason")
-                desc = info.get("DeadLetterErrorDescription", description)
-                q.dead_letter(token, reason, desc)
+                reason, description, changes = dead_letter_fields(field(fields_, 0))
+                q.dead_letter(token, reason, description, properties=changes)
                 return frames.outcome(frames.REJECTED)
             elif code == frames.RELEASED:
                 q.release(token)
             elif code == frames.MODIFIED:
-                failed = bool(field(fields_, 0, False))
-                undeliverable = bool(field(fields_, 1, False))
-                if undeliverable:
-                    q.defer(token)
-                elif failed:
-                    q.abandon(token)
-                else:
-                    q.release(token)
+                changes = property_changes(field(fields_, 2))
+                if field(fields_, 1, False):  # undeliverable-here: how the SDKs defer
+                    q.defer(token, properties=changes)
+                else:  # abandon, whether or not the client set delivery-failed
+                    q.abandon(token, properties=changes)
             else:
                 return frames.outcome(
                     frames.REJECTED, [frames.amqp_error(NOT_ALLOWED, "unsupported delivery state")]

@@ -15,6 +15,7 @@ from . import frames
 from .broker import ARGUMENT_ERROR, NOT_FOUND, Broker, BrokerError, Queue
 from .codec import Array, Described, Int, Long, Symbol, Timestamp, decode, encode
 from .message import MessageError, parse_message
+from .outcomes import property_changes
 
 if TYPE_CHECKING:
     from .connection import AmqpSession, Connection, IncomingLink
@@ -205,19 +206,21 @@ class Management:
         status = str(body.get("disposition-status", ""))
         sid = body.get("session-id")
         session_id = str(sid) if sid is not None else None
+        changes = property_changes(body.get("properties-to-modify"))
         for token in self._tokens(body):
             if status == "completed":
                 q.complete(token, session_id)
             elif status == "abandoned":
-                q.abandon(token, session_id)
+                q.abandon(token, session_id, properties=changes)
             elif status == "defered":
-                q.defer(token, session_id)
+                q.defer(token, session_id, properties=changes)
             elif status == "suspended":
                 q.dead_letter(
                     token,
                     body.get("deadletter-reason") or None,
                     body.get("deadletter-description") or None,
                     session_id,
+                    properties=changes,
                 )
             else:
                 raise BrokerError(ARGUMENT_ERROR, f"Unknown disposition status {status!r}.")
@@ -241,7 +244,13 @@ class Management:
         return 200, {}
 
     def _get_message_sessions(self, q: Queue, req: Request, body: dict[Any, Any]) -> tuple[int, Any]:
-        ids = sorted(q.session_counts())
+        """One page of session ids; the reply's skip is where the next page starts."""
+        skip = int(body.get("skip", 0) or 0)
+        top = body.get("top")
+        top = int(top) if top is not None else 2**31 - 1
+        updated = body.get("last-updated-time")
+        updated_after = int(updated) if updated is not None else None
+        ids = q.list_sessions(skip, top, updated_after)
         if not ids:
             return 204, {}
-        return 200, {"sessions-ids": Array(ids, str), "skip": Int(0)}
+        return 200, {"sessions-ids": Array(ids, str), "skip": Int(skip + len(ids))}

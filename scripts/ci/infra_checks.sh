@@ -59,6 +59,10 @@ for id in CKV_ORD_1 CKV_ORD_2 CKV_ORD_3 CKV_ORD_4 CKV_ORD_5; do
   grep -q "Check: $id:" "$checkov_out" || die "custom policy $id did not run (infra/checkov not loaded?)"
 done
 grep -q '^Passed checks: [1-9]' "$checkov_out" || die "checkov scanned nothing"
+# A file checkov cannot parse is silently not checked: treat it as a failure.
+if grep -qE 'Parsing errors: [1-9]' "$checkov_out"; then
+  die "checkov could not parse a Bicep file (run: LOG_LEVEL=DEBUG checkov ... | grep 'Error parsing')"
+fi
 log "checkov: OK"
 
 # ---------------------------------------------------------------- 2. azure-functions-doctor

@@ -15,6 +15,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from shared import publisher
 from shared.cli import main as orders
 from shared.dlq import RESUBMITTED_FROM, ServiceBusDeadLetters, peek_all, resubmit, resubmit_id
+from shared.order_workflow import ORDERS
 from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
@@ -69,7 +70,7 @@ def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Any:
 
 
 def _ledgers(db: Path) -> dict[tuple[str, str], Any]:
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         assert store.list_quarantine() == []
         return {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.order_workflow import ORDERS
 from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.service import reset_service
 from shared.store.table import TableOrderStore
@@ -48,7 +49,9 @@ def test_orders_flow_into_table_storage(
     assert host.counters.completed == len(messages) and host.counters.abandoned == 0
     assert servicebus_emulator.active_count(queue) == 0 and servicebus_emulator.dead_letter_count(queue) == 0
 
-    store = TableOrderStore.from_connection_string(azurite.connection_string, azurite_table_name)
+    store = TableOrderStore.from_connection_string(
+        azurite.connection_string, azurite_table_name, codec=ORDERS
+    )
     try:
         applied = {(x.customer_id, x.order_id): [a.step for a in x.applied] for x in store.list_ledgers()}
         expected = expected_final_state(messages)

@@ -11,7 +11,7 @@ import pytest
 
 from shared import cli, publisher
 from shared.envelope import SessionEnvelope
-from shared.processing import OrderStepProcessor
+from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.publisher import PublishPlan, PublishSummary, expected_final_state, generate_messages
 from shared.store.sqlite import SqliteOrderStore
 
@@ -37,7 +37,7 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def populated(tmp_path: Path) -> tuple[str, list[publisher.OutgoingMessage]]:
     """A SQLite store after processing a generated run (orders, duplicates, parking, every poison)."""
     path = tmp_path / "store" / "orders.db"
-    store = SqliteOrderStore(path)
+    store = SqliteOrderStore(path, codec=ORDERS)
     processor = OrderStepProcessor(store)
     messages = generate_messages(PLAN)
     for number, m in enumerate(messages, start=1):
@@ -500,7 +500,7 @@ def oversize(tmp_path: Path) -> tuple[str, bytes]:
     from shared.envelope import MAX_BODY_BYTES
 
     path = tmp_path / "store" / "big.db"
-    store = SqliteOrderStore(path)
+    store = SqliteOrderStore(path, codec=ORDERS)
     body = b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
     OrderStepProcessor(store).process(SessionEnvelope(body, "cust-big", "ord-big:1", sequence_number=1))
     store.close()
