@@ -451,6 +451,10 @@ def render_quarantine_record(record: Any) -> None:
             table.add_row(key, _text(value))
     console = _console()
     console.print(table)
+    if record.body_encoding == "omitted":
+        console.print(_body_not_kept(record), style="bold", markup=False)
+        console.print("to replay it, pass the body with: orders quarantine replay ID --body-file F")
+        return
     label = "body (base64: not UTF-8)" if record.body_encoding == "base64" else "body"
     console.print(f"{label}, {len(record.raw_body)} bytes:", style="bold")
     console.print(_safe(record.body), markup=False, highlight=False, soft_wrap=True)
@@ -458,6 +462,15 @@ def render_quarantine_record(record: Any) -> None:
         console.print("as text (invalid bytes replaced):", style="bold")
         text = record.raw_body.decode("utf-8", "replace")
         console.print(_safe(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def _body_not_kept(record: Any) -> str:
+    """A body over the record's bound (MAX_BODY_BYTES) is kept only as its size and SHA-256."""
+    from shared.envelope import MAX_BODY_BYTES
+
+    size = "unknown size" if record.body_size is None else f"{record.body_size} bytes"
+    sha = f", sha256 {record.body_sha256}" if record.body_sha256 else ""
+    return f"body not kept: {size}{sha} (over the {MAX_BODY_BYTES // 1024} KiB a record keeps)"
 
 
 def replay_message_id(record: Any, body: bytes | None, now: Any) -> str:
@@ -499,6 +512,8 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
         record = _get_record(store, args.id)
         if not record.session_id:
             raise CliError(f"quarantined message {record.id} has no session id; cannot replay it")
+        if corrected is None and record.body_encoding == "omitted":
+            raise CliError(f"{record.id}: {_body_not_kept(record)}; pass the body to send with --body-file")
         if record.status == "replayed" and not args.force:
             raise CliError(
                 f"{record.id} was already replayed at {record.replayed_at}; pass --force to replay again"
