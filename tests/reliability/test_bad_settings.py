@@ -30,6 +30,10 @@ BAD = {
     "queue name": ({"ORDERS_QUEUE_NAME": "-orders-"}, "ORDERS_QUEUE_NAME must be"),
     "retry seconds": ({"ORDERS_STORE_RETRY_SECONDS": "forever"}, "ORDERS_STORE_RETRY_SECONDS must be"),
     "park limit": ({"ORDERS_PARK_LIMIT": "0"}, "ORDERS_PARK_LIMIT must be at least 1"),
+    "trigger mode": (
+        {"ORDERS_TRIGGER_CARDINALITY": "several"},
+        "ORDERS_TRIGGER_CARDINALITY must be one of one, many",
+    ),
     "service bus": ({"ServiceBusConnection": "bogus"}, "ServiceBusConnection"),
     "service bus endpoint": (
         {"ServiceBusConnection": "Endpoint=http://x;SharedAccessKeyName=a;SharedAccessKey=b"},
