@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from devstack.emulator.server import EmulatorServer
         from devstack.host import LocalHost
-        from shared.publisher import PublishPlan, generate_messages, send_messages
+        from orders_cli.sender import send_messages
+        from orders_cli.traffic import PublishPlan, generate_messages
         from shared.service import reset_service
 
         if DEMO_DIR.exists():
@@ -156,7 +157,7 @@ def _report(
     from rich import box
     from rich.table import Table
 
-    from shared.publisher import expected_final_state, expected_outcomes
+    from orders_cli.traffic import expected_final_state, expected_outcomes
     from shared.store.sqlite import SqliteOrderStore
     from shared.views import status_report
 

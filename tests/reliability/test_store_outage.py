@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench.workload import build, check_applied
+from orders_cli.traffic import build_workload, check_applied
 from shared.envelope import SessionEnvelope
 from shared.service import OrderService
 from shared.settings import AppSettings
@@ -37,7 +37,7 @@ def _redelivered(env: SessionEnvelope) -> SessionEnvelope:
 
 
 def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: Any) -> None:
-    workload = build(MESSAGES, SESSIONS, duplicate_rate=0.05, shuffle=True, seed=5)
+    workload = build_workload(MESSAGES, SESSIONS, duplicate_rate=0.05, shuffle=True, seed=5)
     store = TableOrderStore.from_connection_string(
         azurite.connection_string, unique_table_name("outage"), client_options={"connection_timeout": 2}
     )
