@@ -1,5 +1,7 @@
 """`orders dlq list|show|resubmit`: argparse and rich glue over the use cases in shared/dlq.py.
 
+The broker is reached through orders_cli/deadletters.py (the SDK adapter).
+
 The Service Bus target is resolved exactly as for `orders quarantine replay` and `orders publish`
 (`sender.resolve_target` + `sender.open_client`): `--namespace` (DefaultAzureCredential) or
 `--connection`, else the ServiceBusConnection settings. Only argparse is imported at import time.
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from orders_cli.console import CliError, OneLineArgumentParser, make_console, print_json, safe
 
 if TYPE_CHECKING:
-    from shared.dlq import DeadLetter, ResubmitReport, ServiceBusDeadLetters
+    from orders_cli.deadletters import ServiceBusDeadLetters
+    from shared.dlq import DeadLetter, ResubmitReport
 
 DEFAULT_LIMIT = 50
 
@@ -25,7 +28,7 @@ DEFAULT_LIMIT = 50
 def connect_servicebus(args: argparse.Namespace) -> Iterator[ServiceBusDeadLetters]:
     """The queue's DLQ (and a sender to the queue) over the real SDK."""
     from orders_cli import sender
-    from shared.dlq import ServiceBusDeadLetters
+    from orders_cli.deadletters import ServiceBusDeadLetters
     from shared.settings import merged_environment
 
     connection, namespace, queue = sender.resolve_target(

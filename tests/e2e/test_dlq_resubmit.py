@@ -14,9 +14,10 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from orders_cli import traffic
 from orders_cli.cli import main as orders
+from orders_cli.deadletters import ServiceBusDeadLetters
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
-from shared.dlq import RESUBMITTED_FROM, ServiceBusDeadLetters, peek_all, resubmit, resubmit_id
+from shared.dlq import RESUBMITTED_FROM, peek_all, resubmit, resubmit_id
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host, _settings
