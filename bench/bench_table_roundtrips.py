@@ -1,6 +1,6 @@
 """Storage round trips per message at steady state: TableOrderStore vs. a naive read/write/write design.
 
-Starts its own Azurite (like the test fixture), replays the same message stream through
+Starts its own Azurite (devstack/azurite.py, as the test fixture does), replays one message stream through
   * TableOrderStore (session cache + one entity-group transaction per message),
   * TableOrderStore with the cache disabled (TTL 0: every message re-reads its partition),
   * a naive store in this file: point-read the state, write the state, write the idempotency record,
@@ -21,6 +21,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from devstack.azurite import AzuriteTable, ensure_azurite_installed, unique_table_name
+from orders_cli.samples import make_idem, make_ledger
 from shared.records import OrderLedger, SessionChanges
 from shared.store.table import (
     RequestCounter,
@@ -31,8 +33,6 @@ from shared.store.table import (
     ledger_from_entity,
     order_key,
 )
-from tests.fixtures.azurite import AzuriteTable, ensure_azurite_installed, unique_table_name
-from tests.integration.test_store_contract import make_idem, make_ledger
 
 
 class NaiveTableStore:

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
+from devstack.azurite import unique_table_name
 from orders_cli.traffic import build_workload, check_applied
 from shared.envelope import SessionEnvelope
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.base import TransientStoreError
 from shared.store.table import TableOrderStore
-from tests.fixtures.azurite import unique_table_name
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(180)]
 
