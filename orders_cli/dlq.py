@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from orders_cli.console import CliError, OneLineArgumentParser, make_console, print_json, safe
+from shared.settings import DEFAULT_QUEUE_NAME, QUEUE_NAME_SETTING
 
 if TYPE_CHECKING:
     from orders_cli.deadletters import ServiceBusDeadLetters
@@ -54,7 +55,7 @@ def add_parser(sub: Any) -> None:
     """Register `dlq` and its actions on the `orders` subparsers."""
     target = OneLineArgumentParser(add_help=False)
     target.add_argument(
-        "--queue", metavar="Q", help="queue (default: ORDERS_QUEUE_NAME or orders-with-sessions)"
+        "--queue", metavar="Q", help=f"queue (default: {QUEUE_NAME_SETTING} or {DEFAULT_QUEUE_NAME})"
     )
     where = target.add_mutually_exclusive_group()
     where.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")

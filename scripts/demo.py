@@ -22,7 +22,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 DEMO_DIR = REPO_ROOT / ".local" / "demo"
-QUEUE = "orders-with-sessions"
+
+from shared.settings import DEFAULT_QUEUE_NAME as QUEUE  # noqa: E402 - after the sys.path line
+from shared.settings import QUEUE_NAME_SETTING  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             settings_path=DEMO_DIR / "local.settings.json",  # none: the demo's settings are explicit
             settings_overrides={
                 "ServiceBusConnection": server.connection_string,
-                "ORDERS_QUEUE_NAME": QUEUE,
+                QUEUE_NAME_SETTING: QUEUE,
                 "OrderStoreConnection": f"sqlite:///{db}",
             },
             host_json_overrides={"sessionIdleTimeout": "00:00:01"},
