@@ -23,6 +23,7 @@ from orders_cli.console import (
     PROG,
     CliError,
     OneLineArgumentParser,
+    add_servicebus_target,
     compact_table,
     describe,
     for_person,
@@ -32,7 +33,6 @@ from orders_cli.console import (
     print_json,
     safe,
 )
-from shared.settings import DEFAULT_QUEUE_NAME, QUEUE_NAME_SETTING
 
 if TYPE_CHECKING:
     from orders_cli.sender import SendFn
@@ -78,14 +78,7 @@ def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> One
     )
     p.add_argument("id", metavar="ID")
     p.add_argument("--body-file", metavar="F", help="send this corrected JSON body instead of the original")
-    p.add_argument(
-        "--queue", metavar="Q", help=f"queue (default: {QUEUE_NAME_SETTING} or {DEFAULT_QUEUE_NAME})"
-    )
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
-    target.add_argument(
-        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
-    )
+    add_servicebus_target(p)
     p.add_argument(
         "--new-message-id",
         action="store_true",

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
+from shared.settings import DEFAULT_QUEUE_NAME, QUEUE_NAME_SETTING
+
 PROG = "orders"
 
 
@@ -114,3 +116,16 @@ def print_json(doc: Any) -> None:
 def safe(text: str) -> str:
     """Untrusted text for a terminal: control characters (escape sequences!) shown as \\xNN."""
     return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def add_servicebus_target(parser: argparse.ArgumentParser) -> None:
+    """--queue and --namespace | --connection: where `publish`, `quarantine replay` and `dlq` send
+    (resolved by orders_cli.sender.resolve_target, the settings filling in what is not given)."""
+    parser.add_argument(
+        "--queue", metavar="Q", help=f"queue (default: {QUEUE_NAME_SETTING} or {DEFAULT_QUEUE_NAME})"
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
+    target.add_argument(
+        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
+    )

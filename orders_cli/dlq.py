@@ -15,8 +15,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from orders_cli.console import CliError, OneLineArgumentParser, make_console, print_json, safe
-from shared.settings import DEFAULT_QUEUE_NAME, QUEUE_NAME_SETTING
+from orders_cli.console import (
+    CliError,
+    OneLineArgumentParser,
+    add_servicebus_target,
+    make_console,
+    print_json,
+    safe,
+)
 
 if TYPE_CHECKING:
     from orders_cli.deadletters import ServiceBusDeadLetters
@@ -54,14 +60,7 @@ connect: Callable[[argparse.Namespace], AbstractContextManager[Any]] = connect_s
 def add_parser(sub: Any) -> None:
     """Register `dlq` and its actions on the `orders` subparsers."""
     target = OneLineArgumentParser(add_help=False)
-    target.add_argument(
-        "--queue", metavar="Q", help=f"queue (default: {QUEUE_NAME_SETTING} or {DEFAULT_QUEUE_NAME})"
-    )
-    where = target.add_mutually_exclusive_group()
-    where.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
-    where.add_argument(
-        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
-    )
+    add_servicebus_target(target)
     target.add_argument("--json", action="store_true", help="machine-readable output")
 
     d = sub.add_parser("dlq", help="list, show and resubmit dead-lettered messages")

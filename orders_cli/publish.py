@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.settings import DEFAULT_QUEUE_NAME, QUEUE_NAME_SETTING
+from orders_cli.console import OneLineArgumentParser, add_servicebus_target, guarded
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # dev/servicebus/Config.json): a message id seen within it is dropped by the broker without an error.
 DUPLICATE_WINDOW = timedelta(minutes=10)
 HISTORY_PATH = Path(".local") / "publish-history.json"  # relative to where `orders publish` runs
+# The PublishPlan fields that are flags of the same name (--orders-per-customer -> orders_per_customer).
+PLAN_FLAGS = ("customers", "orders_per_customer", "cancel_rate", "duplicates", "shuffle", "poison", "seed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,17 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run-id", metavar="R",
         help="a fresh set of ids for this run: R, or 'auto' for the time (r-HHMMSS), as the id prefix",
     )  # fmt: skip
-    parser.add_argument(
-        "--queue",
-        default=None,
-        metavar="Q",
-        help=f"queue (default: {QUEUE_NAME_SETTING} or {DEFAULT_QUEUE_NAME})",
-    )
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
-    target.add_argument(
-        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
-    )
+    add_servicebus_target(parser)
     parser.add_argument("--batch-size", type=int, default=100, metavar="B", help="messages per batch")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the messages as JSON lines, send nothing"
@@ -83,16 +75,8 @@ def plan_from_args(args: argparse.Namespace) -> PublishPlan:
     run_id = getattr(args, "run_id", None)
     if run_id is not None and not run_id.strip():
         raise PublishUsageError("--run-id must not be empty")
-    plan = PublishPlan(
-        customers=args.customers,
-        orders_per_customer=args.orders_per_customer,
-        cancel_rate=args.cancel_rate,
-        duplicates=args.duplicates,
-        shuffle=args.shuffle,
-        poison=args.poison,
-        seed=args.seed,
-        id_prefix=run_id_prefix(run_id) or args.id_prefix,
-    )
+    chosen = {name: getattr(args, name) for name in PLAN_FLAGS}
+    plan = PublishPlan(**chosen, id_prefix=run_id_prefix(run_id) or args.id_prefix)
     plan.validate()
     if args.batch_size < 1:
         raise PublishUsageError(f"--batch-size must be at least 1, not {args.batch_size}")
@@ -239,8 +223,6 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """scripts/publish_orders.py"""
-    from orders_cli.console import OneLineArgumentParser, guarded
-
     parser = OneLineArgumentParser(prog="publish_orders.py", description="Publish test order-step messages.")
     add_arguments(parser)
     return guarded(lambda: run(parser.parse_args(argv)), prog="publish_orders.py")
