@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.txt
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy function_app.py shared devstack scripts bench tests infra/checkov
+	$(BIN)/mypy function_app.py shared orders_cli devstack scripts bench tests infra/checkov
 
 # Every test: unit, functions, integration (Azurite), emulator conformance, end to end, infra checks.
 test: lint
