@@ -1,7 +1,7 @@
 """Azure Functions entrypoints (Python v2 model). Thin adapters: parse, call the service, report.
 
 One message's path: process_order_step -> envelope_from_message -> OrderService.handle
--> OrderStepProcessor.process -> OrderStore.commit (one transaction).
+-> StreamProcessor.process (engine + the order workflow) -> store.commit (one transaction).
 """
 
 from __future__ import annotations

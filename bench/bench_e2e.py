@@ -29,6 +29,7 @@ from typing import Any
 from bench.common import host_command, machine, print_table
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
+from shared.order_workflow import ORDERS
 from shared.store.sqlite import SqliteOrderStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def one(server: Any, messages: int, sessions: int, workdir: Path, seed: int = 1)
 
     raw = run_raw(conn, raw_q, len(published))
     host = run_host(conn, host_q, workdir)
-    store = SqliteOrderStore(host["db"])
+    store = SqliteOrderStore(host["db"], codec=ORDERS)
     try:
         got = {(x.customer_id, x.order_id): [a.step for a in x.applied] for x in store.list_ledgers()}
     finally:

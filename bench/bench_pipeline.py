@@ -26,6 +26,7 @@ from typing import Any
 from bench.common import json_logs_discarded, machine, percentile, print_table
 from orders_cli.traffic import Workload, build_workload, check_applied
 from shared.envelope import SessionEnvelope
+from shared.order_workflow import ORDERS
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.sqlite import SqliteOrderStore
@@ -79,7 +80,7 @@ def baseline_handle(envelope: SessionEnvelope) -> None:
 def run_ours(
     workload: Workload, workdir: Path, name: str = "ours (sqlite)", profile: Path | None = None
 ) -> RunResult:
-    store = SqliteOrderStore(workdir / f"bench-{time.monotonic_ns()}.db")
+    store = SqliteOrderStore(workdir / f"bench-{time.monotonic_ns()}.db", codec=ORDERS)
     service = OrderService(AppSettings(), store)
     result = RunResult(name, len(workload.messages), workload.sessions, 0.0)
     timings = result.per_message

@@ -23,15 +23,15 @@ from azure.data.tables import TableClient, UpdateMode
 
 from devstack.azurite import AzuriteTable, ensure_azurite_installed, unique_table_name
 from orders_cli.samples import make_idem, make_ledger
-from shared.records import OrderLedger, SessionChanges
-from shared.store.table import (
-    RequestCounter,
-    TableOrderStore,
+from shared.engine.records import SessionChanges
+from shared.order_workflow import ORDERS, OrderLedger
+from shared.store.table import RequestCounter, TableOrderStore
+from shared.store.table_entities import (
     escape_key,
     idempotency_entity,
     ledger_entity,
     ledger_from_entity,
-    order_key,
+    ledger_key,
 )
 
 
@@ -47,17 +47,17 @@ class NaiveTableStore:
     def requests_made(self) -> int:
         return self.counter.count
 
-    def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
+    def get_ledger(self, session_id: str, stream_key: str) -> OrderLedger | None:
         try:
-            entity = self.client.get_entity(escape_key(session_id), order_key(order_id))
+            entity = self.client.get_entity(escape_key(session_id), ledger_key(stream_key))
         except ResourceNotFoundError:
             return None
-        return ledger_from_entity(entity, str(entity.metadata["etag"]))
+        return ledger_from_entity(entity, str(entity.metadata["etag"]), ORDERS)
 
     def commit(self, changes: SessionChanges) -> None:
         ledger = changes.ledger
         assert ledger is not None
-        entity = ledger_entity(changes.session_id, ledger)
+        entity = ledger_entity(changes.session_id, ledger, ORDERS)
         if ledger.version is None:
             meta = self.client.create_entity(entity)
         else:
@@ -122,12 +122,12 @@ def main(argv: list[str] | None = None) -> None:
         designs: list[tuple[str, Callable[[], Any]]] = [
             (
                 "TableOrderStore (cache + 1 transaction)",
-                lambda: TableOrderStore.from_connection_string(conn, unique_table_name()),
+                lambda: TableOrderStore.from_connection_string(conn, unique_table_name(), codec=ORDERS),
             ),
             (
                 "TableOrderStore, cache off (TTL 0)",
                 lambda: TableOrderStore.from_connection_string(
-                    conn, unique_table_name(), cache_ttl_seconds=0
+                    conn, unique_table_name(), codec=ORDERS, cache_ttl_seconds=0
                 ),
             ),
             ("naive: read + write state + write record", lambda: NaiveTableStore(conn, unique_table_name())),

@@ -33,6 +33,7 @@ from pathlib import Path
 from bench.common import host_command, machine
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
+from shared.order_workflow import ORDERS
 from shared.store.sqlite import SqliteOrderStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +204,7 @@ def run_chaos(
     report.elapsed_s = time.monotonic() - started
     report.left_in_queue, report.dead_lettered = counts()
 
-    store = SqliteOrderStore(db)
+    store = SqliteOrderStore(db, codec=ORDERS)
     try:
         ledgers = {(x.customer_id, x.order_id): x for x in store.list_ledgers()}
         for key, steps in expected.items():

@@ -150,10 +150,11 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
         path = (conn or DEFAULT_SQLITE_URL).removeprefix("sqlite:///").partition("?")[0]
         if path and path != ":memory:" and not Path(path).is_file():
             raise CliError(f"no order store at {path} (nothing processed yet, or wrong --store?)")
+    from shared.order_workflow import ORDERS
     from shared.store.factory import open_store
 
     try:
-        return open_store(settings)
+        return open_store(settings, ORDERS)
     except ImportError as exc:
         raise CliError(f"this order store is not available here: {describe(exc)}") from None
     except (ValueError, OSError) as exc:
@@ -379,7 +380,8 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
     def replay(store: OrderStore) -> int:
         from orders_cli import sender
         from orders_cli.traffic import CONTENT_TYPE, Expected, OutgoingMessage
-        from shared.outcomes import Outcome
+        from shared.engine.outcomes import Outcome
+        from shared.order_workflow import ORDERS
         from shared.replay import ReplayError, ReplayMessage
         from shared.replay import replay as replay_record
         from shared.settings import merged_environment
@@ -398,7 +400,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
                 application_properties=m.application_properties,
                 kind="step",
                 expected=Expected(Outcome.APPLIED),
-                order_id=m.order_id,
+                order_id=m.stream_key,
                 sequence=m.sequence,
                 step=m.step,
             )
@@ -416,6 +418,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
                 store,
                 record,
                 send_one,
+                parse=ORDERS.parse,
                 corrected=corrected,
                 new_message_id=args.new_message_id,
                 force=args.force,

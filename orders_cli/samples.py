@@ -1,5 +1,5 @@
-"""Sample stored records (a ledger, an idempotency record) for the store contract tests and the storage
-benchmark: built directly, without a message, when what is measured is the store."""
+"""Sample stored records (an order ledger, an idempotency record) for the store contract tests and the
+storage benchmark: built directly, without a message, when what is measured is the store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from shared.domain.model import LineItem, Order, OrderState
-from shared.records import AppliedStep, IdempotencyRecord, OrderLedger
+from shared.engine.ledger import AppliedStep
+from shared.engine.records import IdempotencyRecord
+from shared.order_workflow import OrderLedger
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -25,13 +27,13 @@ def make_ledger(customer: str, order_id: str, *, steps: int = 1) -> OrderLedger:
         AppliedStep(sequence=i, step="place", content_hash=f"h{i}", message_id=f"m{i}", applied_at=T0)
         for i in range(1, steps + 1)
     ]
-    return OrderLedger(order=order, last_sequence=steps, applied=applied, updated_at=T0)
+    return OrderLedger(customer, order_id, order, last_sequence=steps, applied=applied, updated_at=T0)
 
 
 def make_idem(customer: str, order_id: str, sequence: int, at: datetime = T0) -> IdempotencyRecord:
     return IdempotencyRecord(
         session_id=customer,
-        order_id=order_id,
+        stream_key=order_id,
         sequence=sequence,
         content_hash=f"hash-{sequence}",
         message_id=f"m-{order_id}-{sequence}",

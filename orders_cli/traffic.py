@@ -31,8 +31,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from shared.contract import CONTENT_TYPE, ID_PATTERN, SCHEMA_ID, STEP_NAMES
+from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.envelope import SessionEnvelope
-from shared.outcomes import Outcome, QuarantineReason
 
 PLACED, PAID, RESERVED, SHIPPED, DELIVERED, CANCELLED = STEP_NAMES
 HAPPY_PATH = (PLACED, PAID, RESERVED, SHIPPED, DELIVERED)

@@ -160,10 +160,11 @@ def _report(
     from rich.table import Table
 
     from orders_cli.traffic import expected_final_state, expected_outcomes
+    from shared.order_workflow import ORDERS
     from shared.store.sqlite import SqliteOrderStore
     from shared.views import status_report
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         report = status_report(store)
         ledgers = {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}
@@ -212,7 +213,7 @@ def _report(
     poison.add_column("reason")
     poison.add_column("order / session")
     for q in sorted(records, key=lambda r: (r.reason, r.id)):
-        poison.add_row(q.id, q.reason, q.order_id or f"{q.session_id} (no order id)")
+        poison.add_row(q.id, q.reason, q.stream_key or f"{q.session_id} (no order id)")
     console.print(poison)
 
     c = host.counters

@@ -31,10 +31,12 @@ from pydantic import (
 )
 
 from shared.domain import model as domain
+from shared.domain.workflow import OrderWorkflow
+from shared.engine.outcomes import QuarantineReason
+from shared.engine.workflow import ContractError
 from shared.envelope import MAX_BODY_BYTES
-from shared.outcomes import QuarantineReason
 
-SCHEMA_ID = "order-step/v1"
+SCHEMA_ID = "order-step/v1"  # also the Literal of `_StepBase.schema_` (a type needs a literal)
 CONTENT_TYPE = "application/json"  # of every order-step message
 # Ids end up in storage keys and in `message_id` = "{order_id}:{sequence}": keep them plain.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -158,28 +160,14 @@ class OrderCancelled(_StepBase):
         return domain.CancelOrder(reason=self.data.reason)
 
 
-OrderStepMessage = Annotated[
-    OrderPlaced | PaymentAuthorized | InventoryReserved | OrderShipped | OrderDelivered | OrderCancelled,
-    Field(discriminator="step"),
-]
-STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(OrderStepMessage)
-STEP_NAMES: tuple[str, ...] = (
-    "order.placed",
-    "payment.authorized",
-    "inventory.reserved",
-    "order.shipped",
-    "order.delivered",
-    "order.cancelled",
+OrderStep = (
+    OrderPlaced | PaymentAuthorized | InventoryReserved | OrderShipped | OrderDelivered | OrderCancelled
 )
+OrderStepMessage = Annotated[OrderStep, Field(discriminator="step")]
+STEP_ADAPTER: TypeAdapter[OrderStep] = TypeAdapter(OrderStepMessage)
+STEP_NAMES: tuple[str, ...] = tuple(OrderWorkflow.STEPS)  # the state machine is their one home
 
-
-class ContractError(Exception):
-    """The body is not a valid order-step/v1 message; `reason` is the quarantine reason code."""
-
-    def __init__(self, reason: QuarantineReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+__all__ = ["ContractError", "OrderStep", "parse_order_step"]  # ContractError: the engine's, raised here
 
 
 # Bodies up to this size are memoised (the models are frozen): a parked message is parsed again when it
@@ -189,7 +177,7 @@ _PARSE_CACHE_ENTRIES = 2048
 _PARSE_CACHE_MAX_BODY = 16 * 1024
 
 
-def parse_order_step(body: bytes) -> Any:
+def parse_order_step(body: bytes) -> OrderStep:
     """Validated message (one of the step models) or ContractError. Error details never echo input values."""
     if len(body) <= _PARSE_CACHE_MAX_BODY:
         return _parse_cached(body)
@@ -197,11 +185,11 @@ def parse_order_step(body: bytes) -> Any:
 
 
 @lru_cache(maxsize=_PARSE_CACHE_ENTRIES)
-def _parse_cached(body: bytes) -> Any:
+def _parse_cached(body: bytes) -> OrderStep:
     return _parse(body)
 
 
-def _parse(body: bytes) -> Any:
+def _parse(body: bytes) -> OrderStep:
     raw = read_json(body)
     if not isinstance(raw, dict):
         kind = "null" if raw is None else type(raw).__name__
@@ -333,7 +321,7 @@ def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def content_hash(message: Any) -> str:
+def content_hash(message: OrderStep) -> str:
     """Hash of the validated message, so formatting, key order and offsets are not 'different content'.
 
     The models serialise deterministically (declared field order, UTC times); extra `data` fields keep

@@ -3,23 +3,25 @@
 The original body is re-sent under its original message id (the app then sees the same message again),
 or under a new one when asked; a corrected body always gets a new id (`replay_message_id`), so the
 queue's duplicate detection does not take it for the original. A corrected body the app would quarantine
-again is refused unless forced. The record is marked replayed only after the send succeeded.
+again (the workflow's `parse` refuses it, or it names another session) is refused unless forced. The
+record is marked replayed only after the send succeeded.
 
-Like shared/dlq.py this knows nothing of argparse, rich or the SDK: the caller passes a send function.
+Like shared/dlq.py this knows nothing of argparse, rich or the SDK, nor of orders: the caller passes a
+send function and the workflow's `parse` (shared.order_workflow.ORDERS.parse for this app).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.contract import ContractError, parse_order_step
-from shared.records import QuarantineRecord, utcnow
+from shared.engine.records import QuarantineRecord, utcnow
+from shared.engine.workflow import ContractError, Step
 from shared.store.base import OrderStore
 
+Parse = Callable[[bytes], Step[Any]]  # a workflow's parse: body -> step, or ContractError
 REPLAYED_FROM = "replayed-from"  # application property: the quarantine id the message was replayed from
 
 
@@ -35,43 +37,45 @@ class ReplayMessage:
     message_id: str
     body: bytes
     application_properties: dict[str, Any] = field(default_factory=dict)
-    order_id: str | None = None
+    stream_key: str | None = None
     sequence: int | None = None
     step: str | None = None
     corrected: bool = False
 
 
-def replay_message_id(record: QuarantineRecord, body: bytes | None, now: datetime) -> str:
-    """Message id for a replay. The original body keeps its message id (the app then sees the same
-    message again); a corrected body gets `{order_id}:{sequence}:replay-{UTC time}` so the queue's
-    duplicate detection does not take it for the original."""
-    order_id, sequence = record.order_id, record.sequence
-    if body is not None:
-        try:
-            doc = json.loads(body)
-            if isinstance(doc, dict):
-                order_id = doc.get("order_id", order_id)
-                sequence = doc.get("sequence", sequence)
-        except ValueError:
-            pass
+def replay_message_id(record: QuarantineRecord, step: Step[Any] | None, now: datetime) -> str:
+    """Message id for a replay under a new id: `{stream_key}:{sequence}:replay-{UTC time}`, from the
+    corrected body's step when there is one (else from the record), so the queue's duplicate detection
+    does not take it for the original."""
+    stream_key, sequence = record.stream_key, record.sequence
+    if step is not None:
+        stream_key, sequence = step.stream_key, step.sequence
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    base = f"{order_id}:{sequence}" if order_id and sequence is not None else record.message_id
+    base = f"{stream_key}:{sequence}" if stream_key and sequence is not None else record.message_id
     return f"{base}:replay-{stamp}"[-128:]
 
 
-def check_corrected_body(body: bytes, session_id: str) -> None:
-    """Refuse a corrected body the app would quarantine again."""
+def check_corrected_body(body: bytes, session_id: str, parse: Parse) -> Step[Any]:
+    """The corrected body's step; refused when the app would quarantine it again."""
     try:
-        message = parse_order_step(body)
+        step = parse(body)
     except ContractError as exc:
         raise ReplayError(
             f"corrected body would be quarantined again ({exc.reason}: {exc.detail}); --force sends it anyway"
         ) from None
-    if message.customer_id != session_id:
+    if step.session_key != session_id:
         raise ReplayError(
-            f"corrected body's customer_id is not the session id {session_id!r} (session-mismatch); "
-            "--force sends it anyway"
+            f"corrected body's session ({step.session_key!r}) is not the session id {session_id!r} "
+            "(session-mismatch); --force sends it anyway"
         )
+    return step
+
+
+def _step_or_none(body: bytes, parse: Parse) -> Step[Any] | None:
+    try:
+        return parse(body)
+    except ContractError:
+        return None
 
 
 def replay(
@@ -79,6 +83,7 @@ def replay(
     record: QuarantineRecord,
     send: Callable[[ReplayMessage], None],
     *,
+    parse: Parse,
     corrected: bytes | None = None,
     new_message_id: bool = False,
     force: bool = False,
@@ -93,9 +98,12 @@ def replay(
         )
     now = now or utcnow()
     if corrected is not None:
-        if not force:
-            check_corrected_body(corrected, record.session_id)
-        body, message_id = corrected, replay_message_id(record, corrected, now)
+        step = (
+            _step_or_none(corrected, parse)
+            if force
+            else check_corrected_body(corrected, record.session_id, parse)
+        )
+        body, message_id = corrected, replay_message_id(record, step, now)
     else:
         body = record.raw_body
         message_id = replay_message_id(record, None, now) if new_message_id else record.message_id
@@ -110,7 +118,7 @@ def replay(
         message_id=message_id,
         body=body,
         application_properties=props,
-        order_id=record.order_id,
+        stream_key=record.stream_key,
         sequence=record.sequence,
         step=record.step,
         corrected=corrected is not None,

@@ -1,5 +1,9 @@
 """The app's runtime: settings, store and processor built once per worker, plus the per-message
-report (one structured log line). `function_app.py` and the local host call into this."""
+report (one structured log line). `function_app.py` and the local host call into this.
+
+This is where the generic engine is bound to the order workflow (`ORDERS`) and where the engine's
+generic result becomes the order log line (customer_id, order_id, order_state).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ from shared.store import retry
 from shared.store.base import ConcurrencyConflict, OrderStore, TransientStoreError
 
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
+    from shared.engine.processor import ProcessingResult
     from shared.envelope import SessionEnvelope
-    from shared.processing import ProcessingResult
     from shared.tracing import MessageSpan
 
 log = logging.getLogger("orders.processing")
@@ -56,10 +60,11 @@ class OrderService:
         self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
         self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
         self._clock = clock
-        from shared.processing import OrderStepProcessor
+        from shared.engine.processor import StreamProcessor
+        from shared.order_workflow import ORDERS
         from shared.tracing import traced_store
 
-        self.processor = OrderStepProcessor(traced_store(store), park_limit=settings.park_limit)
+        self.processor = StreamProcessor(traced_store(store), ORDERS, park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
         """Process one message in its own span, continuing the publisher's trace (shared/tracing.py)."""
@@ -118,15 +123,15 @@ class OrderService:
                 },
             )
         fields |= {
-            "customer_id": result.customer_id,
-            "order_id": result.order_id,
+            "customer_id": result.session_key,
+            "order_id": result.stream_key,
             "sequence": result.sequence,
             "step": result.step,
             "outcome": result.outcome.value,
             "reason": result.reason.value if result.reason else None,
             "applied_sequences": list(result.applied_sequences),
             "quarantine_ids": list(result.quarantine_ids),
-            "order_state": result.order_state,
+            "order_state": result.status,
             "duration_ms": _ms_since(started),
         }
         span.record(fields)
@@ -175,11 +180,12 @@ def get_service() -> OrderService:
     if _service is None:
         with _service_lock:
             if _service is None:
+                from shared.order_workflow import ORDERS
                 from shared.settings import merged_environment, validate_app_settings
                 from shared.store.factory import open_store
 
                 settings = validate_app_settings(merged_environment())
-                _service = OrderService(settings, open_store(settings))
+                _service = OrderService(settings, open_store(settings, ORDERS))
     return _service
 
 

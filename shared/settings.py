@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from shared.engine.ledger import DEFAULT_PARK_LIMIT  # the engine owns the rule and its default
+
 QUEUE_NAME_SETTING = "ORDERS_QUEUE_NAME"
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
 STORE_CONNECTION = "OrderStoreConnection"
@@ -68,7 +70,7 @@ class AppSettings:
     queue_name: str = DEFAULT_QUEUE_NAME
     table_name: str = "orders"
     retention_days: int = 14
-    park_limit: int = 50
+    park_limit: int = DEFAULT_PARK_LIMIT
     max_delivery_count: int = 10
     store_retry_seconds: float = DEFAULT_STORE_RETRY_SECONDS
     store_connection: str | None = None
@@ -82,7 +84,7 @@ class AppSettings:
             queue_name=values.get(QUEUE_NAME_SETTING) or DEFAULT_QUEUE_NAME,
             table_name=values.get(TABLE_NAME_SETTING) or "orders",
             retention_days=_int(values, RETENTION_SETTING, 14, minimum=1),
-            park_limit=_int(values, PARK_LIMIT_SETTING, 50, minimum=1),
+            park_limit=_int(values, PARK_LIMIT_SETTING, DEFAULT_PARK_LIMIT, minimum=1),
             max_delivery_count=_int(values, MAX_DELIVERY_SETTING, 10, minimum=1),
             store_retry_seconds=_seconds(values, STORE_RETRY_SETTING, DEFAULT_STORE_RETRY_SECONDS),
             store_connection=values.get(STORE_CONNECTION) or None,

@@ -1,16 +1,21 @@
-"""Read models for people: what `orders status` and the HTTP endpoint show. Derived, never stored."""
+"""Read models for people: what `orders status` and the HTTP endpoint show. Derived, never stored.
+
+Part of the order workflow (they name order fields); the engine and stores never import them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.outcomes import Outcome
-from shared.records import OrderLedger, QuarantineRecord
+from shared.domain.model import Order
+from shared.engine.ledger import Ledger
+from shared.engine.outcomes import Outcome
+from shared.engine.records import QuarantineRecord
 from shared.store.base import OrderStore
 
 
-def order_view(ledger: OrderLedger) -> dict[str, Any]:
-    order = ledger.order
+def order_view(ledger: Ledger[Order]) -> dict[str, Any]:
+    order = ledger.state
     waiting = ledger.next_sequence if ledger.parked and not order.state.is_terminal else None
     return {
         "customer_id": order.customer_id,
@@ -31,7 +36,7 @@ def quarantine_view(record: QuarantineRecord) -> dict[str, Any]:
         "reason": record.reason,
         "session_id": record.session_id,
         "message_id": record.message_id,
-        "order_id": record.order_id,
+        "order_id": record.stream_key,
         "sequence": record.sequence,
     }
 

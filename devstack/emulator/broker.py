@@ -132,7 +132,9 @@ class _Waiter:
 
 
 class Queue:
-    """A queue (or its dead-letter sub-queue)."""
+    """A queue (or its dead-letter sub-queue); topics.Subscription and topics.Topic build on it."""
+
+    kind = "queue"  # "topic": send only; "subscription": receive only (see topics.py)
 
     def __init__(self, broker: Broker, name: str, props: QueueProperties, *, is_dlq: bool = False) -> None:
         """Create empty state; the DLQ of a queue is itself a (session-less) Queue."""
@@ -190,20 +192,31 @@ class Queue:
             self.ready_sessions.pop(s.id, None)
 
     # ------------------------------------------------------------------ enqueue
-    def enqueue(self, m: Message, now: int | None = None, *, keep_seq: bool = False) -> bool:
-        """Accept a sent message. Returns False when dropped as a duplicate (still 'accepted')."""
+    def is_duplicate(self, m: Message, now: int) -> bool:
+        """Duplicate detection: True (drop it, still 'accepted') for a MessageId seen in the window."""
+        if self.props.requires_duplicate_detection and not self.is_dlq and m.message_id is not None:
+            self._prune_dedupe(now)
+            key = m.message_id
+            if key in self._dedupe:
+                return True
+            self._dedupe[key] = now
+            self._dedupe_order.append((now, key))
+        return False
+
+    def enqueue(
+        self, m: Message, now: int | None = None, *, keep_seq: bool = False, seq: int | None = None
+    ) -> bool:
+        """Accept a sent message. Returns False when dropped as a duplicate (still 'accepted').
+
+        `seq` is a sequence number already assigned by a topic (its subscriptions' copies share it).
+        """
         now = now or now_ms()
         if self.props.forward_to and not self.is_dlq:
             target = self.broker.queues.get(self.props.forward_to.lower())
             if target is not None and target is not self:
                 return target.enqueue(m, now)
-        if self.props.requires_duplicate_detection and not self.is_dlq and m.message_id is not None:
-            self._prune_dedupe(now)
-            key = m.message_id
-            if key in self._dedupe:
-                return False
-            self._dedupe[key] = now
-            self._dedupe_order.append((now, key))
+        if self.is_duplicate(m, now):
+            return False
         if self.requires_session and not m.session_id:
             raise BrokerError(
                 INVALID_FIELD,
@@ -212,7 +225,7 @@ class Queue:
                 "SessionId set to a valid value.",
             )
         if not keep_seq:
-            m.seq = self.broker.next_seq()
+            m.seq = seq if seq is not None else self.broker.next_seq()
             m.enqueued_ms = now
             ttl_ms = int(self.props.default_ttl * 1000)
             if m.ttl_ms:
@@ -838,16 +851,23 @@ class Broker:
         self.queues.pop(name.lower(), None)
 
     def resolve(self, entity: str) -> Queue:
-        """Entity path ('q', 'q/$DeadLetterQueue') to a Queue, or amqp:not-found."""
+        """Entity path ('q', 'q/$DeadLetterQueue', 't', 't/Subscriptions/s[/$DeadLetterQueue]') to its
+        Queue (a topic or subscription is one), or amqp:not-found."""
         path = entity.strip("/")
         lower = path.lower()
         is_dlq = lower.endswith(DLQ_SUFFIX)
         base = path[: -len(DLQ_SUFFIX)] if is_dlq else path
         q = self.queues.get(base.lower())
-        if q is None:
+        if q is None and "/subscriptions/" in base.lower():
+            cut = base.lower().rindex("/subscriptions/")
+            topic = self.queues.get(base[:cut].lower())
+            subs = getattr(topic, "subscriptions", None)
+            if subs is not None:
+                q = subs.get(base[cut + len("/subscriptions/") :].lower())
+        if q is None or (is_dlq and q.dlq is None):
             raise BrokerError(
                 NOT_FOUND,
-                f"The messaging entity 'sb://localhost/{base}' could not be found. To know more visit "
+                f"The messaging entity 'sb://localhost/{path}' could not be found. To know more visit "
                 "https://aka.ms/sbResourceMgrExceptions.",
                 404,
             )

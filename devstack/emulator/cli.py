@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             task.result()
             return 1
         queues = ", ".join(server.queue_names) or "(none)"
+        if server.topic_names:
+            queues += "; topics: " + ", ".join(server.topic_names)
         extra = f", restored {server.restored} messages from {args.data}" if args.data else ""
         log.info(
             "Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra

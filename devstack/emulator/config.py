@@ -80,11 +80,53 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class RuleConfig:
+    """A subscription rule as written in Config.json: filter type, its definition and an optional action.
+
+    `filter` is the CorrelationFilter object or the SQL expression; `action` the SqlRuleAction expression.
+    They are compiled by filters.compile_rule, which also validates them when the config is loaded.
+    """
+
+    name: str
+    filter_type: str  # "Correlation" | "Sql" | "True"
+    filter: Any
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionConfig:
+    """A subscription: queue-like properties plus its rules (none = the $Default TrueFilter)."""
+
+    name: str
+    properties: QueueProperties
+    rules: tuple[RuleConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class TopicProperties:
+    """Topic settings (the official schema's topic Properties)."""
+
+    default_ttl: float = 14 * 86400.0
+    requires_duplicate_detection: bool = False
+    duplicate_window: float = 600.0
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """A topic and its subscriptions."""
+
+    name: str
+    properties: TopicProperties
+    subscriptions: tuple[SubscriptionConfig, ...]
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     """Everything the emulator reads from Config.json."""
 
     namespace: str
     queues: tuple[QueueConfig, ...]
+    topics: tuple[TopicConfig, ...] = ()
 
 
 def _bool(props: dict[str, Any], key: str, default: bool) -> bool:
@@ -149,9 +191,93 @@ def parse_config(data: Any) -> EmulatorConfig:
             raise ConfigError(f"duplicate queue {q['Name']!r}")
         seen.add(key)
         queues.append(QueueConfig(q["Name"], parse_queue_properties(q.get("Properties", {}) or {})))
-    if ns.get("Topics"):
-        raise ConfigError("topics are not supported by this emulator (queues only)")
-    return EmulatorConfig(namespace=str(ns.get("Name", "sbemulatorns")), queues=tuple(queues))
+    topics: list[TopicConfig] = []
+    for t in ns.get("Topics", []) or []:
+        if not isinstance(t, dict) or not isinstance(t.get("Name"), str) or not t["Name"]:
+            raise ConfigError("each topic needs a non-empty Name")
+        key = t["Name"].lower()
+        if key in seen:
+            raise ConfigError(f"duplicate queue or topic {t['Name']!r}")
+        seen.add(key)
+        topics.append(parse_topic(t))
+    return EmulatorConfig(
+        namespace=str(ns.get("Name", "sbemulatorns")), queues=tuple(queues), topics=tuple(topics)
+    )
+
+
+def parse_topic(t: dict[str, Any]) -> TopicConfig:
+    """One entry of `Topics[]`: Properties, Subscriptions[] with their Properties and Rules[]."""
+    name = t["Name"]
+    props = t.get("Properties", {}) or {}
+    if not isinstance(props, dict):
+        raise ConfigError(f"topic {name!r}: Properties must be an object")
+    d = TopicProperties()
+    tprops = TopicProperties(
+        default_ttl=(
+            parse_duration(props["DefaultMessageTimeToLive"])
+            if props.get("DefaultMessageTimeToLive")
+            else d.default_ttl
+        ),
+        requires_duplicate_detection=_bool(props, "RequiresDuplicateDetection", False),
+        duplicate_window=(
+            parse_duration(props["DuplicateDetectionHistoryTimeWindow"])
+            if props.get("DuplicateDetectionHistoryTimeWindow")
+            else d.duplicate_window
+        ),
+    )
+    subs: list[SubscriptionConfig] = []
+    seen: set[str] = set()
+    raw_subs = t.get("Subscriptions", []) or []
+    if not isinstance(raw_subs, list):
+        raise ConfigError(f"topic {name!r}: Subscriptions must be a list")
+    for sub in raw_subs:
+        if not isinstance(sub, dict) or not isinstance(sub.get("Name"), str) or not sub["Name"]:
+            raise ConfigError(f"topic {name!r}: each subscription needs a non-empty Name")
+        if sub["Name"].lower() in seen:
+            raise ConfigError(f"topic {name!r}: duplicate subscription {sub['Name']!r}")
+        seen.add(sub["Name"].lower())
+        sp = sub.get("Properties", {}) or {}
+        for unsupported in ("RequiresDuplicateDetection", "DuplicateDetectionHistoryTimeWindow"):
+            if isinstance(sp, dict) and sp.get(unsupported):
+                raise ConfigError(f"subscription {sub['Name']!r}: {unsupported} is a topic property")
+        qp = parse_queue_properties(sp)
+        # a subscription keeps a message no longer than its topic would
+        qp = qp.with_(default_ttl=min(qp.default_ttl, tprops.default_ttl))
+        subs.append(SubscriptionConfig(sub["Name"], qp, _parse_rules(name, sub)))
+    return TopicConfig(name, tprops, tuple(subs))
+
+
+def _parse_rules(topic: str, sub: dict[str, Any]) -> tuple[RuleConfig, ...]:
+    from .filters import FilterError, compile_rule
+
+    rules: list[RuleConfig] = []
+    raw = sub.get("Rules", []) or []
+    if not isinstance(raw, list):
+        raise ConfigError(f"subscription {sub['Name']!r}: Rules must be a list")
+    for r in raw:
+        where = f"topic {topic!r} subscription {sub['Name']!r}"
+        if not isinstance(r, dict) or not isinstance(r.get("Name"), str) or not r["Name"]:
+            raise ConfigError(f"{where}: each rule needs a non-empty Name")
+        props = r.get("Properties")
+        if not isinstance(props, dict):
+            raise ConfigError(f"{where} rule {r['Name']!r}: Properties must be an object")
+        ftype = str(props.get("FilterType", ""))
+        action_obj = props.get("Action") or {}
+        action = action_obj.get("SqlExpression") if isinstance(action_obj, dict) else None
+        if ftype.lower() == "correlation":
+            rule = RuleConfig(r["Name"], "Correlation", props.get("CorrelationFilter"), action or None)
+        elif ftype.lower() == "sql":
+            sql = props.get("SqlFilter") or {}
+            expr = sql.get("SqlExpression") if isinstance(sql, dict) else None
+            rule = RuleConfig(r["Name"], "Sql", expr, action or None)
+        else:
+            raise ConfigError(f"{where} rule {r['Name']!r}: FilterType must be Correlation or Sql")
+        try:
+            compile_rule(rule)
+        except FilterError as exc:
+            raise ConfigError(f"{where} rule {r['Name']!r}: {exc}") from exc
+        rules.append(rule)
+    return tuple(rules)
 
 
 def load_config(path: str | Path) -> EmulatorConfig:
@@ -167,15 +293,19 @@ def load_config(path: str | Path) -> EmulatorConfig:
     return parse_config(data)
 
 
-def make_config(queues: dict[str, QueueProperties], namespace: str = "sbemulatorns") -> dict[str, Any]:
-    """Build an official-format config document (used by tests and tooling)."""
+def make_config(
+    queues: dict[str, QueueProperties],
+    namespace: str = "sbemulatorns",
+    topics: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Build an official-format config document (used by tests and tooling); topics go in as written."""
     return {
         "UserConfig": {
             "Namespaces": [
                 {
                     "Name": namespace,
                     "Queues": [{"Name": n, "Properties": p.to_config()} for n, p in queues.items()],
-                    "Topics": [],
+                    "Topics": list(topics or []),
                 }
             ],
             "Logging": {"Type": "File"},

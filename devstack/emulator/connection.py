@@ -527,10 +527,9 @@ class Connection(asyncio.Protocol):
             except BrokerError as e:
                 self._reject_link(link, frames.ROLE_RECEIVER, e.condition, e.description)
                 return
-            if q.is_dlq:
-                self._reject_link(
-                    link, frames.ROLE_RECEIVER, NOT_ALLOWED, "Cannot send to a dead-letter queue."
-                )
+            if q.is_dlq or q.kind == "subscription":
+                what = "a dead-letter queue" if q.is_dlq else "a subscription (send to its topic)"
+                self._reject_link(link, frames.ROLE_RECEIVER, NOT_ALLOWED, f"Cannot send to {what}.")
                 return
             link.queue = q
         link.reply_attach(role=frames.ROLE_RECEIVER, source=field(a, 5), target=field(a, 6))
@@ -548,6 +547,15 @@ class Connection(asyncio.Protocol):
             q = self.broker.resolve(addr)
         except BrokerError as e:
             self._reject_link(link, frames.ROLE_SENDER, e.condition, e.description)
+            return
+        if q.kind == "topic":
+            self._reject_link(
+                link,
+                frames.ROLE_SENDER,
+                NOT_ALLOWED,
+                "Cannot receive from a topic; receive from one of its subscriptions "
+                "('<topic>/Subscriptions/<name>').",
+            )
             return
         link.queue = q
         filters = field(link.source_fields, 7)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .broker import Broker, BrokerError, Store
-from .config import EmulatorConfig, QueueProperties, load_config, parse_config
+from .config import EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
 from .management import Management
+from .topics import add_topic
 
 log = logging.getLogger("devstack.emulator")
 
@@ -123,6 +124,8 @@ class EmulatorServer:
         self.broker = Broker(self._store)
         for q in cfg.queues:
             self.broker.add_queue(q.name, q.properties)
+        for t in cfg.topics:
+            add_topic(self.broker, t)
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
         self.core = ServerCore(self.broker)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,7 +142,12 @@ class EmulatorServer:
     @property
     def queue_names(self) -> list[str]:
         """Names of all queues."""
-        return [q.name for q in self.broker.queues.values()]
+        return [q.name for q in self.broker.queues.values() if q.kind == "queue"]
+
+    @property
+    def topic_names(self) -> list[str]:
+        """Names of all topics."""
+        return [q.name for q in self.broker.queues.values() if q.kind == "topic"]
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -251,6 +259,12 @@ class EmulatorServer:
         )
         self.call(lambda: self.broker.add_queue(name, props))
         return name
+
+    def create_topic(self, definition: dict[str, Any]) -> str:
+        """Create (or replace) a topic at runtime from one official-format `Topics[]` entry."""
+        topic = parse_topic(definition)
+        self.call(lambda: add_topic(self.broker, topic))
+        return topic.name
 
     def delete_queue(self, name: str) -> None:
         """Drop a queue and its messages."""

@@ -1,11 +1,20 @@
-"""The one interface every order store implements, and the errors that mean "try again later"."""
+"""The one interface every store implements, and the errors that mean "try again later".
+
+Stores keep ledgers, parked and quarantined messages and idempotency records per (session, stream key);
+a ledger's state is the workflow's and reaches the stores as an opaque document (see `StateCodec`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from shared.records import OrderLedger, ParkedMessage, QuarantineRecord, SessionChanges
+from shared.engine.ledger import Ledger
+from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
+
+# Parked messages up to this size stay in a store's cache (released soon, usually by this process);
+# larger bodies are read back from storage when released, so the cache is bounded by bytes.
+PARKED_CACHE_MAX_BODY = 64 * 1024
 
 
 class TransientStoreError(Exception):
@@ -20,14 +29,17 @@ class StoreUnavailable(TransientStoreError):
     """The store is unreachable or failed; nothing of ours was written."""
 
 
+L = TypeVar("L", bound=Ledger[Any])  # the workflow's ledger type
+
+
 @runtime_checkable
-class OrderStore(Protocol):
+class OrderStore(Protocol[L]):
     # --- the per-message path ---
-    def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
-        """The order's ledger, or None if the order was never seen. Callers may mutate the result."""
+    def get_ledger(self, session_id: str, stream_key: str) -> L | None:
+        """The stream's ledger, or None if the stream was never seen. Callers may mutate the result."""
         ...
 
-    def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None: ...
+    def get_parked(self, session_id: str, stream_key: str, sequence: int) -> ParkedMessage | None: ...
 
     def commit(self, changes: SessionChanges) -> None:
         """Write all changes of one message atomically (see SessionChanges), or raise TransientStoreError.
@@ -49,9 +61,9 @@ class OrderStore(Protocol):
         ...
 
     # --- operator reads and maintenance ---
-    def list_ledgers(self, customer_id: str | None = None) -> list[OrderLedger]: ...
+    def list_ledgers(self, session_id: str | None = None) -> list[L]: ...
 
-    def list_parked(self, customer_id: str | None = None) -> list[ParkedMessage]: ...
+    def list_parked(self, session_id: str | None = None) -> list[ParkedMessage]: ...
 
     def list_quarantine(self, *, include_replayed: bool = False) -> list[QuarantineRecord]: ...
 

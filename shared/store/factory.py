@@ -1,29 +1,36 @@
-"""Pick the order store from `OrderStoreConnection`, the way Functions resolves connections."""
+"""Pick the store from `OrderStoreConnection`, the way Functions resolves connections."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from shared.engine.ledger import Ledger
+from shared.engine.workflow import StateCodec
 from shared.settings import DEFAULT_SQLITE_URL, AppSettings, store_kind
 from shared.store.base import OrderStore
 
+L = TypeVar("L", bound=Ledger[Any])
 
-def open_store(settings: AppSettings) -> OrderStore:
+
+def open_store(settings: AppSettings, codec: StateCodec[Any, L]) -> OrderStore[L]:
     """SQLite for `sqlite:///...` or nothing; Azure Table Storage for a storage connection string,
     `UseDevelopmentStorage=true` (Azurite) or identity-based `OrderStoreConnection__tableServiceUri`.
-    A malformed value raises SettingsError (see shared.settings.store_kind)."""
+    A malformed value raises SettingsError (see shared.settings.store_kind). `codec` is the workflow's:
+    the stores keep its states as opaque documents."""
     kind = store_kind(settings)
     conn = (settings.store_connection or "").strip()
     if kind == "table-identity":
         from shared.store.table import TableOrderStore  # lazy: keeps cold start light for SQLite users
 
         uri = settings.store_identity["tableServiceUri"]
-        return TableOrderStore.from_service_uri(uri, settings.table_name, _credential(settings))
+        return TableOrderStore.from_service_uri(uri, settings.table_name, _credential(settings), codec=codec)
     if kind == "sqlite":
         from shared.store.sqlite import SqliteOrderStore
 
-        return SqliteOrderStore.from_url(conn or DEFAULT_SQLITE_URL)
+        return SqliteOrderStore.from_url(conn or DEFAULT_SQLITE_URL, codec=codec)
     from shared.store.table import TableOrderStore
 
-    return TableOrderStore.from_connection_string(conn, settings.table_name)
+    return TableOrderStore.from_connection_string(conn, settings.table_name, codec=codec)
 
 
 def _credential(settings: AppSettings) -> object:

@@ -1,18 +1,23 @@
-"""An in-memory OrderStore: the fake for unit tests, with the same contract as the real ones."""
+"""An in-memory store: the fake for unit tests, with the same contract as the real ones.
+
+It keeps ledger objects (copies), so it needs no StateCodec, and returns them typed as it got them
+(`Any`: whichever workflow's ledger type the test commits)."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from shared.records import IdempotencyRecord, OrderLedger, ParkedMessage, QuarantineRecord, SessionChanges
+from shared.engine.ledger import Ledger
+from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, SessionChanges
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 
 
 class InMemoryOrderStore:
     def __init__(self) -> None:
-        self._ledgers: dict[tuple[str, str], OrderLedger] = {}
+        self._ledgers: dict[tuple[str, str], Ledger[Any]] = {}
         self._parked: dict[tuple[str, str, int], ParkedMessage] = {}
         self._idempotency: dict[tuple[str, str, int], IdempotencyRecord] = {}
         self._quarantine: dict[str, QuarantineRecord] = {}
@@ -22,12 +27,12 @@ class InMemoryOrderStore:
         self.evictions: list[str | None] = []  # nothing is cached; recorded so tests can see the calls
         self.reopened = 0
 
-    def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
-        ledger = self._ledgers.get((session_id, order_id))
+    def get_ledger(self, session_id: str, stream_key: str) -> Any:  # the ledger type it was given, or None
+        ledger = self._ledgers.get((session_id, stream_key))
         return ledger.copy() if ledger else None
 
-    def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
-        return self._parked.get((session_id, order_id, sequence))
+    def get_parked(self, session_id: str, stream_key: str, sequence: int) -> ParkedMessage | None:
+        return self._parked.get((session_id, stream_key, sequence))
 
     def commit(self, changes: SessionChanges) -> None:
         if self.fail_next_commit is not None:
@@ -35,28 +40,28 @@ class InMemoryOrderStore:
             raise error
         sid = changes.session_id
         if changes.ledger is not None:
-            key = (sid, changes.ledger.order_id)
+            key = (sid, changes.ledger.stream_key)
             current = self._ledgers.get(key)
             if (current.version if current else None) != changes.ledger.version:
                 raise ConcurrencyConflict(f"ledger {key} changed since it was read")
         for p in changes.park:
-            if (sid, p.order_id, p.sequence) in self._parked:
-                raise ConcurrencyConflict(f"parked {p.order_id}/{p.sequence} already exists")
-        for order_id, seq in changes.unpark:
-            if (sid, order_id, seq) not in self._parked:
-                raise ConcurrencyConflict(f"parked {order_id}/{seq} is gone")
+            if (sid, p.stream_key, p.sequence) in self._parked:
+                raise ConcurrencyConflict(f"parked {p.stream_key}/{p.sequence} already exists")
+        for stream_key, seq in changes.unpark:
+            if (sid, stream_key, seq) not in self._parked:
+                raise ConcurrencyConflict(f"parked {stream_key}/{seq} is gone")
         # all checks passed: apply
-        for order_id, seq in changes.unpark:
-            del self._parked[(sid, order_id, seq)]
+        for stream_key, seq in changes.unpark:
+            del self._parked[(sid, stream_key, seq)]
         for p in changes.park:
-            self._parked[(sid, p.order_id, p.sequence)] = p
+            self._parked[(sid, p.stream_key, p.sequence)] = p
         for r in changes.idempotency:
-            self._idempotency[(sid, r.order_id, r.sequence)] = r
+            self._idempotency[(sid, r.stream_key, r.sequence)] = r
         for q in changes.quarantine:
             self._quarantine[q.id] = q
         if changes.ledger is not None:
             changes.ledger.version = str(next(self._versions))
-            self._ledgers[(sid, changes.ledger.order_id)] = changes.ledger.copy()
+            self._ledgers[(sid, changes.ledger.stream_key)] = changes.ledger.copy()
         self.commits += 1
 
     def evict(self, session_id: str | None = None) -> None:
@@ -65,15 +70,15 @@ class InMemoryOrderStore:
     def reopen(self) -> None:
         self.reopened += 1
 
-    def list_ledgers(self, customer_id: str | None = None) -> list[OrderLedger]:
+    def list_ledgers(self, session_id: str | None = None) -> list[Any]:
         return [
             ledger.copy()
             for (sid, _), ledger in sorted(self._ledgers.items())
-            if customer_id is None or sid == customer_id
+            if session_id is None or sid == session_id
         ]
 
-    def list_parked(self, customer_id: str | None = None) -> list[ParkedMessage]:
-        return [p for k, p in sorted(self._parked.items()) if customer_id is None or k[0] == customer_id]
+    def list_parked(self, session_id: str | None = None) -> list[ParkedMessage]:
+        return [p for k, p in sorted(self._parked.items()) if session_id is None or k[0] == session_id]
 
     def list_quarantine(self, *, include_replayed: bool = False) -> list[QuarantineRecord]:
         return sorted(

@@ -1,4 +1,4 @@
-"""The embedded SQLite OrderStore: the default for local runs, one transaction per message.
+"""The embedded SQLite store: the default for local runs, one transaction per message.
 
 WAL lets the operator CLI read while the host writes. `synchronous` defaults to NORMAL: a committed
 message survives a process crash (SIGKILL included), not a power cut; pass `?synchronous=full` in the
@@ -15,41 +15,55 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
-from shared.records import OrderLedger, ParkedMessage, QuarantineRecord, SessionChanges
-from shared.store.base import ConcurrencyConflict, StoreUnavailable
+from shared.engine.ledger import Ledger
+from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
+from shared.engine.workflow import StateCodec
+from shared.store.base import PARKED_CACHE_MAX_BODY, ConcurrencyConflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 # Tables holding documents are rowid tables: WITHOUT ROWID suits small rows only (SQLite's own advice).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledgers (
-    session_id TEXT NOT NULL, order_id TEXT NOT NULL, version INTEGER NOT NULL,
+    session_id TEXT NOT NULL, stream_key TEXT NOT NULL, version INTEGER NOT NULL,
     state TEXT NOT NULL, last_sequence INTEGER NOT NULL, doc TEXT NOT NULL,
-    PRIMARY KEY (session_id, order_id));
+    PRIMARY KEY (session_id, stream_key));
 CREATE TABLE IF NOT EXISTS parked (
-    session_id TEXT NOT NULL, order_id TEXT NOT NULL, sequence INTEGER NOT NULL, doc TEXT NOT NULL,
-    PRIMARY KEY (session_id, order_id, sequence));
+    session_id TEXT NOT NULL, stream_key TEXT NOT NULL, sequence INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (session_id, stream_key, sequence));
 CREATE TABLE IF NOT EXISTS idempotency (
-    session_id TEXT NOT NULL, order_id TEXT NOT NULL, sequence INTEGER NOT NULL,
+    session_id TEXT NOT NULL, stream_key TEXT NOT NULL, sequence INTEGER NOT NULL,
     content_hash TEXT NOT NULL, message_id TEXT NOT NULL, recorded_at TEXT NOT NULL,
-    PRIMARY KEY (session_id, order_id, sequence)) WITHOUT ROWID;
+    PRIMARY KEY (session_id, stream_key, sequence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (recorded_at);
 CREATE TABLE IF NOT EXISTS quarantine (
     id TEXT PRIMARY KEY, session_id TEXT NOT NULL, status TEXT NOT NULL, quarantined_at TEXT NOT NULL,
     doc TEXT NOT NULL);
 """
 
+_KEYED_TABLES = ("ledgers", "parked", "idempotency")  # databases written before the split say `order_id`
 _SYNC_MODES = {"off", "normal", "full", "extra"}
-_PARKED_CACHE_MAX_BODY = 64 * 1024  # larger parked bodies are read back from the database when released
 
 
-class SqliteOrderStore:
+L = TypeVar("L", bound=Ledger[Any])
+
+
+def _rename_legacy_key_columns(db: sqlite3.Connection) -> None:
+    """A database written before the engine/workflow split keys its rows by `order_id`: rename in place."""
+    for table in _KEYED_TABLES:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if "order_id" in columns:
+            db.execute(f"ALTER TABLE {table} RENAME COLUMN order_id TO stream_key")
+
+
+class SqliteOrderStore(Generic[L]):
     def __init__(
         self,
         path: str | Path,
         *,
+        codec: StateCodec[Any, L],
         synchronous: str = "normal",
         busy_timeout_ms: int = 10_000,
         cache_size: int = 4096,
@@ -64,6 +78,7 @@ class SqliteOrderStore:
         # per-message path free of connection set-up. Opened lazily and reopened after failures
         # (reopen()), so a file that is read-only, locked or missing at start does not need a restart.
         self._lock = threading.Lock()
+        self._codec = codec
         self._db: sqlite3.Connection | None = None
         self._wal_checkpoints = str(path) != ":memory:" and checkpoint_interval_s > 0
         with self._lock:
@@ -83,10 +98,10 @@ class SqliteOrderStore:
                 daemon=True,
             )
             self._checkpointer.start()
-        # Ledgers this process wrote or read, by (session, order). A hit skips a read; the version check in
+        # Ledgers this process wrote or read, by (session, stream). A hit skips a read; the version check in
         # commit() still guards it, so another writer costs one ConcurrencyConflict (and a fresh read), never
         # a wrong decision.
-        self._cache: OrderedDict[tuple[str, str], OrderLedger] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], L] = OrderedDict()
         self._parked_cache: dict[tuple[str, str, int], ParkedMessage] = {}  # immutable records
         self._cache_size = cache_size
 
@@ -103,6 +118,7 @@ class SqliteOrderStore:
             db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            _rename_legacy_key_columns(db)
             db.executescript(_SCHEMA)
             if self._wal_checkpoints:
                 db.execute("PRAGMA wal_autocheckpoint = 0")
@@ -129,47 +145,53 @@ class SqliteOrderStore:
                     companion.chmod(mode)
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteOrderStore:
+    def from_url(cls, url: str, *, codec: StateCodec[Any, L]) -> SqliteOrderStore[L]:
         """`sqlite:///relative/path.db`, `sqlite:////abs/path.db`, optional `?synchronous=full`."""
         rest = url.removeprefix("sqlite:///")
         path, _, query = rest.partition("?")
         options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
         if not path:
             raise ValueError("sqlite connection needs a path: sqlite:///.local/orders.db")
-        return cls(path, synchronous=options.get("synchronous", "normal"))
+        return cls(path, codec=codec, synchronous=options.get("synchronous", "normal"))
 
     # --- the per-message path ---
-    def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
-        key = (session_id, order_id)
+    def get_ledger(self, session_id: str, stream_key: str) -> L | None:
+        key = (session_id, stream_key)
         with self._lock:  # the host calls from one thread per session; the LRU is shared
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached.copy()
         row = self._query_one(
-            "SELECT doc, version FROM ledgers WHERE session_id = ? AND order_id = ?", (session_id, order_id)
+            "SELECT doc, version FROM ledgers WHERE session_id = ? AND stream_key = ?",
+            (session_id, stream_key),
         )
         if not row:
             return None
-        ledger = OrderLedger.from_document(json.loads(row[0]), str(row[1]))
+        ledger = self._ledger(session_id, stream_key, row[0], row[1])
         with self._lock:
             self._remember(key, ledger)
         return ledger.copy()
 
-    def _remember(self, key: tuple[str, str], ledger: OrderLedger) -> None:
+    def _ledger(self, session_id: str, stream_key: str, doc: str, version: object) -> L:
+        return Ledger.from_document(
+            json.loads(doc), self._codec, version=str(version), session_id=session_id, stream_key=stream_key
+        )
+
+    def _remember(self, key: tuple[str, str], ledger: L) -> None:
         self._cache[key] = ledger
         self._cache.move_to_end(key)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
+    def get_parked(self, session_id: str, stream_key: str, sequence: int) -> ParkedMessage | None:
         with self._lock:
-            parked = self._parked_cache.get((session_id, order_id, sequence))
+            parked = self._parked_cache.get((session_id, stream_key, sequence))
         if parked is not None:
             return parked
         row = self._query_one(
-            "SELECT doc FROM parked WHERE session_id = ? AND order_id = ? AND sequence = ?",
-            (session_id, order_id, sequence),
+            "SELECT doc FROM parked WHERE session_id = ? AND stream_key = ? AND sequence = ?",
+            (session_id, stream_key, sequence),
         )
         return ParkedMessage.from_document(json.loads(row[0])) if row else None
 
@@ -198,18 +220,18 @@ class SqliteOrderStore:
                 raise StoreUnavailable(str(exc)) from exc
             if ledger is not None and new_version is not None:
                 ledger.version = str(new_version)
-                self._remember((sid, ledger.order_id), ledger.copy())
-            for order_id, seq in changes.unpark:
-                self._parked_cache.pop((sid, order_id, seq), None)
+                self._remember((sid, ledger.stream_key), cast(L, ledger.copy()))  # written through us: ours
+            for stream_key, seq in changes.unpark:
+                self._parked_cache.pop((sid, stream_key, seq), None)
             for p in changes.park:  # released soon by this process, usually: skip re-reading the body
-                if len(p.envelope.body) <= _PARKED_CACHE_MAX_BODY:
-                    self._parked_cache[(sid, p.order_id, p.sequence)] = p
+                if len(p.envelope.body) <= PARKED_CACHE_MAX_BODY:
+                    self._parked_cache[(sid, p.stream_key, p.sequence)] = p
             while len(self._parked_cache) > self._cache_size:
                 self._parked_cache.pop(next(iter(self._parked_cache)))
 
     def _forget(self, changes: SessionChanges) -> None:
         if changes.ledger is not None:
-            self._cache.pop((changes.session_id, changes.ledger.order_id), None)
+            self._cache.pop((changes.session_id, changes.ledger.stream_key), None)
 
     # --- recovery ---
     def evict(self, session_id: str | None = None) -> None:
@@ -239,51 +261,51 @@ class SqliteOrderStore:
         new_version: int | None = None
         ledger = changes.ledger
         if ledger is not None:
-            doc = json.dumps(ledger.to_document(), separators=(",", ":"))
-            state = ledger.order.state.value
-            if ledger.version is None:  # a new order: the primary key refuses a concurrent creator
+            doc = json.dumps(ledger.to_document(self._codec), separators=(",", ":"))
+            state = self._codec.status(ledger.state)
+            if ledger.version is None:  # a new stream: the primary key refuses a concurrent creator
                 new_version = 1
                 db.execute(
-                    "INSERT INTO ledgers (session_id, order_id, version, state, last_sequence, doc)"
+                    "INSERT INTO ledgers (session_id, stream_key, version, state, last_sequence, doc)"
                     " VALUES (?, ?, 1, ?, ?, ?)",
-                    (sid, ledger.order_id, state, ledger.last_sequence, doc),
+                    (sid, ledger.stream_key, state, ledger.last_sequence, doc),
                 )
             else:
                 new_version = int(ledger.version) + 1
                 cur = db.execute(
                     "UPDATE ledgers SET version = ?, state = ?, last_sequence = ?, doc = ?"
-                    " WHERE session_id = ? AND order_id = ? AND version = ?",
+                    " WHERE session_id = ? AND stream_key = ? AND version = ?",
                     (
                         new_version,
                         state,
                         ledger.last_sequence,
                         doc,
                         sid,
-                        ledger.order_id,
+                        ledger.stream_key,
                         int(ledger.version),
                     ),
                 )
                 if cur.rowcount != 1:
-                    raise ConcurrencyConflict(f"ledger {sid}/{ledger.order_id} changed since it was read")
-        for order_id, seq in changes.unpark:
+                    raise ConcurrencyConflict(f"ledger {sid}/{ledger.stream_key} changed since it was read")
+        for stream_key, seq in changes.unpark:
             cur = db.execute(
-                "DELETE FROM parked WHERE session_id = ? AND order_id = ? AND sequence = ?",
-                (sid, order_id, seq),
+                "DELETE FROM parked WHERE session_id = ? AND stream_key = ? AND sequence = ?",
+                (sid, stream_key, seq),
             )
             if cur.rowcount != 1:
-                raise ConcurrencyConflict(f"parked {sid}/{order_id}/{seq} is gone")
+                raise ConcurrencyConflict(f"parked {sid}/{stream_key}/{seq} is gone")
         if changes.park:
             db.executemany(
-                "INSERT INTO parked (session_id, order_id, sequence, doc) VALUES (?, ?, ?, ?)",
-                [(sid, p.order_id, p.sequence, json.dumps(p.to_document())) for p in changes.park],
+                "INSERT INTO parked (session_id, stream_key, sequence, doc) VALUES (?, ?, ?, ?)",
+                [(sid, p.stream_key, p.sequence, json.dumps(p.to_document())) for p in changes.park],
             )
         if changes.idempotency:
             db.executemany(
                 "INSERT OR REPLACE INTO idempotency"
-                " (session_id, order_id, sequence, content_hash, message_id, recorded_at)"
+                " (session_id, stream_key, sequence, content_hash, message_id, recorded_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (sid, r.order_id, r.sequence, r.content_hash, r.message_id, r.recorded_at.isoformat())
+                    (sid, r.stream_key, r.sequence, r.content_hash, r.message_id, r.recorded_at.isoformat())
                     for r in changes.idempotency
                 ],
             )
@@ -299,21 +321,22 @@ class SqliteOrderStore:
         return new_version
 
     # --- operator reads and maintenance ---
-    def list_ledgers(self, customer_id: str | None = None) -> list[OrderLedger]:
-        sql = "SELECT doc, version FROM ledgers"
-        args: tuple[Any, ...] = ()
-        if customer_id is not None:
-            sql, args = sql + " WHERE session_id = ?", (customer_id,)
-        rows = self._query_all(sql + " ORDER BY session_id, order_id", args)
-        return [OrderLedger.from_document(json.loads(doc), str(version)) for doc, version in rows]
+    def list_ledgers(self, session_id: str | None = None) -> list[L]:
+        rows = self._select_by_session(
+            "SELECT session_id, stream_key, doc, version FROM ledgers", "session_id, stream_key", session_id
+        )
+        return [self._ledger(sid, key, doc, version) for sid, key, doc, version in rows]
 
-    def list_parked(self, customer_id: str | None = None) -> list[ParkedMessage]:
-        sql = "SELECT doc FROM parked"
-        args: tuple[Any, ...] = ()
-        if customer_id is not None:
-            sql, args = sql + " WHERE session_id = ?", (customer_id,)
-        rows = self._query_all(sql + " ORDER BY session_id, order_id, sequence", args)
+    def list_parked(self, session_id: str | None = None) -> list[ParkedMessage]:
+        rows = self._select_by_session(
+            "SELECT doc FROM parked", "session_id, stream_key, sequence", session_id
+        )
         return [ParkedMessage.from_document(json.loads(doc)) for (doc,) in rows]
+
+    def _select_by_session(self, select: str, order_by: str, session_id: str | None) -> list[Any]:
+        if session_id is None:
+            return self._query_all(f"{select} ORDER BY {order_by}", ())
+        return self._query_all(f"{select} WHERE session_id = ? ORDER BY {order_by}", (session_id,))
 
     def list_quarantine(self, *, include_replayed: bool = False) -> list[QuarantineRecord]:
         where = "" if include_replayed else " WHERE status = 'open'"

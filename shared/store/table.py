@@ -1,4 +1,4 @@
-"""OrderStore on Azure Table Storage: one partition per session, one entity-group transaction per message.
+"""The store on Azure Table Storage: one partition per session, one entity-group transaction per message.
 
 Layout (see docs/store.md): PartitionKey = session id (the customer id), so a message's ledger update,
 idempotency record, park/unpark and quarantine rows all live in one partition and commit together in a
@@ -8,16 +8,14 @@ on first touch) lets the steady state cost exactly one storage round trip per me
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -31,240 +29,45 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
-from shared.envelope import SessionEnvelope
-from shared.records import IdempotencyRecord, OrderLedger, ParkedMessage, QuarantineRecord, SessionChanges
-from shared.store.base import ConcurrencyConflict, StoreUnavailable, TransientStoreError
+from shared.engine.ledger import Ledger
+from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
+from shared.engine.workflow import StateCodec
+from shared.store.base import (
+    PARKED_CACHE_MAX_BODY,
+    ConcurrencyConflict,
+    StoreUnavailable,
+    TransientStoreError,
+)
+from shared.store.table_entities import (
+    BATCH_PAYLOAD_BUDGET,
+    IDEM,
+    LEDGER,
+    MAX_BATCH_OPERATIONS,
+    MAX_BATCH_PAYLOAD,
+    PARK,
+    QUARANTINE,
+    StoreLimitExceeded,
+    escape_key,
+    idempotency_entity,
+    ledger_entity,
+    ledger_from_entity,
+    load_filter,
+    park_key,
+    parked_entity,
+    parked_from_entity,
+    payload_size,
+    prefix_filter,
+    quarantine_entity,
+    quarantine_from_entity,
+    quarantine_key,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 
-# --- service limits (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model)
-MAX_BATCH_OPERATIONS = 100
-MAX_BATCH_PAYLOAD = 4 * 1024 * 1024  # request body of one $batch
-MAX_ENTITY_SIZE = 1024 * 1024
-CHUNK_SIZE = 60 * 1024  # one binary property holds at most 64 KiB; keep a margin
-# What we let a batch grow to by our own (conservative) estimate, leaving room for multipart framing.
-BATCH_PAYLOAD_BUDGET = MAX_BATCH_PAYLOAD - 256 * 1024
-ENTITY_SIZE_BUDGET = MAX_ENTITY_SIZE - 8 * 1024
-
-ORDER, PARK, IDEM, QUARANTINE = "order|", "park|", "idem|", "quarantine|"
-_SAFE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-
 Operation = tuple[Any, ...]  # (verb, entity) or (verb, entity, options), as submit_transaction takes
 
-
-class StoreLimitExceeded(ValueError):
-    """A change cannot be stored within Table Storage limits; retrying will not help (not transient)."""
-
-
-def escape_key(value: str) -> str:
-    """Key-safe form of an id: `[A-Za-z0-9._-]` kept, everything else as ~XX per UTF-8 byte.
-
-    Table keys forbid / \\ # ? and control characters, and '|' separates our key parts, so escaping
-    keeps both the service and our prefix range queries safe whatever a producer puts in an id.
-    """
-    if all(c in _SAFE_KEY_CHARS for c in value):
-        return value
-    out: list[str] = []
-    for c in value:
-        if c in _SAFE_KEY_CHARS:
-            out.append(c)
-        else:
-            out.extend(f"~{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
-    return "".join(out)
-
-
-def order_key(order_id: str) -> str:
-    return f"{ORDER}{escape_key(order_id)}"
-
-
-def park_key(order_id: str, sequence: int) -> str:
-    return f"{PARK}{escape_key(order_id)}|{sequence:010d}"
-
-
-def idem_key(order_id: str, sequence: int) -> str:
-    return f"{IDEM}{escape_key(order_id)}|{sequence:010d}"
-
-
-def quarantine_key(quarantine_id: str) -> str:
-    return f"{QUARANTINE}{escape_key(quarantine_id)}"
-
-
-def _prefix_filter(prefix: str) -> str:
-    """RowKey range covering exactly the keys starting with `prefix` ('}' sorts right after '|')."""
-    return f"RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}}}'"
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _put_blob(entity: dict[str, Any], name: str, data: bytes) -> None:
-    """Split bytes over `name_0..name_{n-1}` binary properties (each ≤ 60 KiB) plus a `name_n` count."""
-    count = math.ceil(len(data) / CHUNK_SIZE)
-    entity[f"{name}_n"] = count
-    for i in range(count):
-        entity[f"{name}_{i}"] = data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE]
-
-
-def _get_blob(entity: Mapping[str, Any], name: str) -> bytes:
-    count = int(entity.get(f"{name}_n") or 0)
-    return b"".join(bytes(entity[f"{name}_{i}"]) for i in range(count))
-
-
-def _json_bytes(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
-
-
-def _json_load(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8", "surrogatepass"))
-
-
-def _short(value: str | None, limit: int = 1024) -> str | None:
-    """Informational string columns stay far below the 32K-character property limit."""
-    return value if value is None or len(value) <= limit else value[:limit]
-
-
-def _entity_size(entity: Mapping[str, Any]) -> int:
-    """The service's size formula: 4 + 2*len(keys) + per property 8 + 2*len(name) + value size."""
-    size = 4
-    for name, value in entity.items():
-        if name in ("PartitionKey", "RowKey"):
-            size += 2 * len(str(value))
-            continue
-        size += 8 + 2 * len(name)
-        if isinstance(value, bytes | bytearray):
-            size += 4 + len(value)
-        elif isinstance(value, str):
-            size += 4 + 2 * len(value)
-        else:
-            size += 8
-    return size
-
-
-def _payload_size(entity: Mapping[str, Any]) -> int:
-    """Upper estimate of an operation's bytes on the wire (binary travels as base64 in JSON)."""
-    size = 600  # multipart part headers, request line
-    for name, value in entity.items():
-        size += len(name) + 40  # name, quotes, the @odata.type annotation
-        if isinstance(value, bytes | bytearray):
-            size += 4 * math.ceil(len(value) / 3)
-        elif isinstance(value, str):
-            size += len(json.dumps(value))
-        else:
-            size += 40
-    return size
-
-
-def _checked(entity: dict[str, Any]) -> dict[str, Any]:
-    size = _entity_size(entity)
-    if size > ENTITY_SIZE_BUDGET:
-        raise StoreLimitExceeded(
-            f"{entity['RowKey']!r} would be {size} bytes; a Table entity holds at most {MAX_ENTITY_SIZE}"
-        )
-    return entity
-
-
-# --- entity <-> record mapping -------------------------------------------------------------------
-
-
-def ledger_entity(session_id: str, ledger: OrderLedger) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
-        "RowKey": order_key(ledger.order_id),
-        "kind": "order",
-        "session_id": session_id,
-        "order_id": ledger.order_id,
-        "customer_id": _short(ledger.customer_id),
-        "state": ledger.order.state.value,
-        "last_sequence": ledger.last_sequence,
-    }
-    _put_blob(entity, "doc", _json_bytes(ledger.to_document()))
-    return _checked(entity)
-
-
-def ledger_from_entity(entity: Mapping[str, Any], etag: str) -> OrderLedger:
-    return OrderLedger.from_document(_json_load(_get_blob(entity, "doc")), version=etag)
-
-
-def parked_entity(session_id: str, parked: ParkedMessage) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
-        "RowKey": park_key(parked.order_id, parked.sequence),
-        "kind": "park",
-        "session_id": parked.session_id,
-        "order_id": parked.order_id,
-        "sequence": parked.sequence,
-        "content_hash": _short(parked.content_hash),
-        "parked_at": _utc(parked.parked_at),
-    }
-    doc = {
-        "session_id": parked.session_id,
-        "order_id": parked.order_id,
-        "sequence": parked.sequence,
-        "content_hash": parked.content_hash,
-        "metadata": parked.envelope.metadata(),
-        "parked_at": parked.parked_at.isoformat(),
-    }
-    _put_blob(entity, "doc", _json_bytes(doc))
-    _put_blob(entity, "body", parked.envelope.body)  # raw bytes: no base64 inflation in the entity
-    return _checked(entity)
-
-
-def parked_from_entity(entity: Mapping[str, Any]) -> ParkedMessage:
-    doc = _json_load(_get_blob(entity, "doc"))
-    return ParkedMessage(
-        session_id=doc["session_id"],
-        order_id=doc["order_id"],
-        sequence=int(doc["sequence"]),
-        content_hash=doc["content_hash"],
-        envelope=SessionEnvelope.from_metadata(_get_blob(entity, "body"), doc["metadata"]),
-        parked_at=datetime.fromisoformat(doc["parked_at"]),
-    )
-
-
-def idempotency_entity(session_id: str, record: IdempotencyRecord) -> dict[str, Any]:
-    return _checked(
-        {
-            "PartitionKey": escape_key(session_id),
-            "RowKey": idem_key(record.order_id, record.sequence),
-            "kind": "idem",
-            "session_id": record.session_id,
-            "order_id": record.order_id,
-            "sequence": record.sequence,
-            "content_hash": _short(record.content_hash),
-            "message_id": _short(record.message_id),
-            "recorded_at": _utc(record.recorded_at),  # Edm.DateTime, so purge can filter on it
-        }
-    )
-
-
-def quarantine_entity(session_id: str, record: QuarantineRecord) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
-        "RowKey": quarantine_key(record.id),
-        "kind": "quarantine",
-        "quarantine_id": record.id,
-        "session_id": record.session_id,
-        "reason": _short(record.reason),
-        "status": record.status,
-        "quarantined_at": _utc(record.quarantined_at),
-    }
-    if record.replayed_at is not None:
-        entity["replayed_at"] = record.replayed_at.isoformat()
-    doc = record.to_document()
-    body = doc.pop("body")
-    _put_blob(entity, "doc", _json_bytes(doc))
-    _put_blob(entity, "body", body.encode("utf-8", "surrogatepass"))
-    return _checked(entity)
-
-
-def quarantine_from_entity(entity: Mapping[str, Any]) -> QuarantineRecord:
-    doc = _json_load(_get_blob(entity, "doc"))
-    doc["body"] = _get_blob(entity, "body").decode("utf-8", "surrogatepass")
-    # status/replayed_at are plain columns so mark_replayed is a small MERGE, not a document rewrite
-    doc["status"] = entity.get("status") or doc.get("status") or "open"
-    doc["replayed_at"] = entity.get("replayed_at") or None
-    return QuarantineRecord.from_document(doc)
+__all__ = ["RequestCounter", "StoreLimitExceeded", "TableOrderStore"]
 
 
 # --- plumbing ------------------------------------------------------------------------------------
@@ -286,14 +89,11 @@ class RequestCounter(SansIOHTTPPolicy):
 class _Partition:
     """What one session's partition held when loaded, kept current by our own successful commits."""
 
-    ledgers: dict[str, OrderLedger] = field(default_factory=dict)
-    # (order, sequence) -> the parked message, or None when it exists but its body is too large to keep
+    ledgers: dict[str, Any] = field(default_factory=dict)  # stream key -> the store's ledger type
+    # (stream, sequence) -> the parked message, or None when it exists but its body is too large to keep
     # in memory (read back on demand): the cache's size stays bounded by bytes, not just by sessions.
     parked: dict[tuple[str, int], ParkedMessage | None] = field(default_factory=dict)
     touched: float = 0.0
-
-
-PARKED_CACHE_MAX_BODY = 64 * 1024
 
 
 def _cacheable(parked: ParkedMessage) -> ParkedMessage | None:
@@ -320,14 +120,18 @@ def _is_conflict(exc: AzureError) -> bool:
     return isinstance(exc, TableTransactionError) and status == 404 and _error_code(exc) != "TableNotFound"
 
 
-class TableOrderStore:
-    """OrderStore on one Azure Table (or Azurite). Thread-safe; one instance per process is enough."""
+L = TypeVar("L", bound=Ledger[Any])
+
+
+class TableOrderStore(Generic[L]):
+    """The store on one Azure Table (or Azurite). Thread-safe; one instance per process is enough."""
 
     def __init__(
         self,
         client: TableClient,
         counter: RequestCounter,
         *,
+        codec: StateCodec[Any, L],
         cache_ttl_seconds: float = 30.0,
         cache_max_sessions: int = 1024,
         create_table: bool = True,
@@ -337,6 +141,7 @@ class TableOrderStore:
         self._client = client
         self._client_factory = client_factory  # reopen() builds a fresh client (new connection pool)
         self._counter = counter
+        self._codec = codec
         self._ttl = cache_ttl_seconds
         self._max_sessions = cache_max_sessions
         self._clock = clock
@@ -366,8 +171,14 @@ class TableOrderStore:
 
     @classmethod
     def from_connection_string(
-        cls, conn: str, table_name: str, *, client_options: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> TableOrderStore:
+        cls,
+        conn: str,
+        table_name: str,
+        *,
+        codec: StateCodec[Any, L],
+        client_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> TableOrderStore[L]:
         """Account-key/SAS connection string, or `UseDevelopmentStorage=true` (Azurite on 127.0.0.1:10002)."""
         counter = RequestCounter()
 
@@ -376,7 +187,7 @@ class TableOrderStore:
                 conn, table_name=table_name, **cls._client_options(counter, client_options or {})
             )
 
-        return cls(make(), counter, client_factory=make, **kwargs)
+        return cls(make(), counter, codec=codec, client_factory=make, **kwargs)
 
     @classmethod
     def from_service_uri(
@@ -385,9 +196,10 @@ class TableOrderStore:
         table_name: str,
         credential: Any,
         *,
+        codec: StateCodec[Any, L],
         client_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
-    ) -> TableOrderStore:
+    ) -> TableOrderStore[L]:
         """Identity-based access (DefaultAzureCredential / ManagedIdentityCredential): needs the
         "Storage Table Data Contributor" role on the account or table."""
         counter = RequestCounter()
@@ -400,7 +212,7 @@ class TableOrderStore:
                 **cls._client_options(counter, client_options or {}),
             )
 
-        return cls(make(), counter, client_factory=make, **kwargs)
+        return cls(make(), counter, codec=codec, client_factory=make, **kwargs)
 
     @property
     def requests_made(self) -> int:
@@ -450,17 +262,16 @@ class TableOrderStore:
         return part
 
     def _load_partition(self, session_id: str) -> _Partition:
-        """One range query over the partition's `order|` and `park|` rows (they sort next to each other)."""
+        """One range query over the partition's ledger and `park|` rows (they sort next to each other)."""
         part = _Partition()
-        query = f"PartitionKey eq @pk and RowKey ge '{ORDER}' and RowKey lt '{PARK[:-1]}}}'"
-        for entity in self._query(query, {"pk": escape_key(session_id)}):
+        for entity in self._query(load_filter(), {"pk": escape_key(session_id)}):
             row_key: str = entity["RowKey"]
-            if row_key.startswith(ORDER):
-                ledger = ledger_from_entity(entity, _etag(entity))
-                part.ledgers[ledger.order_id] = ledger
+            if row_key.startswith(LEDGER):
+                ledger = ledger_from_entity(entity, _etag(entity), self._codec)
+                part.ledgers[ledger.stream_key] = ledger
             elif row_key.startswith(PARK):
                 parked = parked_from_entity(entity)
-                part.parked[(parked.order_id, parked.sequence)] = _cacheable(parked)
+                part.parked[(parked.stream_key, parked.sequence)] = _cacheable(parked)
         part.touched = self._clock()
         return part
 
@@ -481,22 +292,22 @@ class TableOrderStore:
             self._client = self._client_factory()
 
     # --- the per-message path ---
-    def get_ledger(self, session_id: str, order_id: str) -> OrderLedger | None:
-        ledger = self._partition(session_id).ledgers.get(order_id)
+    def get_ledger(self, session_id: str, stream_key: str) -> L | None:
+        ledger: L | None = self._partition(session_id).ledgers.get(stream_key)
         return ledger.copy() if ledger is not None else None
 
-    def get_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
+    def get_parked(self, session_id: str, stream_key: str, sequence: int) -> ParkedMessage | None:
         parked = self._partition(session_id).parked
-        key = (order_id, sequence)
+        key = (stream_key, sequence)
         if key not in parked:
             return None
-        return parked[key] or self._read_parked(session_id, order_id, sequence)
+        return parked[key] or self._read_parked(session_id, stream_key, sequence)
 
-    def _read_parked(self, session_id: str, order_id: str, sequence: int) -> ParkedMessage | None:
+    def _read_parked(self, session_id: str, stream_key: str, sequence: int) -> ParkedMessage | None:
         """Point read of a parked message whose body the cache does not keep."""
         self._ensure_table()
         try:
-            entity = self._client.get_entity(escape_key(session_id), park_key(order_id, sequence))
+            entity = self._client.get_entity(escape_key(session_id), park_key(stream_key, sequence))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -512,7 +323,7 @@ class TableOrderStore:
         atomic_size = 0
         ledger = changes.ledger
         if ledger is not None:
-            entity = ledger_entity(sid, ledger)
+            entity = ledger_entity(sid, ledger, self._codec)
             if ledger.version is None:
                 atomic.append(("create", entity))
             else:
@@ -522,16 +333,16 @@ class TableOrderStore:
                     "match_condition": MatchConditions.IfNotModified,
                 }
                 atomic.append(("update", entity, options))
-            atomic_size += _payload_size(entity)
+            atomic_size += payload_size(entity)
         for parked in changes.park:
             entity = parked_entity(sid, parked)
             atomic.append(("create", entity))
-            atomic_size += _payload_size(entity)
-        for order_id, sequence in changes.unpark:
+            atomic_size += payload_size(entity)
+        for stream_key, sequence in changes.unpark:
             # unconditional delete; a missing row fails the batch with 404 -> ConcurrencyConflict
-            entity = {"PartitionKey": pk, "RowKey": park_key(order_id, sequence)}
+            entity = {"PartitionKey": pk, "RowKey": park_key(stream_key, sequence)}
             atomic.append(("delete", entity))
-            atomic_size += _payload_size(entity)
+            atomic_size += payload_size(entity)
         if len(atomic) > MAX_BATCH_OPERATIONS or atomic_size > BATCH_PAYLOAD_BUDGET:
             raise StoreLimitExceeded(
                 f"ledger+park+unpark of one message is {len(atomic)} operations / ~{atomic_size} bytes; "
@@ -554,7 +365,7 @@ class TableOrderStore:
         batch: list[Operation] = []
         batch_size = 0
         for entity in upserts.values():
-            size = _payload_size(entity)
+            size = payload_size(entity)
             if len(final) < MAX_BATCH_OPERATIONS and final_size + size <= BATCH_PAYLOAD_BUDGET:
                 final.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
                 final_size += size
@@ -586,11 +397,11 @@ class TableOrderStore:
             if part is None:
                 return
             if changes.ledger is not None:
-                part.ledgers[changes.ledger.order_id] = changes.ledger.copy()
-            for order_id, sequence in changes.unpark:
-                part.parked.pop((order_id, sequence), None)
+                part.ledgers[changes.ledger.stream_key] = changes.ledger.copy()
+            for stream_key, sequence in changes.unpark:
+                part.parked.pop((stream_key, sequence), None)
             for parked in changes.park:
-                part.parked[(parked.order_id, parked.sequence)] = _cacheable(parked)
+                part.parked[(parked.stream_key, parked.sequence)] = _cacheable(parked)
             part.touched = self._clock()
 
     def _submit(self, ops: list[Operation]) -> list[Mapping[str, Any]]:
@@ -620,23 +431,23 @@ class TableOrderStore:
             raise self._translate(exc, "query") from exc
 
     # --- operator reads and maintenance ---
-    def list_ledgers(self, customer_id: str | None = None) -> list[OrderLedger]:
-        """By customer: one partition (session id = customer id); all: a scan of the `order|` rows."""
-        query, params = _prefix_filter(ORDER), {}
-        if customer_id is not None:
-            query, params = f"PartitionKey eq @pk and {query}", {"pk": escape_key(customer_id)}
-        ledgers = [ledger_from_entity(e, _etag(e)) for e in self._query(query, params)]
-        return sorted(ledgers, key=lambda x: (x.customer_id, x.order_id))
+    def list_ledgers(self, session_id: str | None = None) -> list[L]:
+        """By session: one partition; all: a scan of the ledger rows."""
+        query, params = prefix_filter(LEDGER), {}
+        if session_id is not None:
+            query, params = f"PartitionKey eq @pk and {query}", {"pk": escape_key(session_id)}
+        ledgers = [ledger_from_entity(e, _etag(e), self._codec) for e in self._query(query, params)]
+        return sorted(ledgers, key=lambda x: (x.session_id, x.stream_key))
 
-    def list_parked(self, customer_id: str | None = None) -> list[ParkedMessage]:
-        query, params = _prefix_filter(PARK), {}
-        if customer_id is not None:
-            query, params = f"PartitionKey eq @pk and {query}", {"pk": escape_key(customer_id)}
+    def list_parked(self, session_id: str | None = None) -> list[ParkedMessage]:
+        query, params = prefix_filter(PARK), {}
+        if session_id is not None:
+            query, params = f"PartitionKey eq @pk and {query}", {"pk": escape_key(session_id)}
         parked = [parked_from_entity(e) for e in self._query(query, params)]
-        return sorted(parked, key=lambda p: (p.session_id, p.order_id, p.sequence))
+        return sorted(parked, key=lambda p: (p.session_id, p.stream_key, p.sequence))
 
     def list_quarantine(self, *, include_replayed: bool = False) -> list[QuarantineRecord]:
-        query = _prefix_filter(QUARANTINE)
+        query = prefix_filter(QUARANTINE)
         if not include_replayed:
             query += " and status eq 'open'"
         records = [quarantine_from_entity(e) for e in self._query(query)]
@@ -673,10 +484,10 @@ class TableOrderStore:
 
     def purge_idempotency_records(self, older_than: datetime) -> int:
         """Scan for old `idem|` rows (keys only), then delete them in per-partition batches of 100."""
-        query = f"{_prefix_filter(IDEM)} and recorded_at lt @cutoff"
+        query = f"{prefix_filter(IDEM)} and recorded_at lt @cutoff"
         keys = [
             (e["PartitionKey"], e["RowKey"])
-            for e in self._query(query, {"cutoff": _utc(older_than)}, ["PartitionKey", "RowKey"])
+            for e in self._query(query, {"cutoff": utc(older_than)}, ["PartitionKey", "RowKey"])
         ]
         by_partition: dict[str, list[str]] = {}
         for pk, rk in keys:
@@ -707,13 +518,13 @@ class TableOrderStore:
         return len(row_keys)
 
     def count_idempotency_records(self) -> int:
-        return sum(1 for _ in self._query(_prefix_filter(IDEM), select=["RowKey"]))
+        return sum(1 for _ in self._query(prefix_filter(IDEM), select=["RowKey"]))
 
     def close(self) -> None:
         self.evict()
         self._client.close()
 
-    def __enter__(self) -> TableOrderStore:
+    def __enter__(self) -> TableOrderStore[L]:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,6 +18,7 @@ from orders_cli.deadletters import ServiceBusDeadLetters
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.dlq import RESUBMITTED_FROM, peek_all, resubmit, resubmit_id
+from shared.order_workflow import ORDERS
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host, _settings
@@ -71,7 +72,7 @@ def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Any:
 
 
 def _ledgers(db: Path) -> dict[tuple[str, str], Any]:
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         assert store.list_quarantine() == []
         return {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}

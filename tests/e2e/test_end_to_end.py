@@ -25,6 +25,7 @@ from orders_cli.traffic import (
     expected_outcomes,
     generate_messages,
 )
+from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
@@ -104,7 +105,7 @@ def test_orders_flow_through_emulator_host_and_store(
     assert host.counters.completed == len(messages)
     assert host.counters.abandoned == 0
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         ledgers = {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}
         expected = expected_final_state(messages)
@@ -160,7 +161,7 @@ def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
     queue = _orders_queue(fresh_queue)
     db = tmp_path / "orders.db"
     settings = _settings(servicebus_emulator, queue, db)
-    flaky = _FlakyStore(SqliteOrderStore.from_url(f"sqlite:///{db}"), failures=1)
+    flaky = _FlakyStore(SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS), failures=1)
     # no in-invocation retry: this test is about the abandon/redeliver path (see test_store_outage_host)
     no_retry = {**settings, "ORDERS_STORE_RETRY_SECONDS": "0"}
     reset_service(OrderService(AppSettings.from_values(no_retry), flaky))
@@ -184,7 +185,7 @@ def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
     assert servicebus_emulator.active_count(queue) == 0
     assert servicebus_emulator.dead_letter_count(queue) == 0
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         (ledger,) = store.list_ledgers()
         ((_, steps),) = expected_final_state(messages).items()

@@ -17,6 +17,7 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from devstack.host import LocalHost
+from shared.order_workflow import ORDERS
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import body
@@ -93,7 +94,7 @@ def test_hostile_bodies_are_quarantined_and_their_sessions_go_on(
     assert host.counters.abandoned == 0
     assert host.counters.completed == 2 * len(cases)
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}")
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
     try:
         quarantined = {q.message_id: q for q in store.list_quarantine()}
         ledgers = {(x.customer_id, x.order_id): x for x in store.list_ledgers()}

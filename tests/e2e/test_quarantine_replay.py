@@ -11,6 +11,7 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from orders_cli.cli import main as orders
+from shared.order_workflow import ORDERS
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host, _settings
@@ -44,7 +45,7 @@ def _fresh_service() -> Any:
 
 
 def _ledger(db: Path) -> Any:
-    store = SqliteOrderStore(db)
+    store = SqliteOrderStore(db, codec=ORDERS)
     try:
         return store.get_ledger(CUSTOMER, ORDER), store.list_quarantine(include_replayed=True)
     finally:

@@ -11,6 +11,7 @@ import pytest
 
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
+from shared.order_workflow import ORDERS
 from shared.service import reset_service
 from shared.store.table import TableOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host
@@ -49,7 +50,9 @@ def test_orders_flow_into_table_storage(
     assert host.counters.completed == len(messages) and host.counters.abandoned == 0
     assert servicebus_emulator.active_count(queue) == 0 and servicebus_emulator.dead_letter_count(queue) == 0
 
-    store = TableOrderStore.from_connection_string(azurite.connection_string, azurite_table_name)
+    store = TableOrderStore.from_connection_string(
+        azurite.connection_string, azurite_table_name, codec=ORDERS
+    )
     try:
         applied = {(x.customer_id, x.order_id): [a.step for a in x.applied] for x in store.list_ledgers()}
         expected = expected_final_state(messages)

@@ -6,14 +6,15 @@ creates the scenario's entities with unique names and hands them to the implemen
 ("queue", ...). tests/emulator/test_conformance_node.py asserts that both clients implement exactly
 these ids, so a scenario cannot be added for one client only.
 
-Hook for topics: add `Entity(kind="topic", props={...})` roles and scenarios here, teach
-`create_entities` below the new kind, and implement the id for both clients.
+Topics: `Entity(kind="topic", props={"Subscriptions": [...]})` (an official Config.json topic entry);
+the implementation gets the topic's name and addresses subscriptions by their configured names.
 A scenario one client cannot express carries `not_applicable={"python": "why"}`; the coverage test
 then requires that client to *not* implement it, and the docs table shows the reason.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,34 @@ class Scenario:
 
 SESSION_QUEUE = {"queue": Entity(props={"requires_session": True, "lock_duration": 30.0})}
 PLAIN_QUEUE = {"queue": Entity(props={"lock_duration": 30.0})}
+
+# topic entities: props is an official Config.json `Topics[]` entry without its Name
+FILTER_SUBSCRIPTIONS = [
+    {"Name": "all", "Properties": {"LockDuration": "PT30S"}},
+    {
+        "Name": "red",
+        "Properties": {"LockDuration": "PT30S"},
+        "Rules": [
+            {
+                "Name": "r",
+                "Properties": {"FilterType": "Sql", "SqlFilter": {"SqlExpression": "color = 'red'"}},
+            }
+        ],
+    },
+    {
+        "Name": "urgent",
+        "Properties": {"LockDuration": "PT30S"},
+        "Rules": [
+            {
+                "Name": "u",
+                "Properties": {"FilterType": "Correlation", "CorrelationFilter": {"Label": "urgent"}},
+            }
+        ],
+    },
+]
+SESSION_SUBSCRIPTIONS = [
+    {"Name": "sessions", "Properties": {"LockDuration": "PT30S", "RequiresSession": True}}
+]
 
 CLIENTS = ("python", "node")
 
@@ -117,6 +146,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         PLAIN_QUEUE,
     ),
     Scenario("large-message", "A 1 MiB body round trips byte for byte (multi-frame transfers)", PLAIN_QUEUE),
+    Scenario(
+        "topic-fan-out-filters",
+        "A topic copies each message to every subscription whose rules match: $Default (all), a SQL "
+        "filter, a correlation filter; the copies share the sequence number",
+        {"topic": Entity(kind="topic", props={"Subscriptions": FILTER_SUBSCRIPTIONS})},
+    ),
+    Scenario(
+        "topic-session-subscription",
+        "A session-enabled subscription: specific session, cannot-be-locked while held, state, "
+        "next-available gets the other session",
+        {"topic": Entity(kind="topic", props={"Subscriptions": SESSION_SUBSCRIPTIONS})},
+    ),
 )
 
 BY_ID = {s.id: s for s in SCENARIOS}
@@ -133,6 +174,8 @@ def create_entities(emulator: Any, scenario: Scenario) -> dict[str, str]:
     for role, entity in scenario.entities.items():
         if entity.kind == "queue":
             names[role] = emulator.make_queue(**entity.props)
-        else:  # topics/subscriptions: the topics work adds its kind here
-            raise NotImplementedError(f"entity kind {entity.kind!r} is not supported by the harness yet")
+        elif entity.kind == "topic":  # deleted like a queue (delete_queue drops a topic too)
+            names[role] = emulator.server.create_topic({"Name": f"t-{uuid.uuid4().hex[:12]}", **entity.props})
+        else:
+            raise NotImplementedError(f"entity kind {entity.kind!r} is not supported by the harness")
     return names

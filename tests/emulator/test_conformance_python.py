@@ -374,6 +374,56 @@ def large_message(conn: str, e: dict[str, str]) -> None:
             r.complete_message(m)
 
 
+@implements("topic-fan-out-filters")
+def _topic_fan_out_filters(conn: str, e: dict[str, str]) -> None:
+    topic = e["topic"]
+    with _client(conn) as c:
+        with c.get_topic_sender(topic) as s:
+            s.send_messages(
+                [
+                    ServiceBusMessage("plain"),
+                    ServiceBusMessage("red", application_properties={"color": "red"}),
+                    ServiceBusMessage("urgent", subject="urgent", application_properties={"color": "blue"}),
+                ]
+            )
+        seqs: dict[str, int] = {}
+        for sub, want in (("all", ["plain", "red", "urgent"]), ("red", ["red"]), ("urgent", ["urgent"])):
+            with c.get_subscription_receiver(topic, sub, max_wait_time=1) as r:
+                got = _receive(r, len(want))
+                got += r.receive_messages(max_message_count=5, max_wait_time=0.5)
+                assert [str(m) for m in got] == want, sub
+                for m in got:
+                    seqs.setdefault(str(m), m.sequence_number or 0)
+                    assert seqs[str(m)] == m.sequence_number
+                    r.complete_message(m)
+
+
+@implements("topic-session-subscription")
+def _topic_session_subscription(conn: str, e: dict[str, str]) -> None:
+    topic = e["topic"]
+    with _client(conn) as c, _client(conn, retry_total=0) as other:
+        with c.get_topic_sender(topic) as s:
+            s.send_messages([ServiceBusMessage("a", session_id="A"), ServiceBusMessage("b", session_id="B")])
+        with c.get_subscription_receiver(topic, "sessions", session_id="B", max_wait_time=1) as r:
+            [m] = _receive(r, 1)
+            assert str(m) == "b" and m.session_id == "B"
+            with (
+                pytest.raises(SessionCannotBeLockedError),
+                other.get_subscription_receiver(topic, "sessions", session_id="B", max_wait_time=1) as r2,
+            ):
+                r2.receive_messages(max_wait_time=1)
+            r.session.set_state(b"st-B")
+            assert r.session.get_state() == b"st-B"
+            r.complete_message(m)
+        with c.get_subscription_receiver(
+            topic, "sessions", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=2
+        ) as r:
+            assert r.session.session_id == "A"
+            [m] = _receive(r, 1)
+            assert str(m) == "a"
+            r.complete_message(m)
+
+
 @pytest.mark.parametrize("scenario_id", applicable("python"))
 def test_scenario(scenario_id: str, servicebus_emulator: Any) -> None:
     names = create_entities(servicebus_emulator, SCENARIOS[scenario_id])

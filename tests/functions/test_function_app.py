@@ -17,6 +17,7 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 import function_app
+from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
@@ -77,7 +78,7 @@ def sb_message(
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[OrderService]:
-    store = SqliteOrderStore(tmp_path / "orders.db")
+    store = SqliteOrderStore(tmp_path / "orders.db", codec=ORDERS)
     # no retrying inside the invocation here (tests/unit/test_store_retry.py covers it): a failing store
     # must surface at once
     svc = OrderService(AppSettings(max_delivery_count=5, store_retry_seconds=0), store)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from shared.outcomes import Outcome
-from shared.processing import OrderStepProcessor
+from shared.engine.outcomes import Outcome
+from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.base import ConcurrencyConflict, OrderStore
@@ -52,7 +52,10 @@ def _stale_host_meets_a_vanished_parked_row(host_a: OrderStore, host_b: OrderSto
 
 
 def test_sqlite_stale_cache_heals(tmp_path: Path) -> None:
-    host_a, host_b = SqliteOrderStore(tmp_path / "o.db"), SqliteOrderStore(tmp_path / "o.db")
+    host_a, host_b = (
+        SqliteOrderStore(tmp_path / "o.db", codec=ORDERS),
+        SqliteOrderStore(tmp_path / "o.db", codec=ORDERS),
+    )
     try:
         _stale_host_meets_a_vanished_parked_row(host_a, host_b)
     finally:
@@ -63,7 +66,9 @@ def test_sqlite_stale_cache_heals(tmp_path: Path) -> None:
 @pytest.mark.azurite
 def test_table_stale_cache_heals(azurite: Any, azurite_table_name: str) -> None:
     def open_() -> TableOrderStore:
-        return TableOrderStore.from_connection_string(azurite.connection_string, azurite_table_name)
+        return TableOrderStore.from_connection_string(
+            azurite.connection_string, azurite_table_name, codec=ORDERS
+        )
 
     host_a, host_b = open_(), open_()
     try:

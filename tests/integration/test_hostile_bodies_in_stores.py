@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.envelope import MAX_BODY_BYTES, SessionEnvelope
-from shared.outcomes import Outcome, QuarantineReason
-from shared.processing import OrderStepProcessor
+from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.store.base import OrderStore
 from tests.support.builders import DEFAULT_DATA
 from tests.support.hostile import valid_doc
@@ -32,13 +32,13 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         if request.param == "sqlite":
             from shared.store.sqlite import SqliteOrderStore
 
-            store: OrderStore = SqliteOrderStore(tmp_path / "orders.db")
+            store: OrderStore = SqliteOrderStore(tmp_path / "orders.db", codec=ORDERS)
         else:
             from shared.store.table import TableOrderStore
 
             azurite = request.getfixturevalue("azurite")
             table = request.getfixturevalue("azurite_table_name")
-            store = TableOrderStore.from_connection_string(azurite.connection_string, table)
+            store = TableOrderStore.from_connection_string(azurite.connection_string, table, codec=ORDERS)
         opened.append(store)
         return store
 

@@ -14,19 +14,24 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orders_cli.samples import T0, make_idem, make_ledger
 from shared.domain.model import OrderState
-from shared.envelope import MAX_BODY_BYTES, SessionEnvelope
-from shared.records import (
-    AppliedStep,
+from shared.engine.ledger import AppliedStep
+from shared.engine.processor import StreamProcessor
+from shared.engine.records import (
     ParkedMessage,
     QuarantineRecord,
     SessionChanges,
 )
+from shared.engine.workflow import StateCodec
+from shared.envelope import MAX_BODY_BYTES, SessionEnvelope
+from shared.order_workflow import ORDERS
 from shared.store.base import ConcurrencyConflict, OrderStore
+from tests.support.accounts import ACCOUNTS, Account, account_envelope
 
 # --- builders -----------------------------------------------------------------------------------
 
@@ -50,7 +55,7 @@ def make_parked(
 ) -> ParkedMessage:
     return ParkedMessage(
         session_id=customer,
-        order_id=order_id,
+        stream_key=order_id,
         sequence=sequence,
         content_hash=f"hash-{sequence}",
         envelope=make_envelope(customer, body, message_id=f"m-{order_id}-{sequence}", seq=100 + sequence),
@@ -64,7 +69,7 @@ def make_quarantine(customer: str, body: bytes, message_id: str, at: datetime = 
         "schema-invalid",
         "field 'step' is required",
         at=at,
-        order_id="o-1",
+        stream_key="o-1",
         sequence=3,
         step="pay",
     )
@@ -85,26 +90,31 @@ class StoreFactory:
         return store
 
 
-@pytest.fixture(params=["memory", "sqlite", "table"])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    kind: str = request.param
+def open_factory(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, codec: StateCodec[Any, Any]
+) -> StoreFactory:
+    """Handles on one store of `kind` whose ledgers hold the states of the workflow `codec` belongs to."""
     if kind == "memory":
         from shared.store.memory import InMemoryOrderStore
 
         shared = InMemoryOrderStore()
-        factory = StoreFactory(kind, lambda: shared)
-    elif kind == "sqlite":
+        return StoreFactory(kind, lambda: shared)
+    if kind == "sqlite":
         from shared.store.sqlite import SqliteOrderStore
 
-        factory = StoreFactory(kind, lambda: SqliteOrderStore(tmp_path / "orders.db"))
-    else:
-        from shared.store.table import TableOrderStore
+        return StoreFactory(kind, lambda: SqliteOrderStore(tmp_path / "orders.db", codec=codec))
+    from shared.store.table import TableOrderStore
 
-        azurite = request.getfixturevalue("azurite")
-        table = request.getfixturevalue("azurite_table_name")
-        factory = StoreFactory(
-            kind, lambda: TableOrderStore.from_connection_string(azurite.connection_string, table)
-        )
+    azurite = request.getfixturevalue("azurite")
+    table = request.getfixturevalue("azurite_table_name")
+    return StoreFactory(
+        kind, lambda: TableOrderStore.from_connection_string(azurite.connection_string, table, codec=codec)
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite", "table"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    factory = open_factory(request.param, request, tmp_path, ORDERS)
     yield factory
     for store in factory.opened:
         store.close()
@@ -313,11 +323,11 @@ def test_many_parked_messages_in_one_session(stores: StoreFactory, store: OrderS
     )
     store.commit(SessionChanges("c-1", ledger=make_ledger("c-1", "o-2"), park=[make_parked("c-1", "o-2", 3)]))
     listed = stores.open().list_parked("c-1")
-    assert [(p.order_id, p.sequence) for p in listed] == [("o-1", s) for s in range(3, 13)] + [("o-2", 3)]
+    assert [(p.stream_key, p.sequence) for p in listed] == [("o-1", s) for s in range(3, 13)] + [("o-2", 3)]
     again = store.get_ledger("c-1", "o-1")
     assert again is not None
     store.commit(SessionChanges("c-1", ledger=again, unpark=[("o-1", s) for s in range(3, 13)]))
-    assert [(p.order_id, p.sequence) for p in stores.open().list_parked()] == [("o-2", 3)]
+    assert [(p.stream_key, p.sequence) for p in stores.open().list_parked()] == [("o-2", 3)]
 
 
 # --- quarantine ---------------------------------------------------------------------------------------
@@ -395,3 +405,72 @@ def test_idempotency_and_quarantine_without_ledger(stores: StoreFactory, store: 
     assert reader.count_idempotency_records() == 1
     assert reader.get_quarantine(q.id) == q
     assert reader.list_ledgers() == []
+
+
+# --- a second workflow through the same stores (the engine/workflow seam) ---------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite", "table"])
+def account_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    factory = open_factory(request.param, request, tmp_path, ACCOUNTS)
+    yield factory
+    for store in factory.opened:
+        store.close()
+
+
+def test_account_ledgers_round_trip_with_versions(account_stores: StoreFactory) -> None:
+    store = account_stores.open()
+    ledger = ACCOUNTS.new_ledger("alice", "acc/1 é", Account("alice", "acc/1 é", opened=True, balance=-5))
+    store.commit(SessionChanges("alice", ledger=ledger))
+    stale = account_stores.open().get_ledger("alice", "acc/1 é")
+    read = store.get_ledger("alice", "acc/1 é")
+    assert read == ledger and read is not None and read.state.balance == -5
+    read.state = replace(read.state, balance=10)
+    store.commit(SessionChanges("alice", ledger=read))
+    assert stale is not None
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(SessionChanges("alice", ledger=stale))
+    for handle in (store, account_stores.open()):
+        again = handle.get_ledger("alice", "acc/1 é")
+        assert again is not None and again.state == Account("alice", "acc/1 é", opened=True, balance=10)
+        assert [(x.session_id, x.stream_key) for x in handle.list_ledgers("alice")] == [("alice", "acc/1 é")]
+
+
+def test_the_engine_runs_the_account_workflow_on_every_store(account_stores: StoreFactory) -> None:
+    processor = StreamProcessor(account_stores.open(), ACCOUNTS, park_limit=5)
+    envs = [
+        account_envelope(1, "open", 20),
+        account_envelope(3, "withdraw", 70),  # early: parked until 2 arrives
+        account_envelope(2, "deposit", 50),  # applies 2, then releases 3 in the same commit
+        account_envelope(2, "deposit", 50),  # redelivered: duplicate
+        account_envelope(4, "withdraw", 1),  # below the overdraft limit: refused
+        account_envelope(4, "close"),
+        account_envelope(1, "open", 0, account="acc-2"),
+        account_envelope(3, "deposit", 5, account="acc-2"),  # waits, then can never apply
+        account_envelope(2, "close", account="acc-2"),
+    ]
+    outcomes = [processor.process(e).outcome.value for e in envs]
+    assert outcomes == [
+        "applied",
+        "parked",
+        "applied",
+        "duplicate",
+        "quarantined",
+        "applied",
+        "applied",
+        "parked",
+        "applied",
+    ]
+    reader = account_stores.open()
+    ledgers = {x.stream_key: x for x in reader.list_ledgers("alice")}
+    assert ledgers["acc-1"].state == Account(
+        "alice", "acc-1", opened=True, closed=True, balance=-20, overdraft=20
+    )
+    assert ledgers["acc-1"].duplicates == 1 and ledgers["acc-1"].last_sequence == 4
+    assert ledgers["acc-2"].state.closed and ledgers["acc-2"].last_sequence == 2
+    assert reader.list_parked() == []
+    assert sorted((q.stream_key, q.sequence, q.reason) for q in reader.list_quarantine()) == [
+        ("acc-1", 4, "rule-violation"),
+        ("acc-2", 3, "invalid-transition"),
+    ]
+    assert reader.count_idempotency_records() == 6

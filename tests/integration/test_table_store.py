@@ -14,8 +14,9 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
 from devstack.azurite import DEV_ACCOUNT, DEV_KEY, AzuriteTable, unique_table_name
+from shared.engine.records import SessionChanges
 from shared.envelope import MAX_BODY_BYTES
-from shared.records import SessionChanges
+from shared.order_workflow import ORDERS
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 from shared.store.table import StoreLimitExceeded, TableOrderStore
 from tests.integration.test_store_contract import (
@@ -45,7 +46,7 @@ def open_store(azurite: AzuriteTable, azurite_table_name: str) -> Iterator[OpenS
 
     def _open(table: str | None = None, **kwargs: Any) -> TableOrderStore:
         store = TableOrderStore.from_connection_string(
-            azurite.connection_string, table or azurite_table_name, **kwargs
+            azurite.connection_string, table or azurite_table_name, codec=ORDERS, **kwargs
         )
         opened.append(store)
         return store
@@ -279,13 +280,17 @@ def test_store_unavailable_while_azurite_is_down(azurite: AzuriteTable, open_sto
 def test_identity_style_construction_against_azurite(azurite: AzuriteTable, azurite_table_name: str) -> None:
     """from_service_uri takes any azure-core credential; Azurite speaks shared key over plain HTTP."""
     credential = AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)
-    with TableOrderStore.from_service_uri(azurite.endpoint, azurite_table_name, credential) as store:
+    with TableOrderStore.from_service_uri(
+        azurite.endpoint, azurite_table_name, credential, codec=ORDERS
+    ) as store:
         store.commit(SessionChanges("c-1", ledger=make_ledger("c-1", "o-1")))
         assert store.get_ledger("c-1", "o-1") is not None
 
 
 def test_development_storage_shortcut_points_at_azurite_default_port() -> None:
-    store = TableOrderStore.from_connection_string("UseDevelopmentStorage=true", "orders", create_table=False)
+    store = TableOrderStore.from_connection_string(
+        "UseDevelopmentStorage=true", "orders", codec=ORDERS, create_table=False
+    )
     try:
         assert "127.0.0.1:10002" in store._client.url
         assert store.table_name == "orders"

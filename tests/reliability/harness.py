@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.engine.outcomes import Outcome
+from shared.engine.processor import ProcessingResult
+from shared.engine.records import SessionChanges
 from shared.envelope import SessionEnvelope
-from shared.outcomes import Outcome
-from shared.processing import ProcessingResult
-from shared.records import SessionChanges
 from shared.store.base import StoreUnavailable, TransientStoreError
 from shared.store.memory import InMemoryOrderStore
 

@@ -70,6 +70,10 @@ def host_command(settings: Path, *, until_idle: float, lock_free: bool = False) 
         "0.5",
         "--shutdown-grace",
         "2",
+        "--log-format",
+        "json",  # summarise_log reads the JSON lines
+        "--port",
+        "0",  # no fixed HTTP port: parallel hosts must not collide
     ]
     if lock_free and os.geteuid() == 0:
         if shutil.which("setpriv") is None:

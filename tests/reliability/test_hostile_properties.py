@@ -15,10 +15,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.engine.outcomes import Outcome
+from shared.engine.records import QuarantineRecord
 from shared.envelope import SessionEnvelope
-from shared.outcomes import Outcome
-from shared.processing import OrderStepProcessor
-from shared.records import QuarantineRecord
+from shared.order_workflow import OrderStepProcessor
 from tests.reliability.harness import CrashingStore, deliver_all, store_problems
 from tests.support.hostile import valid_doc
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from shared.order_workflow import ORDERS
 from shared.store.sqlite import SqliteOrderStore
 from tests.reliability import hostrun
 
@@ -33,7 +34,7 @@ def test_two_hosts_with_lock_loss_lose_nothing_and_apply_nothing_twice(
         requires_session=True, requires_duplicate_detection=True, max_delivery_count=10, lock_duration=LOCK_S
     )
     db = tmp_path / "orders.db"
-    SqliteOrderStore(db).close()
+    SqliteOrderStore(db, codec=ORDERS).close()
     published = hostrun.workload(customers=8, orders=10, seed=21)
     n = len(published)
     waves = [published[n * i // PAUSES : n * (i + 1) // PAUSES] for i in range(PAUSES)]  # in send order
@@ -83,7 +84,7 @@ def test_two_hosts_with_lock_loss_lose_nothing_and_apply_nothing_twice(
                 proc.send_signal(signal.SIGCONT)
                 hostrun.stop(proc)
     left, dead = active(), servicebus_emulator.dead_letter_count(queue)
-    store = SqliteOrderStore(db)
+    store = SqliteOrderStore(db, codec=ORDERS)
     try:
         problems = hostrun.store_problems(store, published)
     finally:

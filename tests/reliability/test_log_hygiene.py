@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from azure_functions_logging import JsonFormatter
 
+from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.envelope import SessionEnvelope
-from shared.outcomes import Outcome, QuarantineReason
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.contract import STEP_NAMES
+from shared.engine.outcomes import Outcome, QuarantineReason
+from shared.engine.records import QuarantineRecord
 from shared.envelope import SessionEnvelope
-from shared.outcomes import Outcome, QuarantineReason
-from shared.processing import OrderStepProcessor
-from shared.records import QuarantineRecord
+from shared.order_workflow import OrderStepProcessor
 from tests.reliability.harness import CrashingStore, deliver_all, store_problems
 from tests.support.builders import DEFAULT_DATA
 
@@ -190,7 +190,7 @@ def test_every_order_ends_exactly_as_published_whatever_arrives(sc: dict[str, An
     applied = {(x.customer_id, x.order_id): [a.step for a in x.applied] for x in store.list_ledgers()}
     for key, path in sc["tracked"].items():
         assert applied.get(key) == path, key
-    assert not [p for p in store.list_parked() if not p.order_id.startswith("noise-")]
+    assert not [p for p in store.list_parked() if not p.stream_key.startswith("noise-")]
     quarantined = {q.id for q in store.list_quarantine()}
     for i, (env, kind) in enumerate(sc["messages"]):
         if kind == "valid":
@@ -214,7 +214,7 @@ def test_a_small_park_limit_bounds_parking_and_never_breaks_order(
     assert store_problems(store, park_limit) == []
     ledgers = {(x.customer_id, x.order_id): x for x in store.list_ledgers()}
     overflow = {
-        (q.session_id, q.order_id, q.sequence)
+        (q.session_id, q.stream_key, q.sequence)
         for q in store.list_quarantine()
         if q.reason == QuarantineReason.RESEQUENCE_OVERFLOW.value
     }

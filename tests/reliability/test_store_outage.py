@@ -20,6 +20,7 @@ import pytest
 from devstack.azurite import unique_table_name
 from orders_cli.traffic import build_workload, check_applied
 from shared.envelope import SessionEnvelope
+from shared.order_workflow import ORDERS
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.base import TransientStoreError
@@ -39,7 +40,10 @@ def _redelivered(env: SessionEnvelope) -> SessionEnvelope:
 def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: Any) -> None:
     workload = build_workload(MESSAGES, SESSIONS, duplicate_rate=0.05, shuffle=True, seed=5)
     store = TableOrderStore.from_connection_string(
-        azurite.connection_string, unique_table_name("outage"), client_options={"connection_timeout": 2}
+        azurite.connection_string,
+        unique_table_name("outage"),
+        client_options={"connection_timeout": 2},
+        codec=ORDERS,
     )
     # A 1 s in-invocation retry budget, shorter than the outage: this test is about what happens after it,
     # the redeliveries (test_store_outage_host.py runs the default budget under the real host).

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from devstack.azurite import unique_table_name
+from shared.order_workflow import ORDERS
 from shared.store.base import OrderStore
 from shared.store.sqlite import SqliteOrderStore
 from shared.store.table import TableOrderStore
@@ -92,7 +93,7 @@ class Scenario:
 
 def _read_only_at_start(sc: Scenario) -> None:
     db = sc.workdir / "orders.db"
-    SqliteOrderStore(db).close()
+    SqliteOrderStore(db, codec=ORDERS).close()
     for extra in sc.workdir.glob("orders.db-*"):
         extra.unlink()
     db.chmod(0o444)
@@ -102,7 +103,7 @@ def _read_only_at_start(sc: Scenario) -> None:
     proc = hostrun.start_host(cmd, sc.log)
     time.sleep(READ_ONLY_S)
     db.chmod(0o644)
-    store = SqliteOrderStore(db)
+    store = SqliteOrderStore(db, codec=ORDERS)
     try:
         sc.finish(cmd, store, proc, started)
     finally:
@@ -121,7 +122,7 @@ db.execute("ROLLBACK")
 
 def _locked(sc: Scenario) -> None:
     db = sc.workdir / "orders.db"
-    SqliteOrderStore(db).close()
+    SqliteOrderStore(db, codec=ORDERS).close()
     sc.publish(seed=12)
     locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), str(OUTAGE_S)], stdout=subprocess.PIPE)
     try:
@@ -129,7 +130,7 @@ def _locked(sc: Scenario) -> None:
         cmd = hostrun.host_command(sc.settings(f"sqlite:///{db}"), until_idle=IDLE_S)
         started = time.monotonic()
         proc = hostrun.start_host(cmd, sc.log)
-        store = SqliteOrderStore(db)
+        store = SqliteOrderStore(db, codec=ORDERS)
         try:
             sc.finish(cmd, store, proc, started)
         finally:
@@ -154,7 +155,7 @@ def _azurite_down(sc: Scenario, azurite: Any) -> None:
         time.sleep(OUTAGE_S)
     finally:
         azurite.start()
-    store = TableOrderStore.from_connection_string(azurite.connection_string, table)
+    store = TableOrderStore.from_connection_string(azurite.connection_string, table, codec=ORDERS)
     try:
         sc.finish(cmd, store, proc, started)
     finally:

@@ -13,7 +13,7 @@ from orders_cli import cli, publish, traffic
 from orders_cli.sender import PublishSummary
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.envelope import SessionEnvelope
-from shared.processing import OrderStepProcessor
+from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.store.sqlite import SqliteOrderStore
 
 SETTINGS = (
@@ -38,7 +38,7 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def populated(tmp_path: Path) -> tuple[str, list[traffic.OutgoingMessage]]:
     """A SQLite store after processing a generated run (orders, duplicates, parking, every poison)."""
     path = tmp_path / "store" / "orders.db"
-    store = SqliteOrderStore(path)
+    store = SqliteOrderStore(path, codec=ORDERS)
     processor = OrderStepProcessor(store)
     messages = generate_messages(PLAN)
     for number, m in enumerate(messages, start=1):

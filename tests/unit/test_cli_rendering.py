@@ -11,7 +11,7 @@ import pytest
 from orders_cli import cli
 from orders_cli.traffic import PublishPlan, generate_messages
 from shared.envelope import SessionEnvelope
-from shared.processing import OrderStepProcessor
+from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.store.sqlite import SqliteOrderStore
 
 # A long customer prefix and every poison recipe: the widest ids and reasons the generator makes.
@@ -32,7 +32,7 @@ def eighty_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def store_url(tmp_path: Path) -> str:
     """A store after a generated run, with one step held back so another one is parked now."""
     path = tmp_path / "orders.db"
-    store = SqliteOrderStore(path)
+    store = SqliteOrderStore(path, codec=ORDERS)
     processor = OrderStepProcessor(store)
     for number, m in enumerate(generate_messages(PLAN), start=1):
         if (m.order_id, m.sequence) != ("run-1-ord-0001-01", 2):  # nor its duplicate resend

@@ -12,12 +12,13 @@ from shared.contract import (
     SCHEMA_PATH,
     STEP_NAMES,
     ContractError,
+    PaymentAuthorized,
     content_hash,
     parse_order_step,
     render_json_schema,
 )
 from shared.domain.workflow import OrderWorkflow
-from shared.outcomes import QuarantineReason
+from shared.engine.outcomes import QuarantineReason
 from tests.support.builders import DEFAULT_DATA, body
 
 
@@ -44,6 +45,7 @@ def test_every_step_of_the_builders_parses_and_maps_to_a_command() -> None:
 def test_amounts_are_exact_decimals_whether_strings_or_numbers() -> None:
     as_number = parse_order_step(body("payment.authorized", 2, data={"payment_id": "p", "amount": 0.1}))
     as_string = parse_order_step(body("payment.authorized", 2, data={"payment_id": "p", "amount": "0.1"}))
+    assert isinstance(as_number, PaymentAuthorized) and isinstance(as_string, PaymentAuthorized)
     assert as_number.data.amount == as_string.data.amount == Decimal("0.1")
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-import shared.processing as processing
+import shared.order_workflow as order_workflow
 from shared.contract import MAX_DEPTH, MAX_NUMBER_CHARS, ContractError, parse_order_step
+from shared.engine.outcomes import Outcome, QuarantineReason
+from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges, utcnow
 from shared.envelope import MAX_BODY_BYTES, SessionEnvelope
-from shared.outcomes import Outcome, QuarantineReason
-from shared.processing import OrderStepProcessor
-from shared.records import ParkedMessage, QuarantineRecord, SessionChanges, utcnow
+from shared.order_workflow import OrderStepProcessor
 from shared.store.base import StoreUnavailable
 from shared.store.memory import InMemoryOrderStore
 from tests.support.builders import body, envelope
@@ -140,7 +140,7 @@ def test_a_hash_failure_is_unprocessable(monkeypatch: pytest.MonkeyPatch) -> Non
     def broken_hash(message: Any) -> str:
         raise RecursionError("deep 'secret-payload'")
 
-    monkeypatch.setattr(processing, "content_hash", broken_hash)
+    monkeypatch.setattr(order_workflow, "content_hash", broken_hash)
     store = InMemoryOrderStore()
     result = OrderStepProcessor(store).process(envelope(body("order.placed", 1)))
     assert result.outcome is Outcome.QUARANTINED and result.reason is QuarantineReason.UNPROCESSABLE
@@ -157,11 +157,11 @@ def test_a_domain_crash_is_unprocessable_and_changes_no_order(monkeypatch: pytes
     def crash(*args: Any) -> Any:
         raise ArithmeticError("boom")
 
-    monkeypatch.setattr(processing.OrderWorkflow, "apply", staticmethod(crash))
+    monkeypatch.setattr(order_workflow.OrderWorkflow, "apply", staticmethod(crash))
     result = processor.process(envelope(body("payment.authorized", 2)))
     assert result.reason is QuarantineReason.UNPROCESSABLE
     assert result.detail == "ArithmeticError while evaluating the message"
-    assert result.order_id == "ord-1" and result.sequence == 2
+    assert result.stream_key == "ord-1" and result.sequence == 2
     (ledger,) = store.list_ledgers()
     assert ledger.last_sequence == 1
 
@@ -175,15 +175,15 @@ def test_a_parked_message_that_no_longer_reads_is_quarantined_itself() -> None:
     (parked,) = store.list_parked()
     stale = b'{"sequence": 2, "sequence": 2}'
     bad_env = SessionEnvelope(stale, parked.envelope.session_id, parked.envelope.message_id)
-    store._parked[(parked.session_id, parked.order_id, 2)] = ParkedMessage(
-        parked.session_id, parked.order_id, 2, parked.content_hash, bad_env, parked.parked_at
+    store._parked[(parked.session_id, parked.stream_key, 2)] = ParkedMessage(
+        parked.session_id, parked.stream_key, 2, parked.content_hash, bad_env, parked.parked_at
     )
 
     result = processor.process(envelope(body("order.placed", 1)))
 
     assert result.outcome is Outcome.APPLIED and result.applied_sequences == (1,)
     (record,) = store.list_quarantine()
-    assert record.reason == "malformed-json" and record.sequence == 2 and record.order_id == "ord-1"
+    assert record.reason == "malformed-json" and record.sequence == 2 and record.stream_key == "ord-1"
     assert store.list_parked() == []
     (ledger,) = store.list_ledgers()
     assert ledger.next_sequence == 2  # waits for a corrected sequence 2
@@ -237,14 +237,14 @@ def test_a_parked_message_that_crashes_when_released_is_quarantined_itself(
     store = InMemoryOrderStore()
     processor = OrderStepProcessor(store)
     assert processor.process(envelope(body("payment.authorized", 2))).outcome is Outcome.PARKED
-    real_apply = processing.OrderWorkflow.apply
+    real_apply = order_workflow.OrderWorkflow.apply
 
     def crash_on_payment(order: Any, step: str, command: Any) -> Any:
         if step == "payment.authorized":
             raise ZeroDivisionError("boom")
         return real_apply(order, step, command)
 
-    monkeypatch.setattr(processing.OrderWorkflow, "apply", staticmethod(crash_on_payment))
+    monkeypatch.setattr(order_workflow.OrderWorkflow, "apply", staticmethod(crash_on_payment))
     result = processor.process(envelope(body("order.placed", 1)))
 
     assert result.outcome is Outcome.APPLIED and result.applied_sequences == (1,)

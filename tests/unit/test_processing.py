@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared.outcomes import Outcome, QuarantineReason
-from shared.processing import OrderStepProcessor
+from shared.engine.outcomes import Outcome, QuarantineReason
+from shared.order_workflow import OrderStepProcessor
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 from shared.store.memory import InMemoryOrderStore
 from tests.support.builders import HAPPY_PATH, body, envelope, happy_path, step
@@ -57,13 +57,13 @@ def test_effect_and_idempotency_record_are_one_commit(store: InMemoryOrderStore)
 
 def test_result_reports_ids_and_state(processor: OrderStepProcessor) -> None:
     result = processor.process(step("order.placed", 1))
-    assert (result.customer_id, result.order_id, result.sequence, result.step) == (
+    assert (result.session_key, result.stream_key, result.sequence, result.step) == (
         "cust-1",
         "ord-1",
         1,
         "order.placed",
     )
-    assert result.applied_sequences == (1,) and result.order_state == "PLACED" and result.reason is None
+    assert result.applied_sequences == (1,) and result.status == "PLACED" and result.reason is None
 
 
 # --- duplicate -------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def test_a_stale_read_loses_the_race_instead_of_double_applying(store: InMemoryO
     stale = store.get_ledger("cust-1", "ord-1")
     processor.process(step("payment.authorized", 2))
     assert stale is not None
-    from shared.records import SessionChanges
+    from shared.engine.records import SessionChanges
 
     with pytest.raises(ConcurrencyConflict):
         store.commit(SessionChanges("cust-1", ledger=stale))

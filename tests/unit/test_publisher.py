@@ -18,9 +18,9 @@ from orders_cli import sender, traffic
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, PublishUsageError, expected_final_state, generate_messages
 from shared.contract import ID_PATTERN, ContractError, parse_order_step
+from shared.engine.outcomes import QuarantineReason
 from shared.envelope import SessionEnvelope
-from shared.outcomes import QuarantineReason
-from shared.processing import OrderStepProcessor
+from shared.order_workflow import OrderStepProcessor
 from shared.store.memory import InMemoryOrderStore
 
 
@@ -74,7 +74,7 @@ def test_step_messages_are_valid_order_steps_with_exact_totals() -> None:
             assert 1 <= len(step.data.items) <= 3
             raw = json.loads(m.body)["data"]["items"]
             assert all(isinstance(i["unit_price"], str) for i in raw)  # decimals as strings
-            totals[step.order_id] = sum(i.unit_price * i.quantity for i in step.data.items)
+            totals[step.order_id] = sum((i.unit_price * i.quantity for i in step.data.items), Decimal(0))
         if step.step == "payment.authorized":
             assert step.data.amount == totals[step.order_id]
     orders = expected_final_state(messages)

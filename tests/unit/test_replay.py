@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.engine.records import QuarantineRecord, SessionChanges
 from shared.envelope import SessionEnvelope
-from shared.records import QuarantineRecord, SessionChanges
+from shared.order_workflow import ORDERS
 from shared.replay import REPLAYED_FROM, ReplayError, ReplayMessage, replay
 from shared.store.memory import InMemoryOrderStore
 from tests.support.builders import body
@@ -20,7 +21,13 @@ NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 def quarantined(store: InMemoryOrderStore, raw: bytes, session: str = "cust-1") -> QuarantineRecord:
     envelope = SessionEnvelope(raw, session, "ord-1:2", application_properties={"kind": "step", "n": 3})
     record = QuarantineRecord.from_envelope(
-        envelope, "rule-violation", "amount", at=NOW, order_id="ord-1", sequence=2, step="payment.authorized"
+        envelope,
+        "rule-violation",
+        "amount",
+        at=NOW,
+        stream_key="ord-1",
+        sequence=2,
+        step="payment.authorized",
     )
     store.commit(SessionChanges(session, quarantine=[record]))
     return record
@@ -31,7 +38,7 @@ def test_the_original_body_goes_out_under_its_id_then_the_record_is_replayed() -
     raw = body("payment.authorized", 2, data={"payment_id": "p", "amount": "1.01"})
     record = quarantined(store, raw)
     sent: list[ReplayMessage] = []
-    message = replay(store, record, sent.append, now=NOW)
+    message = replay(store, record, sent.append, parse=ORDERS.parse, now=NOW)
     assert sent == [message]
     assert (message.session_id, message.message_id, message.body) == ("cust-1", "ord-1:2", raw)
     assert message.application_properties == {"kind": "step", "n": 3, REPLAYED_FROM: record.id}
@@ -47,7 +54,7 @@ def test_a_failed_send_leaves_the_record_open() -> None:
         raise ConnectionError("broker down")
 
     with pytest.raises(ConnectionError):
-        replay(store, record, fail, now=NOW)
+        replay(store, record, fail, parse=ORDERS.parse, now=NOW)
     stored = store.get_quarantine(record.id)
     assert stored is not None and stored.status == "open"
 
@@ -58,16 +65,16 @@ def test_a_corrected_body_gets_a_new_id_and_a_bad_one_is_refused_unless_forced()
     sent: list[ReplayMessage] = []
     bad = json.dumps({"schema": "order-step/v1"}).encode()
     with pytest.raises(ReplayError, match="would be quarantined again"):
-        replay(store, record, sent.append, corrected=bad, now=NOW)
+        replay(store, record, sent.append, parse=ORDERS.parse, corrected=bad, now=NOW)
     assert sent == []
     good = body("payment.authorized", 2, order="ord-1")
-    message = replay(store, record, sent.append, corrected=good, now=NOW)
+    message = replay(store, record, sent.append, parse=ORDERS.parse, corrected=good, now=NOW)
     assert message.corrected and message.message_id == "ord-1:2:replay-20261102T093000Z"
     replayed = store.get_quarantine(record.id)
     assert replayed is not None
     with pytest.raises(ReplayError, match="already replayed"):
-        replay(store, replayed, sent.append, now=NOW)
-    replay(store, replayed, sent.append, corrected=bad, force=True, now=NOW)
+        replay(store, replayed, sent.append, parse=ORDERS.parse, now=NOW)
+    replay(store, replayed, sent.append, parse=ORDERS.parse, corrected=bad, force=True, now=NOW)
     assert [m.body for m in sent] == [good, bad]
 
 
@@ -75,4 +82,4 @@ def test_a_record_without_a_session_cannot_be_replayed() -> None:
     store = InMemoryOrderStore()
     record = quarantined(store, b"{", session="")
     with pytest.raises(ReplayError, match="no session id"):
-        replay(store, record, lambda m: None, now=NOW)
+        replay(store, record, lambda m: None, parse=ORDERS.parse, now=NOW)

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from shared.outcomes import Outcome
+from shared.engine.outcomes import Outcome
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store import retry

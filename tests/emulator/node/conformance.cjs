@@ -467,6 +467,69 @@ const scenarios = {
       await c.close();
     }
   },
+
+  async "topic-fan-out-filters"(conn, { topic }) {
+    const c = client(conn);
+    try {
+      await send(
+        c,
+        topic,
+        { body: "plain" },
+        { body: "red", applicationProperties: { color: "red" } },
+        { body: "urgent", subject: "urgent", applicationProperties: { color: "blue" } },
+      );
+      const seqs = {};
+      for (const [sub, want] of [
+        ["all", ["plain", "red", "urgent"]],
+        ["red", ["red"]],
+        ["urgent", ["urgent"]],
+      ]) {
+        const r = c.createReceiver(topic, sub, NO_RENEW);
+        const got = await receive(r, want.length);
+        got.push(...(await r.receiveMessages(5, { maxWaitTimeInMs: 500 })));
+        assert.deepEqual(
+          got.map((m) => m.body),
+          want,
+          sub,
+        );
+        for (const m of got) {
+          const seq = m.sequenceNumber.toNumber();
+          if (seqs[m.body] === undefined) seqs[m.body] = seq;
+          assert.equal(seq, seqs[m.body], `sequence number of ${m.body} in ${sub}`);
+          await r.completeMessage(m);
+        }
+        await r.close();
+      }
+    } finally {
+      await c.close();
+    }
+  },
+
+  async "topic-session-subscription"(conn, { topic }) {
+    const c = client(conn);
+    const other = client(conn, 0);
+    try {
+      await send(c, topic, { body: "a", sessionId: "A" }, { body: "b", sessionId: "B" });
+      const r = await c.acceptSession(topic, "sessions", "B", NO_RENEW);
+      const [m] = await receive(r, 1);
+      assert.equal(m.body, "b");
+      assert.equal(m.sessionId, "B");
+      await expectCannotBeLocked(other.acceptSession(topic, "sessions", "B", NO_RENEW));
+      await r.setSessionState("st-B");
+      assert.equal(Buffer.from(await r.getSessionState()).toString(), "st-B");
+      await r.completeMessage(m);
+      await r.close();
+      const next = await c.acceptNextSession(topic, "sessions", NO_RENEW);
+      assert.equal(next.sessionId, "A");
+      const [a] = await receive(next, 1);
+      assert.equal(a.body, "a");
+      await next.completeMessage(a);
+      await next.close();
+    } finally {
+      await other.close();
+      await c.close();
+    }
+  },
 };
 
 function withTimeout(promise, ms) {

@@ -1,4 +1,5 @@
-"""What the stores persist: the per-order ledger, parked and quarantined messages, idempotency records.
+"""What the stores persist besides ledgers: parked and quarantined messages, idempotency records, and
+the one change set a message commits.
 
 All stores keep the same shapes; `to_document`/`from_document` give one JSON-safe form for them.
 """
@@ -8,10 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from shared.domain.model import LineItem, Order, OrderState
+from shared.engine.ledger import Ledger
 from shared.envelope import MAX_BODY_BYTES, SessionEnvelope, decode_body, encode_body
 
 
@@ -19,121 +19,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedStep:
-    sequence: int
-    step: str
-    content_hash: str
-    message_id: str
-    applied_at: datetime
-
-
-@dataclass(slots=True)
-class OrderLedger:
-    """An order plus its processing history: what was applied, what waits, how many duplicates came.
-
-    `version` is the store's optimistic-concurrency token (row version or ETag); None means not stored yet.
-    """
-
-    order: Order
-    last_sequence: int = 0
-    applied: list[AppliedStep] = field(default_factory=list)
-    parked: dict[int, str] = field(default_factory=dict)  # sequence -> content hash
-    duplicates: int = 0
-    version: str | None = None
-    updated_at: datetime | None = None
-
-    @property
-    def customer_id(self) -> str:
-        return self.order.customer_id
-
-    @property
-    def order_id(self) -> str:
-        return self.order.order_id
-
-    @property
-    def next_sequence(self) -> int:
-        return self.last_sequence + 1
-
-    def applied_hash(self, sequence: int) -> str | None:
-        if 1 <= sequence <= len(self.applied):
-            step = self.applied[sequence - 1]
-            if step.sequence == sequence:
-                return step.content_hash
-        return next((s.content_hash for s in self.applied if s.sequence == sequence), None)
-
-    def copy(self) -> OrderLedger:
-        return OrderLedger(
-            self.order,  # immutable: shared
-            self.last_sequence,
-            list(self.applied),
-            dict(self.parked),
-            self.duplicates,
-            self.version,
-            self.updated_at,
-        )
-
-    def to_document(self) -> dict[str, Any]:
-        o = self.order  # built by hand: dataclasses.asdict deep-copies and is hot on the per-message path
-        return {
-            "order": {
-                "customer_id": o.customer_id,
-                "order_id": o.order_id,
-                "state": o.state.value,
-                "currency": o.currency,
-                "total": None if o.total is None else str(o.total),
-                "payment_id": o.payment_id,
-                "reservation_id": o.reservation_id,
-                "carrier": o.carrier,
-                "tracking_number": o.tracking_number,
-                "cancel_reason": o.cancel_reason,
-                "items": [
-                    {"sku": i.sku, "quantity": i.quantity, "unit_price": str(i.unit_price)} for i in o.items
-                ],
-            },
-            "last_sequence": self.last_sequence,
-            "applied": [
-                {
-                    "sequence": a.sequence,
-                    "step": a.step,
-                    "content_hash": a.content_hash,
-                    "message_id": a.message_id,
-                    "applied_at": a.applied_at.isoformat(),
-                }
-                for a in self.applied
-            ],
-            "parked": {str(k): v for k, v in sorted(self.parked.items())},
-            "duplicates": self.duplicates,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any], version: str | None) -> OrderLedger:
-        o = dict(doc["order"])
-        o["state"] = OrderState(o["state"])
-        o["total"] = None if o.get("total") is None else Decimal(o["total"])
-        o["items"] = tuple(
-            LineItem(sku=i["sku"], quantity=int(i["quantity"]), unit_price=Decimal(i["unit_price"]))
-            for i in o.get("items") or ()
-        )
-        return cls(
-            order=Order(**o),
-            last_sequence=int(doc["last_sequence"]),
-            applied=[
-                AppliedStep(
-                    sequence=int(a["sequence"]),
-                    step=a["step"],
-                    content_hash=a["content_hash"],
-                    message_id=a["message_id"],
-                    applied_at=datetime.fromisoformat(a["applied_at"]),
-                )
-                for a in doc.get("applied") or ()
-            ],
-            parked={int(k): v for k, v in (doc.get("parked") or {}).items()},
-            duplicates=int(doc.get("duplicates") or 0),
-            version=version,
-            updated_at=datetime.fromisoformat(doc["updated_at"]) if doc.get("updated_at") else None,
-        )
+def stream_key_of(doc: dict[str, Any], *, required: bool = True) -> Any:
+    """The stream key of a stored document; documents written before the engine/workflow split call it
+    `order_id` (read here, never written)."""
+    if "stream_key" in doc:
+        return doc["stream_key"]
+    return doc["order_id"] if required else doc.get("order_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +32,7 @@ class ParkedMessage:
     """A message that arrived ahead of its turn, kept whole until the gap before it fills."""
 
     session_id: str
-    order_id: str
+    stream_key: str
     sequence: int
     content_hash: str
     envelope: SessionEnvelope
@@ -151,7 +42,7 @@ class ParkedMessage:
         text, encoding = encode_body(self.envelope.body)
         return {
             "session_id": self.session_id,
-            "order_id": self.order_id,
+            "stream_key": self.stream_key,
             "sequence": self.sequence,
             "content_hash": self.content_hash,
             "body": text,
@@ -165,7 +56,7 @@ class ParkedMessage:
         body = decode_body(doc["body"], doc["body_encoding"])
         return cls(
             session_id=doc["session_id"],
-            order_id=doc["order_id"],
+            stream_key=stream_key_of(doc),
             sequence=int(doc["sequence"]),
             content_hash=doc["content_hash"],
             envelope=SessionEnvelope.from_metadata(body, doc["metadata"]),
@@ -186,7 +77,7 @@ class QuarantineRecord:
     body_encoding: str  # "utf-8", "base64", or "omitted" (larger than MAX_BODY_BYTES: body is "")
     metadata: dict[str, Any]
     quarantined_at: datetime
-    order_id: str | None = None
+    stream_key: str | None = None
     sequence: int | None = None
     step: str | None = None
     status: str = "open"  # "open" or "replayed"
@@ -211,7 +102,7 @@ class QuarantineRecord:
         detail: str,
         *,
         at: datetime,
-        order_id: str | None = None,
+        stream_key: str | None = None,
         sequence: int | None = None,
         step: str | None = None,
         keep_metadata: bool = True,
@@ -235,7 +126,7 @@ class QuarantineRecord:
             body_encoding=encoding,
             metadata=metadata,
             quarantined_at=at,
-            order_id=order_id,
+            stream_key=stream_key,
             sequence=sequence,
             step=step,
             body_size=len(envelope.body),
@@ -256,6 +147,8 @@ class QuarantineRecord:
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> QuarantineRecord:
         d = dict(doc)
+        d["stream_key"] = stream_key_of(d, required=False)
+        d.pop("order_id", None)
         d["quarantined_at"] = datetime.fromisoformat(d["quarantined_at"])
         d["replayed_at"] = datetime.fromisoformat(d["replayed_at"]) if d.get("replayed_at") else None
         return cls(**d)
@@ -263,10 +156,10 @@ class QuarantineRecord:
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
-    """Proof that (session, order_id, sequence) took effect; purged after the retention period."""
+    """Proof that (session, stream, sequence) took effect; purged after the retention period."""
 
     session_id: str
-    order_id: str
+    stream_key: str
     sequence: int
     content_hash: str
     message_id: str
@@ -283,10 +176,10 @@ class SessionChanges:
     """
 
     session_id: str
-    ledger: OrderLedger | None = None
+    ledger: Ledger[Any] | None = None
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
     park: list[ParkedMessage] = field(default_factory=list)
-    unpark: list[tuple[str, int]] = field(default_factory=list)  # (order_id, sequence)
+    unpark: list[tuple[str, int]] = field(default_factory=list)  # (stream_key, sequence)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
 
     @property

@@ -1,0 +1,259 @@
+"""Table Storage entities: keys, size limits, and the mapping between records and entities.
+
+Pure functions (no client, no I/O), so the layout is readable and testable on its own; `table.py` is the
+store that sends them. Rows of one session share a PartitionKey; RowKey = kind prefix + escaped keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared.engine.ledger import Ledger
+from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, stream_key_of
+from shared.engine.workflow import StateCodec
+from shared.envelope import SessionEnvelope
+
+L = TypeVar("L", bound=Ledger[Any])
+
+# --- service limits (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model)
+MAX_BATCH_OPERATIONS = 100
+MAX_BATCH_PAYLOAD = 4 * 1024 * 1024  # request body of one $batch
+MAX_ENTITY_SIZE = 1024 * 1024
+CHUNK_SIZE = 60 * 1024  # one binary property holds at most 64 KiB; keep a margin
+# What we let a batch grow to by our own (conservative) estimate, leaving room for multipart framing.
+BATCH_PAYLOAD_BUDGET = MAX_BATCH_PAYLOAD - 256 * 1024
+ENTITY_SIZE_BUDGET = MAX_ENTITY_SIZE - 8 * 1024
+
+# `order|` is the ledger rows' prefix from before the engine/workflow split, kept so existing tables read
+# unchanged; ledger rows must sort just before `park|` (one range query loads both, see `load_filter`).
+LEDGER, PARK, IDEM, QUARANTINE = "order|", "park|", "idem|", "quarantine|"
+_SAFE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+class StoreLimitExceeded(ValueError):
+    """A change cannot be stored within Table Storage limits; retrying will not help (not transient)."""
+
+
+def escape_key(value: str) -> str:
+    """Key-safe form of an id: `[A-Za-z0-9._-]` kept, everything else as ~XX per UTF-8 byte.
+
+    Table keys forbid / \\ # ? and control characters, and '|' separates our key parts, so escaping
+    keeps both the service and our prefix range queries safe whatever a producer puts in an id.
+    """
+    if all(c in _SAFE_KEY_CHARS for c in value):
+        return value
+    out: list[str] = []
+    for c in value:
+        if c in _SAFE_KEY_CHARS:
+            out.append(c)
+        else:
+            out.extend(f"~{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+def ledger_key(stream_key: str) -> str:
+    return f"{LEDGER}{escape_key(stream_key)}"
+
+
+def park_key(stream_key: str, sequence: int) -> str:
+    return f"{PARK}{escape_key(stream_key)}|{sequence:010d}"
+
+
+def idem_key(stream_key: str, sequence: int) -> str:
+    return f"{IDEM}{escape_key(stream_key)}|{sequence:010d}"
+
+
+def quarantine_key(quarantine_id: str) -> str:
+    return f"{QUARANTINE}{escape_key(quarantine_id)}"
+
+
+def prefix_filter(prefix: str) -> str:
+    """RowKey range covering exactly the keys starting with `prefix` ('}' sorts right after '|')."""
+    return f"RowKey ge '{prefix}' and RowKey lt '{prefix[:-1]}}}'"
+
+
+def load_filter() -> str:
+    """One partition's ledger and parked rows (adjacent in RowKey order), for one range query."""
+    return f"PartitionKey eq @pk and RowKey ge '{LEDGER}' and RowKey lt '{PARK[:-1]}}}'"
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def put_blob(entity: dict[str, Any], name: str, data: bytes) -> None:
+    """Split bytes over `name_0..name_{n-1}` binary properties (each ≤ 60 KiB) plus a `name_n` count."""
+    count = math.ceil(len(data) / CHUNK_SIZE)
+    entity[f"{name}_n"] = count
+    for i in range(count):
+        entity[f"{name}_{i}"] = data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE]
+
+
+def get_blob(entity: Mapping[str, Any], name: str) -> bytes:
+    count = int(entity.get(f"{name}_n") or 0)
+    return b"".join(bytes(entity[f"{name}_{i}"]) for i in range(count))
+
+
+def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _json_load(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8", "surrogatepass"))
+
+
+def _short(value: str | None, limit: int = 1024) -> str | None:
+    """Informational string columns stay far below the 32K-character property limit."""
+    return value if value is None or len(value) <= limit else value[:limit]
+
+
+def _entity_size(entity: Mapping[str, Any]) -> int:
+    """The service's size formula: 4 + 2*len(keys) + per property 8 + 2*len(name) + value size."""
+    size = 4
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            size += 2 * len(str(value))
+            continue
+        size += 8 + 2 * len(name)
+        if isinstance(value, bytes | bytearray):
+            size += 4 + len(value)
+        elif isinstance(value, str):
+            size += 4 + 2 * len(value)
+        else:
+            size += 8
+    return size
+
+
+def payload_size(entity: Mapping[str, Any]) -> int:
+    """Upper estimate of an operation's bytes on the wire (binary travels as base64 in JSON)."""
+    size = 600  # multipart part headers, request line
+    for name, value in entity.items():
+        size += len(name) + 40  # name, quotes, the @odata.type annotation
+        if isinstance(value, bytes | bytearray):
+            size += 4 * math.ceil(len(value) / 3)
+        elif isinstance(value, str):
+            size += len(json.dumps(value))
+        else:
+            size += 40
+    return size
+
+
+def _checked(entity: dict[str, Any]) -> dict[str, Any]:
+    size = _entity_size(entity)
+    if size > ENTITY_SIZE_BUDGET:
+        raise StoreLimitExceeded(
+            f"{entity['RowKey']!r} would be {size} bytes; a Table entity holds at most {MAX_ENTITY_SIZE}"
+        )
+    return entity
+
+
+# --- record <-> entity -------------------------------------------------------------------
+
+
+def ledger_entity(session_id: str, ledger: Ledger[Any], codec: StateCodec[Any, Any]) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": escape_key(session_id),
+        "RowKey": ledger_key(ledger.stream_key),
+        "kind": "ledger",
+        "session_id": session_id,
+        "stream_key": ledger.stream_key,
+        "state": _short(codec.status(ledger.state)),
+        "last_sequence": ledger.last_sequence,
+    }
+    put_blob(entity, "doc", _json_bytes(ledger.to_document(codec)))
+    return _checked(entity)
+
+
+def ledger_from_entity(entity: Mapping[str, Any], etag: str, codec: StateCodec[Any, L]) -> L:
+    return Ledger.from_document(
+        _json_load(get_blob(entity, "doc")),
+        codec,
+        version=etag,
+        session_id=entity["session_id"],
+        stream_key=stream_key_of(dict(entity)),
+    )
+
+
+def parked_entity(session_id: str, parked: ParkedMessage) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": escape_key(session_id),
+        "RowKey": park_key(parked.stream_key, parked.sequence),
+        "kind": "park",
+        "session_id": parked.session_id,
+        "stream_key": parked.stream_key,
+        "sequence": parked.sequence,
+        "content_hash": _short(parked.content_hash),
+        "parked_at": utc(parked.parked_at),
+    }
+    doc = {
+        "session_id": parked.session_id,
+        "stream_key": parked.stream_key,
+        "sequence": parked.sequence,
+        "content_hash": parked.content_hash,
+        "metadata": parked.envelope.metadata(),
+        "parked_at": parked.parked_at.isoformat(),
+    }
+    put_blob(entity, "doc", _json_bytes(doc))
+    put_blob(entity, "body", parked.envelope.body)  # raw bytes: no base64 inflation in the entity
+    return _checked(entity)
+
+
+def parked_from_entity(entity: Mapping[str, Any]) -> ParkedMessage:
+    doc = _json_load(get_blob(entity, "doc"))
+    return ParkedMessage(
+        session_id=doc["session_id"],
+        stream_key=stream_key_of(doc),
+        sequence=int(doc["sequence"]),
+        content_hash=doc["content_hash"],
+        envelope=SessionEnvelope.from_metadata(get_blob(entity, "body"), doc["metadata"]),
+        parked_at=datetime.fromisoformat(doc["parked_at"]),
+    )
+
+
+def idempotency_entity(session_id: str, record: IdempotencyRecord) -> dict[str, Any]:
+    return _checked(
+        {
+            "PartitionKey": escape_key(session_id),
+            "RowKey": idem_key(record.stream_key, record.sequence),
+            "kind": "idem",
+            "session_id": record.session_id,
+            "stream_key": record.stream_key,
+            "sequence": record.sequence,
+            "content_hash": _short(record.content_hash),
+            "message_id": _short(record.message_id),
+            "recorded_at": utc(record.recorded_at),  # Edm.DateTime, so purge can filter on it
+        }
+    )
+
+
+def quarantine_entity(session_id: str, record: QuarantineRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": escape_key(session_id),
+        "RowKey": quarantine_key(record.id),
+        "kind": "quarantine",
+        "quarantine_id": record.id,
+        "session_id": record.session_id,
+        "reason": _short(record.reason),
+        "status": record.status,
+        "quarantined_at": utc(record.quarantined_at),
+    }
+    if record.replayed_at is not None:
+        entity["replayed_at"] = record.replayed_at.isoformat()
+    doc = record.to_document()
+    body = doc.pop("body")
+    put_blob(entity, "doc", _json_bytes(doc))
+    put_blob(entity, "body", body.encode("utf-8", "surrogatepass"))
+    return _checked(entity)
+
+
+def quarantine_from_entity(entity: Mapping[str, Any]) -> QuarantineRecord:
+    doc = _json_load(get_blob(entity, "doc"))
+    doc["body"] = get_blob(entity, "body").decode("utf-8", "surrogatepass")
+    # status/replayed_at are plain columns so mark_replayed is a small MERGE, not a document rewrite
+    doc["status"] = entity.get("status") or doc.get("status") or "open"
+    doc["replayed_at"] = entity.get("replayed_at") or None
+    return QuarantineRecord.from_document(doc)
