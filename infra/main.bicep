@@ -37,6 +37,11 @@ param serviceBusSku string = 'Standard'
 @description('Session-enabled orders queue name (ORDERS_QUEUE_NAME).')
 param ordersQueueName string = 'orders-with-sessions'
 
+@description('Seconds one invocation retries a failing order store before Service Bus redelivers the message (ORDERS_STORE_RETRY_SECONDS; docs/store.md). Keep well under host.json functionTimeout and maxAutoLockRenewalDuration (5 min).')
+@minValue(0)
+@maxValue(120)
+param ordersStoreRetrySeconds int = 20
+
 @description('Always-ready instances for the orders trigger (0 = scale to zero; 1+ removes cold-start latency at a fixed cost).')
 @minValue(0)
 @maxValue(20)
@@ -168,6 +173,7 @@ module functionApp './modules/functionapp.bicep' = {
     ordersQueueName: serviceBus.outputs.queueName
     ordersMaxDeliveryCount: serviceBus.outputs.maxDeliveryCount
     ordersTableName: storage.outputs.ordersTableName
+    ordersStoreRetrySeconds: ordersStoreRetrySeconds
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -356,6 +356,12 @@ def render_quarantine_record(record: Any) -> None:
             table.add_row(key, for_person(value))
     console = make_console()
     console.print(table)
+    if record.body_encoding == "omitted":
+        from shared.replay import body_not_kept
+
+        console.print(body_not_kept(record), style="bold", markup=False)
+        console.print("to replay it, pass the body with: orders quarantine replay ID --body-file F")
+        return
     label = "body (base64: not UTF-8)" if record.body_encoding == "base64" else "body"
     console.print(f"{label}, {len(record.raw_body)} bytes:", style="bold")
     console.print(safe(record.body), markup=False, highlight=False, soft_wrap=True)

@@ -3,7 +3,8 @@
 The original body is re-sent under its original message id (the app then sees the same message again),
 or under a new one when asked; a corrected body always gets a new id (`replay_message_id`), so the
 queue's duplicate detection does not take it for the original. A corrected body the app would quarantine
-again (the workflow's `parse` refuses it, or it names another session) is refused unless forced. The
+again (the workflow's `parse` refuses it, or it names another session) is refused unless forced; a record
+whose body was too large to keep needs a body to send. The
 record is marked replayed only after the send succeeded.
 
 Like shared/dlq.py this knows nothing of argparse, rich or the SDK, nor of orders: the caller passes a
@@ -19,6 +20,7 @@ from typing import Any
 
 from shared.engine.records import QuarantineRecord, utcnow
 from shared.engine.workflow import ContractError, Step
+from shared.envelope import MAX_BODY_BYTES
 from shared.store.base import OrderStore
 
 Parse = Callable[[bytes], Step[Any]]  # a workflow's parse: body -> step, or ContractError
@@ -53,6 +55,13 @@ def replay_message_id(record: QuarantineRecord, step: Step[Any] | None, now: dat
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     base = f"{stream_key}:{sequence}" if stream_key and sequence is not None else record.message_id
     return f"{base}:replay-{stamp}"[-128:]
+
+
+def body_not_kept(record: QuarantineRecord) -> str:
+    """A body over the record's bound (MAX_BODY_BYTES) is kept only as its size and SHA-256."""
+    size = "unknown size" if record.body_size is None else f"{record.body_size} bytes"
+    sha = f", sha256 {record.body_sha256}" if record.body_sha256 else ""
+    return f"body not kept: {size}{sha} (over the {MAX_BODY_BYTES // 1024} KiB a record keeps)"
 
 
 def check_corrected_body(body: bytes, session_id: str, parse: Parse) -> Step[Any]:
@@ -92,6 +101,8 @@ def replay(
     """Send `record` again (or `corrected` in its place) through `send`, then mark it replayed."""
     if not record.session_id:
         raise ReplayError(f"quarantined message {record.id} has no session id; cannot replay it")
+    if corrected is None and record.body_encoding == "omitted":
+        raise ReplayError(f"{record.id}: {body_not_kept(record)}; pass the body to send with --body-file")
     if record.status == "replayed" and not force:
         raise ReplayError(
             f"{record.id} was already replayed at {record.replayed_at}; pass --force to replay again"

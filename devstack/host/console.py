@@ -36,7 +36,7 @@ class ConsoleFormatter(logging.Formatter):
         if record.name == HOST_LOGGER and message == "local host started":
             return self._started(data)
         if record.name == HOST_LOGGER and message == "invocation":
-            return self._invocation(record, data)
+            return self._invocation(record, data) + self._traceback(record)
         text = f"[{_time(record)}] {message}"
         if record.name == HOST_LOGGER and message == "local host stopped":
             text += (
@@ -47,9 +47,17 @@ class ConsoleFormatter(logging.Formatter):
             text += f" ({data['error']}" + (f": {data['detail']}" if data.get("detail") else "") + ")"
         if record.name != HOST_LOGGER:
             text = f"[{_time(record)}] {record.levelname.lower()} {record.name}: {message}"
-        if record.exc_info and record.levelno >= logging.ERROR:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
+        return text + self._traceback(record)
+
+    def _traceback(self, record: logging.LogRecord) -> str:
+        """Only ERROR records carry theirs to the terminal (a bug); expected failures have none."""
+        if record.levelno < logging.ERROR:
+            return ""
+        if record.exc_info:
+            return "\n" + self.formatException(record.exc_info)
+        if record.exc_text:  # already rendered (and masked) by a logging filter
+            return "\n" + record.exc_text
+        return ""
 
     def _started(self, data: dict[str, Any]) -> str:
         lines = ["", "Functions:", ""]

@@ -80,6 +80,16 @@ class FunctionTimeout(TimeoutError):
     """This invocation overran functionTimeout (host.json)."""
 
 
+def app_expected_failures() -> tuple[type[BaseException], ...]:
+    """Exceptions the app raises on purpose to have a message redelivered: TransientStoreError, raised
+    once its in-invocation retry burst gave up, after the app logged that burst as one line. The host
+    logs an invocation failing with one of these as one line, without a traceback; anything else is a
+    bug and is logged with its traceback, as the Functions host logs every failure."""
+    from shared.store.base import TransientStoreError
+
+    return (TransientStoreError,)
+
+
 class LocalHost:
     """Programmatic API: `start()` / `stop()` (listeners run on threads), or `run_until_idle(seconds)`.
 
@@ -124,6 +134,7 @@ class LocalHost:
         self._generation = 0  # language-worker generation: bumped by a functionTimeout restart
         self._sequence = 0  # invocations started, for the running counter
         self._broker_down = False
+        self.expected_failures = app_expected_failures()
 
         self.counters = HostCounters()
         self.options = ServiceBusOptions()
@@ -651,13 +662,19 @@ class LocalHost:
             log.info("invocation", extra=extra)
             return
         extra["error"] = type(error).__name__
-        # Conversion and timeout errors say what failed without any payload value; a user exception's
-        # text is the app's own and stays in the traceback (debug level).
         if isinstance(error, ConversionError | WorkerRestarted | FunctionTimeout):
+            # The host's own failures: the detail says what failed without any payload value.
             extra["detail"] = str(error)
-        log.warning("invocation", extra=extra)
-        if not isinstance(error, ConversionError | WorkerRestarted | FunctionTimeout):
-            log.debug("invocation traceback", extra={"invocation_id": context.invocation_id}, exc_info=error)
+            log.warning("invocation", extra=extra)
+        elif isinstance(error, self.expected_failures):
+            # Expected (a store outage outlasting the retry burst): the app already logged the burst
+            # as one line with its detail; the redelivery is the retry. One line, no traceback.
+            extra["expected"] = True
+            log.warning("invocation", extra=extra)
+        else:
+            # A bug: logged with its traceback at ERROR, as the Functions host logs a failed invocation
+            # ("Executed '<name>' (Failed, Id=...)" with the worker's exception and stack).
+            log.error("invocation", extra=extra, exc_info=error)
 
     def _submit(self, spec: FunctionSpec, context: LocalContext, kwargs: dict[str, Any]) -> Any:
         from azure_functions_logging import inject_context, restore_context

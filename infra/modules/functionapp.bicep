@@ -56,6 +56,11 @@ param ordersMaxDeliveryCount int
 @description('Order store table name (ORDERS_TABLE_NAME).')
 param ordersTableName string
 
+@description('ORDERS_STORE_RETRY_SECONDS: how long one invocation retries a failing store before the message is redelivered. Budget + one store attempt (<= 30 s) must stay well under host.json functionTimeout and maxAutoLockRenewalDuration (5 min); the app refuses more than 120.')
+@minValue(0)
+@maxValue(120)
+param ordersStoreRetrySeconds int = 20
+
 @description('Application Insights connection string (not a secret once local auth is disabled).')
 param applicationInsightsConnectionString string
 
@@ -167,6 +172,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     IDEMPOTENCY_RETENTION_DAYS: '14'
     ORDERS_PARK_LIMIT: '50'
     ORDERS_MAX_DELIVERY_COUNT: string(ordersMaxDeliveryCount)
+    ORDERS_STORE_RETRY_SECONDS: string(ordersStoreRetrySeconds)
     // Telemetry with Entra ID authentication (the component has DisableLocalAuth: true).
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'

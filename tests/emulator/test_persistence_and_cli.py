@@ -112,3 +112,26 @@ def test_cli_starts_logs_once_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_orders_emulator_ctrl_c_exits_0():
+    """`orders emulator` runs until stopped: Ctrl-C is its normal end (docs/cli.md), not exit 130."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "emulator", "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "listening on 127.0.0.1:" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "interrupted" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()

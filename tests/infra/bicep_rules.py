@@ -353,6 +353,19 @@ def check_functionapp(parsed: dict[str, Any], local: dict[str, str]) -> list[str
         problems.append(
             f"ORDERS_MAX_DELIVERY_COUNT must be string(ordersMaxDeliveryCount), found {max_delivery!r}"
         )
+    # The in-invocation store retry budget: a parameter (main.bicep passes it, azd can override it).
+    retry = settings.get("ORDERS_STORE_RETRY_SECONDS")
+    fn = retry.get("function", {}) if isinstance(retry, dict) else {}
+    if fn.get("type") != "string" or list(fn.get("parameters", {}).values()) != ["ordersStoreRetrySeconds"]:
+        problems.append(
+            f"ORDERS_STORE_RETRY_SECONDS must be string(ordersStoreRetrySeconds), found {retry!r}"
+        )
+    expect(
+        problems,
+        "ordersStoreRetrySeconds default vs ORDERS_STORE_RETRY_SECONDS",
+        param_default(parsed, "ordersStoreRetrySeconds"),
+        int(float(local.get("ORDERS_STORE_RETRY_SECONDS", "nan"))),
+    )
     for key in FORBIDDEN_APP_SETTINGS:
         if key in settings:
             problems.append(f"app setting {key} must not be set (key-based or rejected on Flex Consumption)")
@@ -365,6 +378,45 @@ def check_functionapp(parsed: dict[str, Any], local: dict[str, str]) -> list[str
         body(r).get("name"): (body(r).get("properties") or {}).get("allow") for r in publishing.values()
     }
     expect(problems, "basic publishing credentials", allowed, {"ftp": False, "scm": False})
+    return problems
+
+
+# One store attempt's own worst case on top of the retry budget (Table read timeout 30 s; SQLite
+# busy_timeout 10 s): docs/store.md "Transient failures".
+STORE_ATTEMPT_S = 30
+
+
+def param_decorator(parsed: dict[str, Any], name: str, decorator: str) -> Any:
+    for d in parsed["parameters"][name].get("decorators") or []:
+        if d.get("type") == decorator:
+            return d.get("argument")
+    return None
+
+
+def check_store_retry_budget(parsed: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    """ORDERS_STORE_RETRY_SECONDS against host.json: the default budget + one attempt within a quarter
+    of functionTimeout and of maxAutoLockRenewalDuration (well under: the invocation also runs the
+    step and any parked releases), and even the largest allowed value within both (never a worker
+    restart or a lost lock because a store was down)."""
+    problems: list[str] = []
+    try:
+        fn_timeout = timespan(host["functionTimeout"]).total_seconds()
+        renew = timespan(host["extensions"]["serviceBus"]["maxAutoLockRenewalDuration"]).total_seconds()
+    except (KeyError, ValueError) as exc:
+        return [f"cannot compare the store retry budget with host.json: {exc}"]
+    limit = min(fn_timeout, renew)
+    default = param_default(parsed, "ordersStoreRetrySeconds")
+    largest = param_decorator(parsed, "ordersStoreRetrySeconds", "max_value")
+    if not isinstance(default, int) or default + STORE_ATTEMPT_S > limit / 4:
+        problems.append(
+            f"ordersStoreRetrySeconds default {default!r} + {STORE_ATTEMPT_S} s is not well under "
+            f"functionTimeout / maxAutoLockRenewalDuration ({limit:g} s; at most a quarter)"
+        )
+    if not isinstance(largest, int) or largest + STORE_ATTEMPT_S >= limit:
+        problems.append(
+            f"ordersStoreRetrySeconds @maxValue {largest!r} + {STORE_ATTEMPT_S} s reaches "
+            f"functionTimeout / maxAutoLockRenewalDuration ({limit:g} s)"
+        )
     return problems
 
 

@@ -46,6 +46,32 @@ def test_function_app_flex_consumption_python311_identity_settings(
     assert rules.check_functionapp(bicep["functionapp.bicep"], local_settings) == []
 
 
+def test_store_retry_budget_is_well_under_function_timeout_and_lock_renewal(
+    bicep: Parsed, host_json: dict[str, Any]
+) -> None:
+    assert rules.check_store_retry_budget(bicep["functionapp.bicep"], host_json) == []
+
+
+def test_store_retry_setting_agrees_everywhere(bicep: Parsed, local_settings: dict[str, str]) -> None:
+    """local.settings.json.example, the app's default, main.bicep, its azd parameter and the module."""
+    from shared.settings import DEFAULT_STORE_RETRY_SECONDS, MAX_STORE_RETRY_SECONDS
+
+    local = float(local_settings["ORDERS_STORE_RETRY_SECONDS"])
+    assert local == DEFAULT_STORE_RETRY_SECONDS
+    main = bicep["main.bicep"]
+    assert rules.param_default(main, "ordersStoreRetrySeconds") == local
+    for parsed in (main, bicep["functionapp.bicep"]):
+        assert rules.param_default(parsed, "ordersStoreRetrySeconds") == local
+        assert rules.param_decorator(parsed, "ordersStoreRetrySeconds", "min_value") == 0
+        assert (
+            rules.param_decorator(parsed, "ordersStoreRetrySeconds", "max_value") == MAX_STORE_RETRY_SECONDS
+        )
+    params = rules.body(main["modules"]["functionApp"])["params"]
+    assert params["ordersStoreRetrySeconds"] == "ordersStoreRetrySeconds"
+    data = json.loads((rules.INFRA / "main.parameters.json").read_text())["parameters"]
+    assert data["ordersStoreRetrySeconds"]["value"] == "${ORDERS_STORE_RETRY_SECONDS=20}"
+
+
 def test_alerts_dead_letters_and_quarantines(bicep: Parsed) -> None:
     assert rules.check_alerts(bicep["alerts.bicep"]) == []
 

@@ -68,6 +68,19 @@ CASES = [
     ("functionapp.bicep", "ORDERS_PARK_LIMIT: '50'", "ORDERS_PARK_LIMIT: '5'", "ORDERS_PARK_LIMIT"),
     (
         "functionapp.bicep",
+        "ORDERS_STORE_RETRY_SECONDS: string(ordersStoreRetrySeconds)",
+        "ORDERS_STORE_RETRY_SECONDS: '600'",
+        "ORDERS_STORE_RETRY_SECONDS",
+    ),
+    (
+        "functionapp.bicep",
+        "param ordersStoreRetrySeconds int = 20",
+        "param ordersStoreRetrySeconds int = 60",
+        "well under",
+    ),
+    ("functionapp.bicep", "@maxValue(120)", "@maxValue(290)", "@maxValue"),
+    (
+        "functionapp.bicep",
         "    ORDERS_QUEUE_NAME: ordersQueueName\n",
         "    FUNCTIONS_WORKER_RUNTIME: 'python'\n",
         "FUNCTIONS_WORKER_RUNTIME",
@@ -91,7 +104,7 @@ def _run_rule(module: str, path: Path) -> list[str]:
     if module == "monitoring.bicep":
         return rules.check_monitoring(parsed)
     if module == "functionapp.bicep":
-        return rules.check_functionapp(parsed, local)
+        return rules.check_functionapp(parsed, local) + rules.check_store_retry_budget(parsed, host)
     raise AssertionError(module)
 
 

@@ -493,3 +493,71 @@ def test_delegate_gets_its_own_arguments(
     assert code == 3 and seen == {"port": 9000}
     code, out, _ = run(capsys, "host", "--help")
     assert code == 0 and "--port" in out
+
+
+@pytest.fixture
+def oversize(tmp_path: Path) -> tuple[str, bytes]:
+    """A store holding one quarantine record whose body was too large to keep (size + SHA-256 only)."""
+    from shared.envelope import MAX_BODY_BYTES
+
+    path = tmp_path / "store" / "big.db"
+    store = SqliteOrderStore(path, codec=ORDERS)
+    body = b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    OrderStepProcessor(store).process(SessionEnvelope(body, "cust-big", "ord-big:1", sequence_number=1))
+    store.close()
+    return f"sqlite:///{path}", body
+
+
+def test_show_says_an_omitted_body_was_not_kept(
+    capsys: pytest.CaptureFixture[str], oversize: tuple[str, bytes]
+) -> None:
+    import hashlib
+
+    store, body = oversize
+    record = _record(capsys, store, "malformed-json")
+    code, out, _ = run(capsys, "quarantine", "show", record["id"], "--json", "--store", store)
+    assert code == 0 and json.loads(out)["body_encoding"] == "omitted"
+    code, out, _ = run(capsys, "quarantine", "show", record["id"], "--store", store)
+    flat = " ".join(out.split())  # rich wraps long lines
+    assert code == 0
+    assert f"body not kept: {len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}" in flat
+    assert "--body-file" in flat and "0 bytes" not in flat
+
+
+def test_replay_of_an_omitted_body_needs_a_body_file(
+    capsys: pytest.CaptureFixture[str], oversize: tuple[str, bytes], tmp_path: Path
+) -> None:
+    store, body = oversize
+    record = _record(capsys, store, "malformed-json")
+    send = FakeSend()
+    args = ["quarantine", "replay", record["id"], "--store", store, "--connection", "Endpoint=sb://x/;"]
+    code, out, err = run(capsys, *args, "--queue", "q", send=send)
+    assert code == 1 and out == "" and send.calls == []
+    assert_one_line_error(err)
+    assert "body not kept" in err and str(len(body)) in err and "--body-file" in err
+    code, out, _ = run(capsys, "quarantine", "list", "--json", "--store", store)
+    assert record["id"] in {r["id"] for r in json.loads(out)["quarantine"]}  # still open
+
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(
+        '{"schema_version": 1, "customer_id": "cust-big", "order_id": "ord-big", "sequence": 1, '
+        '"step": "order.created", "data": {}}'
+    )
+    code, out, err = run(capsys, *args, "--queue", "q", "--body-file", str(fixed), "--force", send=send)
+    assert code == 0, err
+    assert send.calls[0]["messages"][0].body == fixed.read_bytes()
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(
+    capsys: pytest.CaptureFixture[str], populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status`, `quarantine`, `dlq`, `publish`: Ctrl-C stops the command (docs/cli.md); the host and
+    the emulator exit 0 instead (tests/unit/test_host_cli.py, tests/emulator)."""
+    store, _ = populated
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "render_status", interrupted)
+    code, _, err = run(capsys, "status", "--store", store)
+    assert code == 130 and err == "orders: error: interrupted\n"

@@ -5,6 +5,7 @@ human console lines."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import threading
 import time
@@ -129,3 +130,59 @@ def test_console_lines() -> None:
         and "g: serviceBusTrigger - queue q (sessions)" in block
     )
     assert "not enforced locally" in block
+
+
+def _failing_invocation_records(caplog: Any, tmp_path: Path, error: BaseException) -> list[logging.LogRecord]:
+    host = LocalHost(tmp_path, configure_logging=False)
+    host._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def fails(req: Any) -> None:
+        raise error
+
+    try:
+        with caplog.at_level(logging.DEBUG, logger="devstack.host"):
+            ok, raised = host.invoke(_spec("process_order_step", fails), lambda: None, {})
+    finally:
+        host._pool.shutdown(wait=False)
+    assert not ok and raised is error
+    return [r for r in caplog.records if r.name == "devstack.host"]
+
+
+def test_an_expected_transient_store_failure_is_one_line_without_traceback(
+    caplog: Any, tmp_path: Path
+) -> None:
+    """The app gives the message back after its retry burst (already logged as one line by the app):
+    the host's record of that invocation is one line, no traceback, in either log format."""
+    from azure_functions_logging import JsonFormatter
+
+    from shared.store.base import ConcurrencyConflict, StoreUnavailable
+
+    for error in (StoreUnavailable("database is locked"), ConcurrencyConflict("ledger o1 changed")):
+        caplog.clear()
+        records = _failing_invocation_records(caplog, tmp_path, error)
+        assert len(records) == 1, [r.getMessage() for r in records]
+        (record,) = records
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        line = ConsoleFormatter().format(record)
+        assert f"Failed ({type(error).__name__})" in line
+        assert "\n" not in line and "Traceback" not in line
+        as_json = json.loads(JsonFormatter().format(record))
+        assert as_json["exception"] is None and as_json["extra"]["expected"] is True
+
+
+def test_an_unexpected_exception_is_logged_with_its_traceback(caplog: Any, tmp_path: Path) -> None:
+    """A bug in the function: logged at ERROR with the traceback (the Functions host logs every failed
+    invocation at Error with the worker's exception and stack)."""
+    from azure_functions_logging import JsonFormatter
+
+    records = _failing_invocation_records(caplog, tmp_path, KeyError("missing-key"))
+    assert len(records) == 1
+    (record,) = records
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    text = ConsoleFormatter().format(record)
+    first, _, rest = text.partition("\n")
+    assert "#1 process_order_step Failed (KeyError)" in first
+    assert rest.startswith("Traceback (most recent call last):") and "in fails" in rest
+    assert rest.rstrip().endswith("KeyError: 'missing-key'")
+    as_json = json.loads(JsonFormatter().format(record))
+    assert "Traceback" in as_json["exception"] and "\n" not in JsonFormatter().format(record)
