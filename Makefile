@@ -16,13 +16,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[tools,dev]'
 	touch $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy function_app.py shared devstack scripts bench tests infra/checkov
+	$(BIN)/mypy function_app.py shared orders_cli devstack scripts bench tests infra/checkov
 
 # Every test: unit, functions, integration (Azurite), emulator conformance, end to end, infra checks.
 test: lint

@@ -3,7 +3,7 @@
 One message's path (ORDERS_TRIGGER_CARDINALITY=one, the default): process_order_step
 -> envelope_from_message -> OrderService.handle -> StreamProcessor.process (engine + the order workflow)
 -> store.commit (one transaction).
-A batch's path (=many): process_order_steps -> OrderService.handle_batch -> StreamProcessor.process_batch
+A batch's path (=many): process_order_steps -> OrderService.handle_batch -> engine.batch.process_batch
 -> store.commit_batch (one transaction for the batch; see shared/engine/batch.py).
 """
 

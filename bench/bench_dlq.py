@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.emulator.config import QueueProperties
     from devstack.emulator.server import EmulatorServer
-    from shared.publisher import PublishPlan, customer_id, generate_messages, send_messages
+    from orders_cli.sender import send_messages
+    from orders_cli.traffic import PublishPlan, customer_id, generate_messages
 
     server = EmulatorServer(REPO / "dev" / "servicebus" / "Config.json", host="127.0.0.1", port=0)
     server.start()
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                             receiver.dead_letter_message(m, reason="BenchReason")
         print(f"published {len(messages)}, dead-lettered {server.dead_letter_count(QUEUE)}")
         env = dict(os.environ, ServiceBusConnection=conn, ORDERS_QUEUE_NAME=QUEUE)
-        orders = [sys.executable, "-m", "shared.cli"]
+        orders = [sys.executable, "-m", "orders_cli.cli"]
         for action in (
             ["list"],
             ["resubmit", "--all", "--dry-run"],

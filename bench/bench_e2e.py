@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import host_command, machine, print_table
+from orders_cli.sender import send_messages
+from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.order_workflow import ORDERS
-from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.store.sqlite import SqliteOrderStore
 
 REPO = Path(__file__).resolve().parents[1]

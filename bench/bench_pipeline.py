@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import json_logs_discarded, machine, percentile, print_table
-from bench.workload import Workload, build, check_applied
+from orders_cli.traffic import Workload, build_workload, check_applied
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS
 from shared.service import OrderService
@@ -123,8 +123,8 @@ def run_baseline(workload: Workload) -> RunResult:
 
 
 def main_run(messages: int, sessions: int, workdir: Path, profile: Path | None = None) -> dict[str, Any]:
-    workload = build(messages, sessions, duplicate_rate=0.05, shuffle=True)
-    run_ours(build(500, 20, seed=99), workdir, "warm-up")  # imports, pydantic schema build, SQLite
+    workload = build_workload(messages, sessions, duplicate_rate=0.05, shuffle=True)
+    run_ours(build_workload(500, 20, seed=99), workdir, "warm-up")  # imports, pydantic schema build, SQLite
     ours = run_ours(workload, workdir, profile=profile)
     base = run_baseline(workload)
     return {"ours": ours, "baseline": base, "ratio": ours.rate / base.rate, "workload": workload}
@@ -133,9 +133,9 @@ def main_run(messages: int, sessions: int, workdir: Path, profile: Path | None =
 def scaling(workdir: Path, big: bool) -> list[RunResult]:
     rows: list[RunResult] = []
     for sessions in (1, 8, 32, 128):
-        rows.append(run_ours(build(10_000, sessions), workdir, f"sessions={sessions}"))
+        rows.append(run_ours(build_workload(10_000, sessions), workdir, f"sessions={sessions}"))
     for messages in (1_000, 10_000, *((100_000,) if big else ())):
-        rows.append(run_ours(build(messages, 200), workdir, f"messages={messages}"))
+        rows.append(run_ours(build_workload(messages, 200), workdir, f"messages={messages}"))
     return rows
 
 

@@ -1,6 +1,6 @@
 """Storage round trips per message at steady state: TableOrderStore vs. a naive read/write/write design.
 
-Starts its own Azurite (like the test fixture), replays the same message stream through
+Starts its own Azurite (devstack/azurite.py, as the test fixture does), replays one message stream through
   * TableOrderStore (session cache + one entity-group transaction per message),
   * TableOrderStore with the cache disabled (TTL 0: every message re-reads its partition),
   * a naive store in this file: point-read the state, write the state, write the idempotency record,
@@ -22,6 +22,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from devstack.azurite import AzuriteTable, ensure_azurite_installed, unique_table_name
+from orders_cli.samples import make_idem, make_ledger
 from shared.engine.records import SessionChanges
 from shared.order_workflow import ORDERS, OrderLedger
 from shared.store.table import RequestCounter, TableOrderStore
@@ -32,7 +33,6 @@ from shared.store.table_entities import (
     ledger_from_entity,
     ledger_key,
 )
-from tests.integration.test_store_contract import make_idem, make_ledger
 
 
 class NaiveTableStore:

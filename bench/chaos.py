@@ -2,7 +2,7 @@
 
     python -m bench.chaos --messages 5000 --sessions 50 --kills 10
 
-Publishes a shuffled workload with duplicates and poison messages (shared.publisher) to an embedded
+Publishes a shuffled workload with duplicates and poison messages (orders_cli.traffic) to an embedded
 Service Bus emulator, then runs `python -m devstack.host --until-idle` as a subprocess against a SQLite
 store, killing it with SIGKILL (no clean-up, no settlement) K times, each a random moment after it has
 applied at least one new message, restarting it each time, and finally letting it run until the queue
@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import host_command, machine
+from orders_cli.sender import send_messages
+from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.order_workflow import ORDERS
-from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.store.sqlite import SqliteOrderStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,8 @@
-"""A real Azurite Table endpoint, installed on demand (npm) and started on a free loopback port.
+"""Azurite's Table endpoint for local runs: installed on demand (npm) and started on a free loopback port.
 
-The tests (tests/fixtures/azurite.py wraps this in pytest fixtures) and the benchmarks use it, so it lives
-outside tests/ and does not depend on pytest.
+Used by the test fixture (tests/fixtures/azurite.py) and by bench/bench_table_roundtrips.py. Tests that
+talk to Table Storage run against it instead of a mock, because ETag conditions, entity-group transactions
+and error codes are exactly what a mock would get wrong.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 DEMO_DIR = REPO_ROOT / ".local" / "demo"
-QUEUE = "orders-with-sessions"
+
+from shared.settings import DEFAULT_QUEUE_NAME as QUEUE  # noqa: E402 - after the sys.path line
+from shared.settings import QUEUE_NAME_SETTING  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from devstack.emulator.server import EmulatorServer
         from devstack.host import LocalHost
-        from shared.publisher import PublishPlan, generate_messages, send_messages
+        from orders_cli.sender import send_messages
+        from orders_cli.traffic import PublishPlan, generate_messages
         from shared.service import reset_service
 
         if DEMO_DIR.exists():
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             settings_path=DEMO_DIR / "local.settings.json",  # none: the demo's settings are explicit
             settings_overrides={
                 "ServiceBusConnection": server.connection_string,
-                "ORDERS_QUEUE_NAME": QUEUE,
+                QUEUE_NAME_SETTING: QUEUE,
                 "OrderStoreConnection": f"sqlite:///{db}",
             },
             host_json_overrides={"sessionIdleTimeout": "00:00:01"},
@@ -156,8 +159,8 @@ def _report(
     from rich import box
     from rich.table import Table
 
+    from orders_cli.traffic import expected_final_state, expected_outcomes
     from shared.order_workflow import ORDERS
-    from shared.publisher import expected_final_state, expected_outcomes
     from shared.store.sqlite import SqliteOrderStore
     from shared.views import status_report
 

@@ -37,6 +37,7 @@ from shared.engine.workflow import ContractError
 from shared.envelope import MAX_BODY_BYTES
 
 SCHEMA_ID = "order-step/v1"  # also the Literal of `_StepBase.schema_` (a type needs a literal)
+CONTENT_TYPE = "application/json"  # of every order-step message
 # Ids end up in storage keys and in `message_id` = "{order_id}:{sequence}": keep them plain.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN)]

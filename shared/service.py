@@ -144,6 +144,7 @@ class OrderService:
         what the store holds) within the same retry budget as `handle`; if it persists, a `retry` line is
         logged per message and the error re-raised: the host abandons the whole batch for redelivery."""
         from shared import tracing
+        from shared.engine.batch import process_batch
 
         started = time.perf_counter()
         fields = [self._broker_fields(envelope) for envelope in envelopes]
@@ -159,7 +160,7 @@ class OrderService:
 
         try:
             results = retry.run(
-                lambda: self.processor.process_batch(envelopes),
+                lambda: process_batch(self.processor, envelopes),
                 self.retry_policy,
                 before_retry=recover,
                 sleep=self._sleep,

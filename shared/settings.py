@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from shared.engine.ledger import DEFAULT_PARK_LIMIT  # the engine owns the rule and its default
 
@@ -103,28 +104,35 @@ class AppSettings:
         return cls.from_values(merged_environment(environ))
 
 
-def _int(values: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(values: Mapping[str, str], name: str, cast: type[N], what: str) -> N | None:
+    """The setting as a number; None when it is not set."""
     raw = values.get(name)
     if raw in (None, ""):
-        return default
+        return None
     try:
-        number = int(str(raw))
+        return cast(str(raw))
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+        raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
+
+
+def _int(values: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    number = _number(values, name, int, "a whole number")
+    if number is None:
+        return default
     if number < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, not {number}")
     return number
 
 
 def _seconds(values: Mapping[str, str], name: str, default: float) -> float:
-    raw = values.get(name)
-    if raw in (None, ""):
+    number = _number(values, name, float, "a number of seconds")
+    if number is None:
         return default
-    try:
-        number = float(str(raw))
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
     if not 0 <= number <= MAX_STORE_RETRY_SECONDS:  # also refuses nan and inf
+        raw = values.get(name)
         raise SettingsError(f"{name} must be between 0 and {MAX_STORE_RETRY_SECONDS:g} seconds, not {raw}")
     return number
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.domain.model import Order
 from shared.engine.ledger import Ledger
+from shared.engine.outcomes import Outcome
 from shared.engine.records import QuarantineRecord
 from shared.store.base import OrderStore
 
@@ -47,10 +48,10 @@ def status_report(store: OrderStore, customer_id: str | None = None) -> dict[str
     return {
         "orders": [order_view(ledger) for ledger in ledgers],
         "outcomes": {
-            "applied": sum(len(ledger.applied) for ledger in ledgers),
-            "duplicate": sum(ledger.duplicates for ledger in ledgers),
-            "parked": sum(len(ledger.parked) for ledger in ledgers),
-            "quarantined": len(quarantine),
+            Outcome.APPLIED.value: sum(len(ledger.applied) for ledger in ledgers),
+            Outcome.DUPLICATE.value: sum(ledger.duplicates for ledger in ledgers),
+            Outcome.PARKED.value: sum(len(ledger.parked) for ledger in ledgers),
+            Outcome.QUARANTINED.value: len(quarantine),
         },
         "quarantine": [quarantine_view(q) for q in quarantine],
     }

@@ -14,14 +14,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .codec import Symbol, encode_bytes
-from .config import QueueProperties, TopicConfig
+from .config import QueueProperties
 from .message import X_DEADLETTER_SOURCE, Message, State
-
-if TYPE_CHECKING:
-    from .topics import Topic
 
 log = logging.getLogger("devstack.emulator")
 
@@ -852,16 +849,6 @@ class Broker:
     def delete_queue(self, name: str) -> None:
         """Remove a queue and its messages (test isolation)."""
         self.queues.pop(name.lower(), None)
-
-    def add_topic(self, config: TopicConfig) -> Topic:
-        """Create a topic with its subscriptions (kept with the queues: one namespace of names)."""
-        from .topics import Topic
-
-        topic = Topic(self, config.name, config.properties)
-        for sub in config.subscriptions:
-            topic.add_subscription(sub.name, sub.properties, sub.rules)
-        self.queues[config.name.lower()] = topic
-        return topic
 
     def resolve(self, entity: str) -> Queue:
         """Entity path ('q', 'q/$DeadLetterQueue', 't', 't/Subscriptions/s[/$DeadLetterQueue]') to its

@@ -12,7 +12,7 @@ import logging
 import struct
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import frames
 from .broker import (
@@ -29,7 +29,7 @@ from .message import Message, MessageError, parse_message, split_batch
 from .outcomes import dead_letter_fields, property_changes
 
 if TYPE_CHECKING:
-    from .server import ServerCore
+    from .broker import Broker
 
 log = logging.getLogger("devstack.emulator")
 
@@ -221,10 +221,36 @@ def _addr(terminus: Any) -> Any:
     return None
 
 
+class RequestHandler(Protocol):
+    """The $management node (management.py) as a connection hands it requests."""
+
+    def handle_request(
+        self, conn: Connection, s: AmqpSession, link: IncomingLink, payload: bytes
+    ) -> None: ...
+
+
+class ConnectionOwner(Protocol):
+    """What a connection uses of the server that accepted it (server.ServerCore). A protocol, so this
+    module does not import server.py, which imports it."""
+
+    connections: set[Connection]
+    dirty: set[Connection]
+
+    @property
+    def broker(self) -> Broker: ...
+
+    @property
+    def management(self) -> RequestHandler: ...
+
+    def flush(self) -> None: ...
+
+    def note_durable_write(self) -> None: ...
+
+
 class Connection(asyncio.Protocol):
     """Server side of one client connection."""
 
-    def __init__(self, core: ServerCore) -> None:
+    def __init__(self, core: ConnectionOwner) -> None:
         """Start in the protocol-header phase."""
         self.core = core
         self.broker = core.broker

@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import frames
 from .codec import Described, build_map_raw, decode, encode_bytes, map_entries_raw
-from .config import RuleConfig
 from .message import Message
 
 
@@ -489,7 +488,24 @@ class Rule:
 TRUE_RULE_NAME = "$Default"
 
 
-def compile_rule(rule: RuleConfig) -> Rule:
+class RuleSpec(Protocol):
+    """A rule as configured (config.RuleConfig). A protocol, so this module does not import config.py,
+    which compiles rules with it to validate a Config.json."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def filter_type(self) -> str: ...
+
+    @property
+    def filter(self) -> Any: ...
+
+    @property
+    def action(self) -> str | None: ...
+
+
+def compile_rule(rule: RuleSpec) -> Rule:
     """Config rule -> Rule (raises FilterError with a readable reason)."""
     if rule.filter_type == "Correlation":
         match = compile_correlation(rule.filter)

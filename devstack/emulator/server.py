@@ -15,6 +15,7 @@ from .broker import Broker, BrokerError, Store
 from .config import EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
 from .management import Management
+from .topics import add_topic
 
 log = logging.getLogger("devstack.emulator")
 
@@ -124,7 +125,7 @@ class EmulatorServer:
         for q in cfg.queues:
             self.broker.add_queue(q.name, q.properties)
         for t in cfg.topics:
-            self.broker.add_topic(t)
+            add_topic(self.broker, t)
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
         self.core = ServerCore(self.broker)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -262,7 +263,7 @@ class EmulatorServer:
     def create_topic(self, definition: dict[str, Any]) -> str:
         """Create (or replace) a topic at runtime from one official-format `Topics[]` entry."""
         topic = parse_topic(definition)
-        self.call(lambda: self.broker.add_topic(topic))
+        self.call(lambda: add_topic(self.broker, topic))
         return topic.name
 
     def delete_queue(self, name: str) -> None:

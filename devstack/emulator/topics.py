@@ -11,17 +11,23 @@ it in every subscription.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
-from .broker import INVALID_FIELD, BrokerError, Queue, now_ms
-from .config import QueueProperties, RuleConfig, TopicProperties
+from .broker import INVALID_FIELD, Broker, BrokerError, Queue, now_ms
+from .config import QueueProperties, RuleConfig, TopicConfig, TopicProperties
 from .filters import MessageView, Rule, compile_rule, default_rules
 from .message import Message
 
-if TYPE_CHECKING:
-    from .broker import Broker
-
 SUBSCRIPTIONS_SEGMENT = "/subscriptions/"
+
+
+def add_topic(broker: Broker, config: TopicConfig) -> Topic:
+    """Create a topic with its subscriptions on `broker` (kept with its queues: one namespace of names).
+    Here rather than on Broker, so broker.py does not import this module, which builds on it."""
+    topic = Topic(broker, config.name, config.properties)
+    for sub in config.subscriptions:
+        topic.add_subscription(sub.name, sub.properties, sub.rules)
+    broker.queues[config.name.lower()] = topic
+    return topic
 
 
 def subscription_path(topic: str, subscription: str) -> str:

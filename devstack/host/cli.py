@@ -10,35 +10,35 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 log = logging.getLogger("devstack.host")
+N = TypeVar("N", int, float)
+
+
+def _number(text: str, cast: type[N], what: str) -> N:
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = _number(text, float, "a number of seconds")
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    value = _number(text, int, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError("must be between 0 and 65535 (0: any free port)")
     return value

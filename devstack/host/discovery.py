@@ -30,12 +30,6 @@ class FunctionSpec:
     is_async: bool
     directory: str
 
-    @property
-    def other_bindings(self) -> tuple[dict[str, Any], ...]:
-        return tuple(
-            b for b in self.bindings if b.get("name") != self.trigger_arg and b.get("type") != "http"
-        )
-
 
 def load_function_app(app_dir: Path, module_name: str = "function_app") -> Any:
     """Import `<app_dir>/function_app.py` (app_dir first on sys.path, like the worker) and return

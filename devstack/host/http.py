@@ -9,18 +9,30 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from devstack.host.bindings import Listener
 from devstack.host.config import HostConfigError
+from devstack.host.discovery import FunctionSpec
 from devstack.host.payload import ConversionError, http_reply, http_request
 
-if TYPE_CHECKING:
-    from devstack.host.runtime import LocalHost, _Listener
-
 log = logging.getLogger("devstack.host")
+
+
+class Invoker(Protocol):
+    """What the server uses of the host (runtime.LocalHost): a protocol, so this module does not import
+    runtime.py, which starts the server."""
+
+    http_route_prefix: str
+
+    def invoke(
+        self, spec: FunctionSpec, build: Callable[[], Any], fields: dict[str, Any]
+    ) -> tuple[bool, Any]: ...
+
 
 # ASP.NET Core route constraints the local host understands; any other constraint matches anything.
 _CONSTRAINTS = {
@@ -82,7 +94,7 @@ class Route:
 class LocalHttpServer:
     """A ThreadingHTTPServer on host:port (port 0: any free port) dispatching to the HTTP functions."""
 
-    def __init__(self, host: LocalHost, listeners: list[_Listener], address: str, port: int) -> None:
+    def __init__(self, host: Invoker, listeners: list[Listener], address: str, port: int) -> None:
         self.host = host
         prefix = host.http_route_prefix
         self.prefix = f"/{prefix}" if prefix else ""
@@ -133,7 +145,7 @@ class LocalHttpServer:
 
     def _call(
         self,
-        listener: _Listener,
+        listener: Listener,
         method: str,
         split: Any,
         headers: dict[str, str],

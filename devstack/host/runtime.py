@@ -18,17 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack.host.config import (
-    HostConfigError,
-    ServiceBusConnection,
-    ServiceBusOptions,
-    load_host_json,
-    resolve_servicebus_connection,
-    resolve_setting_references,
-)
+from devstack.host.bindings import Listener, listener_for, with_overrides
+from devstack.host.config import HostConfigError, ServiceBusOptions, load_host_json
 from devstack.host.discovery import FunctionSpec, binding_data_type, discover_functions, load_function_app
 from devstack.host.invocation import LocalContext
-from devstack.host.ncrontab import CronError, CronSchedule
 from devstack.host.payload import ConversionError, servicebus_message, servicebus_messages, timer_request
 from devstack.host.timespan import TimeSpanError, parse_timespan
 
@@ -50,23 +43,6 @@ class HostCounters:
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
-
-
-@dataclass(frozen=True)
-class _Listener:
-    spec: FunctionSpec
-    kind: str  # "servicebus" | "timer"
-    entity: str = ""  # queue name, or topic/subscription
-    topic: str | None = None
-    subscription: str | None = None
-    sessions: bool = False
-    batch: bool = False  # cardinality many: a list of messages per invocation
-    connection: ServiceBusConnection | None = None
-    schedule: CronSchedule | None = None
-    run_on_startup: bool = False
-    route: str = ""  # http: the route template, e.g. "customers/{customer_id}/orders"
-    methods: tuple[str, ...] = ()  # http: allowed methods (empty: all)
-    auth_level: str = ""
 
 
 def configure_logging(level: int = logging.INFO, log_format: str = "json") -> logging.Handler:
@@ -165,7 +141,7 @@ class LocalHost:
         self.function_timeout: float | None = None
         self.functions: list[FunctionSpec] = []
         self.values: dict[str, str] = {}
-        self._listeners: list[_Listener] = []
+        self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -227,75 +203,12 @@ class LocalHost:
             self.http_route_prefix = http_ext["routePrefix"].strip("/")
 
         app = load_function_app(self.app_dir)
-        self.functions = [self._overridden(s) for s in discover_functions(app, str(self.app_dir))]
-        self._listeners = [x for x in (self._listener_for(spec) for spec in self.functions) if x is not None]
+        self.functions = [
+            with_overrides(spec, self.binding_overrides)
+            for spec in discover_functions(app, str(self.app_dir))
+        ]
+        self._listeners = [x for x in (listener_for(spec, self.values) for spec in self.functions) if x]
         self._prepared = True
-
-    def _overridden(self, spec: FunctionSpec) -> FunctionSpec:
-        """binding_overrides[function] patches the indexed trigger binding (None removes a key): tests use
-        it to run the shipped app with another trigger dataType."""
-        patch = self.binding_overrides.get(spec.name)
-        if not patch:
-            return spec
-        trigger = {k: v for k, v in {**spec.trigger, **patch}.items() if v is not None}
-        bindings = tuple(trigger if b.get("name") == spec.trigger_arg else b for b in spec.bindings)
-        return replace(spec, trigger=trigger, bindings=bindings)
-
-    def _listener_for(self, spec: FunctionSpec) -> _Listener | None:
-        t = spec.trigger
-        if spec.trigger_type == "serviceBusTrigger":
-            batch = str(t.get("cardinality", "one")).lower() == "many"
-            what = f"function {spec.name}"
-            conn = resolve_servicebus_connection(str(t.get("connection") or ""), self.values)
-            if t.get("queueName"):
-                queue = resolve_setting_references(str(t["queueName"]), self.values, what=what)
-                return _Listener(
-                    spec,
-                    "servicebus",
-                    entity=queue,
-                    sessions=bool(t.get("isSessionsEnabled")),
-                    batch=batch,
-                    connection=conn,
-                )
-            topic = resolve_setting_references(str(t.get("topicName") or ""), self.values, what=what)
-            sub = resolve_setting_references(str(t.get("subscriptionName") or ""), self.values, what=what)
-            if not topic or not sub:
-                raise HostConfigError(
-                    f"{spec.name}: serviceBusTrigger needs queueName or topicName+subscriptionName"
-                )
-            return _Listener(
-                spec,
-                "servicebus",
-                entity=f"{topic}/subscriptions/{sub}",
-                topic=topic,
-                subscription=sub,
-                sessions=bool(t.get("isSessionsEnabled")),
-                batch=batch,
-                connection=conn,
-            )
-        if spec.trigger_type == "timerTrigger":
-            schedule_text = resolve_setting_references(
-                str(t.get("schedule") or ""), self.values, what=f"function {spec.name}"
-            )
-            try:
-                schedule = CronSchedule.parse(schedule_text)
-            except CronError as exc:
-                raise HostConfigError(f"{spec.name}: schedule {exc}") from None
-            return _Listener(spec, "timer", schedule=schedule, run_on_startup=bool(t.get("runOnStartup")))
-        if spec.trigger_type == "httpTrigger":
-            methods = tuple(str(m).upper() for m in (t.get("methods") or ()))
-            return _Listener(
-                spec,
-                "http",
-                route=str(t.get("route") or spec.name).strip("/"),
-                methods=methods,
-                auth_level=str(t.get("authLevel") or "FUNCTION").upper(),
-            )
-        log.warning(
-            "trigger type not supported by the local host",
-            extra={"function": spec.name, "trigger_type": spec.trigger_type},
-        )
-        return None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -378,12 +291,12 @@ class LocalHost:
             elif listener.kind == "timer":
                 self._spawn(f"timer-{listener.spec.name}", self._timer_worker, listener)
 
-    def http_url(self, listener: _Listener) -> str:
+    def http_url(self, listener: Listener) -> str:
         port = self.http_server.port if self.http_server is not None else self.http_port
         prefix = f"/{self.http_route_prefix}" if self.http_route_prefix else ""
         return f"http://{self.http_host}:{port}{prefix}/{listener.route}"
 
-    def _receivers_for(self, listener: _Listener) -> int:
+    def _receivers_for(self, listener: Listener) -> int:
         # Sessions: maxConcurrentSessions receivers, one message at a time each
         # (maxConcurrentCallsPerSession=1).
         # Non-session: maxConcurrentCalls is not modelled; use the same number of receivers.
@@ -394,7 +307,7 @@ class LocalHost:
             return 1
         return self.options.max_concurrent_sessions
 
-    def _spawn(self, name: str, target: Callable[[_Listener], None], listener: _Listener) -> None:
+    def _spawn(self, name: str, target: Callable[[Listener], None], listener: Listener) -> None:
         def run() -> None:
             try:
                 target(listener)
@@ -512,19 +425,19 @@ class LocalHost:
         return idle if idle is not None and idle > 0 else self.options.retry.try_timeout
 
     # ------------------------------------------------------------------ Service Bus
-    def _client(self, listener: _Listener) -> Any:
+    def _client(self, listener: Listener) -> Any:
         assert listener.connection is not None
         return listener.connection.create_client(
             **self.options.retry.client_kwargs(), try_timeout=self.options.retry.try_timeout
         )
 
-    def _receiver(self, client: Any, listener: _Listener, **kwargs: Any) -> Any:
+    def _receiver(self, client: Any, listener: Listener, **kwargs: Any) -> Any:
         kwargs.setdefault("prefetch_count", self.options.prefetch_count)
         if listener.topic:
             return client.get_subscription_receiver(listener.topic, str(listener.subscription), **kwargs)
         return client.get_queue_receiver(listener.entity, **kwargs)
 
-    def _session_worker(self, listener: _Listener) -> None:
+    def _session_worker(self, listener: Listener) -> None:
         from azure.servicebus import NEXT_AVAILABLE_SESSION
         from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
 
@@ -601,7 +514,7 @@ class LocalHost:
                         },
                     )
 
-    def _queue_worker(self, listener: _Listener) -> None:
+    def _queue_worker(self, listener: Listener) -> None:
         from azure.servicebus.exceptions import ServiceBusError
 
         failures = 0
@@ -616,7 +529,7 @@ class LocalHost:
                     failures += 1
                     self._backoff_after(exc, listener, failures, "receiver failed")
 
-    def _backoff_after(self, exc: Exception, listener: _Listener, failures: int, what: str) -> None:
+    def _backoff_after(self, exc: Exception, listener: Listener, failures: int, what: str) -> None:
         """Wait before retrying, with back-off. An unreachable broker is said once, in one line, however
         many receivers notice it; other failures are warnings."""
         delay = min(30.0, 0.5 * 2 ** min(failures, 6))
@@ -658,7 +571,7 @@ class LocalHost:
                 log.info("Service Bus reachable again")
 
     def _pump(
-        self, receiver: Any, listener: _Listener, idle_timeout: float | None, session_id: str | None
+        self, receiver: Any, listener: Listener, idle_timeout: float | None, session_id: str | None
     ) -> str:
         """Receive one message at a time until idle_timeout passes without one (sessions) or stop."""
         idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
@@ -677,7 +590,7 @@ class LocalHost:
                     idle_deadline = time.monotonic() + float(idle_timeout or 0)
         return "shutdown"
 
-    def _handle(self, receiver: Any, listener: _Listener, message: Any, session_id: str | None) -> None:
+    def _handle(self, receiver: Any, listener: Listener, message: Any, session_id: str | None) -> None:
         spec = listener.spec
         data_type = binding_data_type(spec.trigger)
         ok, _ = self._invoke(
@@ -697,7 +610,7 @@ class LocalHost:
             self._touch()
 
     def _pump_batches(
-        self, receiver: Any, listener: _Listener, idle_timeout: float | None, session_id: str | None
+        self, receiver: Any, listener: Listener, idle_timeout: float | None, session_id: str | None
     ) -> str:
         """cardinality many, as RunBatchReceiveLoopAsync: receive up to maxMessageBatchSize messages (of
         the one accepted session), invoke once with all of them; release the session when a receive
@@ -721,7 +634,7 @@ class LocalHost:
         return "shutdown"
 
     def _handle_batch(
-        self, receiver: Any, listener: _Listener, messages: list[Any], session_id: str | None
+        self, receiver: Any, listener: Listener, messages: list[Any], session_id: str | None
     ) -> None:
         """One invocation for the batch; complete all on success (autoCompleteMessages), abandon all
         when it failed (the extension abandons a failed batch whatever autoCompleteMessages says)."""
@@ -902,7 +815,7 @@ class LocalHost:
         )
 
     # ------------------------------------------------------------------ timers
-    def _timer_worker(self, listener: _Listener) -> None:
+    def _timer_worker(self, listener: Listener) -> None:
         schedule = listener.schedule
         assert schedule is not None
         last: datetime | None = None
@@ -929,7 +842,7 @@ class LocalHost:
             )
             last = due
 
-    def _fire_timer(self, listener: _Listener, request: Callable[[], Any]) -> None:
+    def _fire_timer(self, listener: Listener, request: Callable[[], Any]) -> None:
         self._invoke(
             listener.spec,
             request,
@@ -943,7 +856,7 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, ServiceBusCommunicationError | ServiceBusConnectionError | OSError)
 
 
-def _endpoint(listener: _Listener) -> str:
+def _endpoint(listener: Listener) -> str:
     """host:port of the listener's namespace (AMQP 5671, or 5672 for the development emulator)."""
     conn = listener.connection
     if conn is None:

@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any, Generic, Self, TypeVar
-
-from shared.engine.workflow import StateCodec
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 S = TypeVar("S")
 L = TypeVar("L", bound="Ledger[Any]")
+L_co = TypeVar("L_co", bound="Ledger[Any]", covariant=True)  # a workflow's ledger type
 
 DEFAULT_PARK_LIMIT = 50  # how many early messages one stream may hold (ORDERS_PARK_LIMIT overrides it)
 
@@ -28,6 +27,22 @@ class Seen(Enum):
     DUPLICATE = "duplicate"  # same sequence, same content: already applied or parked
     CONFLICT_APPLIED = "applied"  # sequence already applied (or skipped past) with other content
     CONFLICT_PARKED = "parked"  # sequence already parked with other content
+
+
+class StateCodec(Protocol[S, L_co]):
+    """What a store needs from a workflow: a state as a JSON-safe document and back, and its ledger type."""
+
+    def state_to_document(self, state: S) -> dict[str, Any]: ...
+
+    def state_from_document(self, doc: Mapping[str, Any]) -> S: ...
+
+    def status(self, state: S) -> str:
+        """A short label of the state (logs, views, an indexable store column)."""
+        ...
+
+    def new_ledger(self, session_id: str, stream_key: str, state: S) -> L_co:
+        """An empty ledger of the workflow's ledger type (a subclass may add typed accessors)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

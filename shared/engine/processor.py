@@ -6,7 +6,7 @@ rules). Raises TransientStoreError when the store fails: nothing was written, th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -71,12 +71,6 @@ class StreamProcessor(Generic[S, P]):
     @property
     def clock(self) -> Callable[[], datetime]:
         return self._clock
-
-    def process_batch(self, envelopes: Sequence[SessionEnvelope]) -> list[ProcessingResult]:
-        """One session's messages: one outcome each, in order, and one store commit (see `batch.py`)."""
-        from shared.engine.batch import process_batch
-
-        return process_batch(self, envelopes)
 
     def process(self, envelope: SessionEnvelope) -> ProcessingResult:
         """Decide and commit. Raises TransientStoreError when the store fails: nothing was written.

@@ -7,18 +7,15 @@ Everything else (sequencing, duplicates, parking, quarantine, commits) is the en
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+# StateCodec lives with the ledger it encodes (ledger.py imports nothing from here: no import cycle).
+from shared.engine.ledger import Ledger, StateCodec
 from shared.engine.outcomes import QuarantineReason
-
-if TYPE_CHECKING:
-    from shared.engine.ledger import Ledger
 
 S = TypeVar("S")  # a stream's state
 P = TypeVar("P")  # a step's payload (the workflow's validated message)
-L_co = TypeVar("L_co", bound="Ledger[Any]", covariant=True)  # the workflow's ledger type
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +48,7 @@ class StepRefused(Exception):
         self.detail = detail
 
 
-class StateCodec(Protocol[S, L_co]):
-    """What a store needs from a workflow: a state as a JSON-safe document and back, and its ledger type."""
-
-    def state_to_document(self, state: S) -> dict[str, Any]: ...
-
-    def state_from_document(self, doc: Mapping[str, Any]) -> S: ...
-
-    def status(self, state: S) -> str:
-        """A short label of the state (logs, views, an indexable store column)."""
-        ...
-
-    def new_ledger(self, session_id: str, stream_key: str, state: S) -> L_co:
-        """An empty ledger of the workflow's ledger type (a subclass may add typed accessors)."""
-        ...
-
-
-class Workflow(StateCodec[S, "Ledger[S]"], Protocol[S, P]):
+class Workflow(StateCodec[S, Ledger[S]], Protocol[S, P]):
     """A workflow as the engine sees it."""
 
     def parse(self, body: bytes) -> Step[P]:

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from shared import publisher
-from shared.cli import main as orders
-from shared.dlq import RESUBMITTED_FROM, ServiceBusDeadLetters, peek_all, resubmit, resubmit_id
+from orders_cli import traffic
+from orders_cli.cli import main as orders
+from orders_cli.deadletters import ServiceBusDeadLetters
+from orders_cli.sender import send_messages
+from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
+from shared.dlq import RESUBMITTED_FROM, peek_all, resubmit, resubmit_id
 from shared.order_workflow import ORDERS
-from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host, _settings
@@ -88,7 +90,7 @@ def test_resubmit_drains_the_dlq_into_applied_orders_and_a_rerun_is_harmless(
     plan = PublishPlan(customers=3, orders_per_customer=2, duplicates=0.3, seed=21, id_prefix="dlq")
     messages = generate_messages(plan)
     send_messages(messages, connection_string=conn, namespace=None, queue=queue, progress=False)
-    c1, c2, c3 = (publisher.customer_id(plan, n) for n in (1, 2, 3))
+    c1, c2, c3 = (traffic.customer_id(plan, n) for n in (1, 2, 3))
 
     # customer 1: every message burns its 10 deliveries (MaxDeliveryCountExceeded);
     # customer 2: each order's step 2 and every resent duplicate are dead-lettered with a reason, so its

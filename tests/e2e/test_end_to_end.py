@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 
 from devstack.host import LocalHost
-from shared.order_workflow import ORDERS
-from shared.publisher import (
+from orders_cli.sender import send_messages
+from orders_cli.traffic import (
     OutgoingMessage,
     PublishPlan,
     expected_final_state,
     expected_outcomes,
     generate_messages,
-    send_messages,
 )
+from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from shared.cli import main as orders
+from orders_cli.cli import main as orders
 from shared.order_workflow import ORDERS
 from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from orders_cli.sender import send_messages
+from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.order_workflow import ORDERS
-from shared.publisher import PublishPlan, expected_final_state, generate_messages, send_messages
 from shared.service import reset_service
 from shared.store.table import TableOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from devstack.host import LocalHost
+from orders_cli.sender import send_messages
+from orders_cli.traffic import PublishPlan, generate_messages
 from shared import tracing
-from shared.publisher import PublishPlan, generate_messages, send_messages
 from shared.service import reset_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shared.engine.batch import process_batch
 from shared.engine.outcomes import Outcome
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS, OrderStepProcessor
@@ -66,7 +67,7 @@ def sequential_snapshot(messages: list[SessionEnvelope]) -> Any:
 def test_a_batch_stores_what_one_by_one_processing_stores(stores: StoreFactory) -> None:
     messages = traffic()
     expected_state, expected_results = sequential_snapshot(messages)
-    results = processor(stores.open()).process_batch(messages)
+    results = process_batch(processor(stores.open()), messages)
     assert [(r.outcome, r.reason) for r in results] == expected_results
     assert Outcome.PARKED in {r.outcome for r in results} and Outcome.DUPLICATE in {
         r.outcome for r in results
@@ -76,16 +77,17 @@ def test_a_batch_stores_what_one_by_one_processing_stores(stores: StoreFactory) 
 
 def test_a_batch_is_one_transaction_all_or_nothing(stores: StoreFactory) -> None:
     store = stores.open()
-    processor(store).process_batch([step("order.placed", 1, order="ord-b")])
+    process_batch(processor(store), [step("order.placed", 1, order="ord-b")])
     stale = stores.open().get_ledger("cust-1", "ord-b")
-    processor(store).process_batch([step("payment.authorized", 2, order="ord-b")])
+    process_batch(processor(store), [step("payment.authorized", 2, order="ord-b")])
     before = snapshot(stores.open())
 
     # a batch touching a fresh order (written first) and ord-b, whose ledger another writer moved on
     staged_store = _StaleReads(stores.open(), {"ord-b": stale})
     with pytest.raises(ConcurrencyConflict):
-        processor(staged_store).process_batch(
-            [step("order.placed", 1, order="ord-a"), step("inventory.reserved", 3, order="ord-b")]
+        process_batch(
+            processor(staged_store),
+            [step("order.placed", 1, order="ord-a"), step("inventory.reserved", 3, order="ord-b")],
         )
     assert snapshot(stores.open()) == before  # ord-a's ledger and idempotency record were rolled back
 
@@ -97,7 +99,7 @@ def test_a_batch_that_fits_is_one_entity_group_transaction(
     messages = traffic(orders=6)[:32]
     store.get_ledger("cust-1", "warm-up")  # loads (and caches) the partition: one query
     before = store.requests_made
-    processor(store).process_batch(messages)
+    process_batch(processor(store), messages)
     assert store.last_batch_transactions == 1
     assert store.requests_made - before == 1  # 32 messages, one round trip
     store.close()
@@ -112,7 +114,7 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
 
     split: Any = factory.open()
     split.batch_operations_limit = 8  # force several transactions (100 in Azure)
-    processor(split).process_batch(messages)
+    process_batch(processor(split), messages)
     assert split.last_batch_transactions > 2
     assert snapshot(factory.open()) == expected_state
 
@@ -133,7 +135,7 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
 
         crashing._submit = crash
         with pytest.raises(StoreUnavailable):
-            processor(crashing).process_batch(messages)
+            process_batch(processor(crashing), messages)
         crashing.close()
 
         # the host abandons the whole batch; a fresh process gets it again
@@ -143,7 +145,7 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
             SessionEnvelope(m.body, m.session_id, m.message_id, m.delivery_count + 1, m.sequence_number)
             for m in messages
         ]
-        results = processor(fresh).process_batch(redelivered)
+        results = process_batch(processor(fresh), redelivered)
         assert Outcome.DUPLICATE in {r.outcome for r in results}  # the first transaction's messages
         state = snapshot(fresh)
         assert state == expected_state, crash_after
@@ -161,7 +163,7 @@ def test_bodies_too_large_for_one_transaction_still_commit_in_order(stores: Stor
         )
     expected_state, expected_results = sequential_snapshot(messages)
     store: Any = stores.open()
-    results = processor(store).process_batch(messages)
+    results = process_batch(processor(store), messages)
     assert [(r.outcome, r.reason) for r in results] == expected_results
     assert snapshot(stores.open()) == expected_state
     if stores.kind == "table":

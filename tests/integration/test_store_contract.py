@@ -11,48 +11,29 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.domain.model import LineItem, Order, OrderState
+from orders_cli.samples import T0, make_idem, make_ledger
+from shared.domain.model import OrderState
 from shared.engine.ledger import AppliedStep
 from shared.engine.processor import StreamProcessor
 from shared.engine.records import (
-    IdempotencyRecord,
     ParkedMessage,
     QuarantineRecord,
     SessionChanges,
 )
 from shared.engine.workflow import StateCodec
 from shared.envelope import MAX_BODY_BYTES, SessionEnvelope
-from shared.order_workflow import ORDERS, OrderLedger
+from shared.order_workflow import ORDERS
 from shared.store.base import ConcurrencyConflict, OrderStore
 from tests.support.accounts import ACCOUNTS, Account, account_envelope
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-
 # --- builders -----------------------------------------------------------------------------------
-
-
-def make_ledger(customer: str, order_id: str, *, steps: int = 1) -> OrderLedger:
-    order = Order(
-        customer_id=customer,
-        order_id=order_id,
-        state=OrderState.PLACED,
-        currency="EUR",
-        total=Decimal("12.50"),
-        items=(LineItem(sku="sku-1", quantity=2, unit_price=Decimal("6.25")),),
-    )
-    applied = [
-        AppliedStep(sequence=i, step="place", content_hash=f"h{i}", message_id=f"m{i}", applied_at=T0)
-        for i in range(1, steps + 1)
-    ]
-    return OrderLedger(customer, order_id, order, last_sequence=steps, applied=applied, updated_at=T0)
 
 
 def make_envelope(customer: str, body: bytes, message_id: str = "msg-1", seq: int = 7) -> SessionEnvelope:
@@ -79,17 +60,6 @@ def make_parked(
         content_hash=f"hash-{sequence}",
         envelope=make_envelope(customer, body, message_id=f"m-{order_id}-{sequence}", seq=100 + sequence),
         parked_at=T0,
-    )
-
-
-def make_idem(customer: str, order_id: str, sequence: int, at: datetime = T0) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        session_id=customer,
-        stream_key=order_id,
-        sequence=sequence,
-        content_hash=f"hash-{sequence}",
-        message_id=f"m-{order_id}-{sequence}",
-        recorded_at=at,
     )
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
+from devstack.azurite import DEV_ACCOUNT, DEV_KEY, AzuriteTable, unique_table_name
 from shared.engine.records import SessionChanges
 from shared.envelope import MAX_BODY_BYTES
 from shared.order_workflow import ORDERS
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 from shared.store.table import StoreLimitExceeded, TableOrderStore
-from tests.fixtures.azurite import DEV_ACCOUNT, DEV_KEY, AzuriteTable, unique_table_name
 from tests.integration.test_store_contract import (
     LARGE,
     make_idem,

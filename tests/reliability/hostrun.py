@@ -17,13 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.publisher import (
-    OutgoingMessage,
-    PublishPlan,
-    expected_final_state,
-    generate_messages,
-    send_messages,
-)
+from orders_cli.sender import send_messages
+from orders_cli.traffic import OutgoingMessage, PublishPlan, expected_final_state, generate_messages
 from shared.store.base import OrderStore
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from bench.workload import build, check_applied
+from devstack.azurite import unique_table_name
+from orders_cli.traffic import build_workload, check_applied
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS
 from shared.service import OrderService
 from shared.settings import AppSettings
 from shared.store.base import TransientStoreError
 from shared.store.table import TableOrderStore
-from tests.fixtures.azurite import unique_table_name
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(180)]
 
@@ -41,7 +41,7 @@ def _redelivered(env: SessionEnvelope) -> SessionEnvelope:
 def test_table_outage_mid_run_loses_nothing_and_applies_nothing_twice(azurite: Any, batch_size: int) -> None:
     """batch_size 1: the single-message path (handle); 8: batches of a session's head messages
     (handle_batch), abandoned and redelivered together, as the host does with cardinality=many."""
-    workload = build(MESSAGES, SESSIONS, duplicate_rate=0.05, shuffle=True, seed=5)
+    workload = build_workload(MESSAGES, SESSIONS, duplicate_rate=0.05, shuffle=True, seed=5)
     store = TableOrderStore.from_connection_string(
         azurite.connection_string,
         unique_table_name("outage"),

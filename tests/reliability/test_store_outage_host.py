@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
+from devstack.azurite import unique_table_name
 from shared.order_workflow import ORDERS
 from shared.store.base import OrderStore
 from shared.store.sqlite import SqliteOrderStore
 from shared.store.table import TableOrderStore
-from tests.fixtures.azurite import unique_table_name
 from tests.reliability import hostrun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite, pytest.mark.timeout(400)]

@@ -1,4 +1,5 @@
-"""Builders for order-step/v1 bodies and envelopes, so tests read as the scenario they describe."""
+"""Thin test helpers over the one traffic generator (orders_cli/traffic.py): a body, an envelope, a step,
+so tests read as the scenario they describe. The step data itself lives in the generator."""
 
 from __future__ import annotations
 
@@ -6,26 +7,14 @@ import itertools
 import json
 from typing import Any
 
+from orders_cli import traffic
+from orders_cli.traffic import DEFAULT_DATA, step_doc
 from shared.envelope import SessionEnvelope
 
+__all__ = ["DEFAULT_DATA", "HAPPY_PATH", "body", "envelope", "happy_path", "step"]
+
+HAPPY_PATH = list(traffic.HAPPY_PATH)  # a list: tests compare it with lists of applied steps
 _broker_sequence = itertools.count(1)
-
-DEFAULT_DATA: dict[str, dict[str, Any]] = {
-    "order.placed": {
-        "items": [
-            {"sku": "sku-1", "quantity": 2, "unit_price": "10.25"},
-            {"sku": "sku-2", "quantity": 1, "unit_price": 5},
-        ],
-        "currency": "EUR",
-    },
-    "payment.authorized": {"payment_id": "pay-1", "amount": "25.50"},
-    "inventory.reserved": {"reservation_id": "res-1"},
-    "order.shipped": {"carrier": "DHL", "tracking_number": "TRK-1"},
-    "order.delivered": {},
-    "order.cancelled": {"reason": "customer asked"},
-}
-
-HAPPY_PATH = ["order.placed", "payment.authorized", "inventory.reserved", "order.shipped", "order.delivered"]
 
 
 def body(
@@ -37,17 +26,7 @@ def body(
     data: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> bytes:
-    doc: dict[str, Any] = {
-        "schema": "order-step/v1",
-        "customer_id": customer,
-        "order_id": order,
-        "sequence": seq,
-        "step": step_name,
-        "occurred_at": f"2026-11-01T10:00:{seq:02d}Z",
-        "data": DEFAULT_DATA[step_name] if data is None else data,
-    }
-    doc.update(overrides)
-    return json.dumps(doc).encode()
+    return json.dumps(step_doc(customer, order, seq, step_name, data) | overrides).encode()
 
 
 def envelope(

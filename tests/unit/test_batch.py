@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.engine.batch import process_batch
 from shared.engine.changes import chain_version, coalesce
 from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.engine.records import SessionChanges
@@ -43,7 +44,7 @@ def redelivered(env: SessionEnvelope) -> SessionEnvelope:
 
 def test_a_batch_applies_every_message_in_one_commit() -> None:
     store = InMemoryOrderStore()
-    results = processor_for(store).process_batch(happy_path())
+    results = process_batch(processor_for(store), happy_path())
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 5
     assert [r.sequence for r in results] == [1, 2, 3, 4, 5]
     ledger = store.get_ledger("cust-1", "ord-1")
@@ -55,7 +56,7 @@ def test_a_batch_applies_every_message_in_one_commit() -> None:
 def test_parked_and_released_inside_one_batch_never_reach_the_store() -> None:
     store = InMemoryOrderStore()
     envs = happy_path()
-    results = processor_for(store).process_batch([envs[2], envs[1], envs[0], envs[3]])
+    results = process_batch(processor_for(store), [envs[2], envs[1], envs[0], envs[3]])
     assert [r.outcome for r in results] == [Outcome.PARKED, Outcome.PARKED, Outcome.APPLIED, Outcome.APPLIED]
     assert results[2].applied_sequences == (1, 2, 3)
     assert store.list_parked() == [] and store.commits == 1
@@ -68,7 +69,7 @@ def test_a_bad_message_is_quarantined_without_affecting_the_others() -> None:
     envs = happy_path()
     bad = envelope(b'{"schema": "order-step/v1", "truncated', session="cust-1", message_id="bad-1")
     mismatched = envelope(body("order.placed", 1, customer="cust-2", order="ord-9"), session="cust-1")
-    results = processor_for(store).process_batch([envs[0], bad, envs[1], mismatched, envs[2]])
+    results = process_batch(processor_for(store), [envs[0], bad, envs[1], mismatched, envs[2]])
     outcomes = [(r.outcome, r.reason) for r in results]
     assert outcomes == [
         (Outcome.APPLIED, None),
@@ -88,11 +89,11 @@ def test_a_transient_failure_writes_nothing_and_the_redelivered_batch_applies_on
     envs = happy_path()
     store.fail_next_commit = StoreUnavailable("down")
     with pytest.raises(StoreUnavailable):
-        processor.process_batch(envs)
+        process_batch(processor, envs)
     assert store.list_ledgers() == [] and store.count_idempotency_records() == 0
-    results = processor.process_batch([redelivered(e) for e in envs])
+    results = process_batch(processor, [redelivered(e) for e in envs])
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 5
-    again = processor.process_batch([redelivered(e) for e in envs])  # the settle was lost: all duplicates
+    again = process_batch(processor, [redelivered(e) for e in envs])  # the settle was lost: all duplicates
     assert [r.outcome for r in again] == [Outcome.DUPLICATE] * 5
     assert store.count_idempotency_records() == 5
 
@@ -100,7 +101,7 @@ def test_a_transient_failure_writes_nothing_and_the_redelivered_batch_applies_on
 def test_duplicates_inside_one_batch_are_duplicates() -> None:
     store = InMemoryOrderStore()
     first = step("order.placed", 1)
-    results = processor_for(store).process_batch([first, first, step("order.shipped", 4), first])
+    results = process_batch(processor_for(store), [first, first, step("order.shipped", 4), first])
     assert [r.outcome for r in results] == [
         Outcome.APPLIED,
         Outcome.DUPLICATE,
@@ -126,7 +127,7 @@ def test_messages_of_another_session_are_committed_on_their_own() -> None:
         step("order.placed", 1, customer="cust-2"),
         step("payment.authorized", 2),
     ]
-    results = processor_for(store).process_batch(batch)
+    results = process_batch(processor_for(store), batch)
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 3
     assert store.commits == 3  # three consecutive groups: cust-1, cust-2, cust-1
 
@@ -134,7 +135,7 @@ def test_messages_of_another_session_are_committed_on_their_own() -> None:
 def test_a_batch_commit_that_fails_for_good_falls_back_to_one_commit_per_message() -> None:
     store = InMemoryOrderStore()
     store.fail_next_commit = ValueError("a limit this batch hits")
-    results = processor_for(store).process_batch(happy_path())
+    results = process_batch(processor_for(store), happy_path())
     assert [r.outcome for r in results] == [Outcome.APPLIED] * 5
     assert store.commits == 5
 
@@ -210,7 +211,7 @@ def test_batch_results_equal_sequential_results(
     batched = InMemoryOrderStore()
     batch_results: list[Any] = []
     for part in split(messages, cuts):
-        batch_results += [result_of(r) for r in processor_for(batched, park_limit).process_batch(part)]
+        batch_results += [result_of(r) for r in process_batch(processor_for(batched, park_limit), part)]
 
     assert batch_results == sequential
     assert state_of(batched) == state_of(one_by_one)
@@ -253,9 +254,9 @@ def test_a_crash_between_the_transactions_of_a_split_batch_is_exactly_once_on_re
     store.crash_after = crash_after
     processor = processor_for(store)
     try:
-        processor.process_batch(messages)
+        process_batch(processor, messages)
     except StoreUnavailable:
-        results = processor.process_batch([redelivered(m) for m in messages])  # the whole batch again
+        results = process_batch(processor, [redelivered(m) for m in messages])  # the whole batch again
         assert all(r.outcome in set(Outcome) for r in results)
     assert state_of_without_duplicates(store) == state_of_without_duplicates(one_by_one)
 

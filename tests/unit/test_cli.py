@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from shared import cli, publisher
+from orders_cli import cli, publish, traffic
+from orders_cli.sender import PublishSummary
+from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS, OrderStepProcessor
-from shared.publisher import PublishPlan, PublishSummary, expected_final_state, generate_messages
 from shared.store.sqlite import SqliteOrderStore
 
 SETTINGS = (
@@ -34,7 +35,7 @@ def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def populated(tmp_path: Path) -> tuple[str, list[publisher.OutgoingMessage]]:
+def populated(tmp_path: Path) -> tuple[str, list[traffic.OutgoingMessage]]:
     """A SQLite store after processing a generated run (orders, duplicates, parking, every poison)."""
     path = tmp_path / "store" / "orders.db"
     store = SqliteOrderStore(path, codec=ORDERS)
@@ -71,7 +72,7 @@ class FakeSend:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, messages: list[publisher.OutgoingMessage], **kwargs: Any) -> PublishSummary:
+    def __call__(self, messages: list[traffic.OutgoingMessage], **kwargs: Any) -> PublishSummary:
         self.calls.append({"messages": list(messages), **kwargs})
         return PublishSummary(
             sent=len(messages), batches=1, elapsed_s=0.5, queue=kwargs["queue"], endpoint="fake"
@@ -199,7 +200,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     import subprocess
 
     code = (
-        "import sys; from shared import cli; cli.build_parser(['--help']);"
+        "import sys; from orders_cli import cli; cli.build_parser(['--help']);"
         "heavy = [m for m in ('azure.servicebus', 'azure.identity', 'rich', 'pydantic') if m in sys.modules];"
         "print(heavy)"
     )
@@ -452,7 +453,7 @@ def test_publish_script_is_the_same_code(capsys: pytest.CaptureFixture[str]) -> 
     assert [json.loads(x)["message_id"] for x in out.splitlines()] == [
         m.message_id for m in generate_messages(PublishPlan(1, 2, 0, 0, False, 0, seed=1))
     ]
-    assert publisher.main(["--customers", "0"]) == 2
+    assert publish.main(["--customers", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("publish_orders.py: error: ") and err.count("\n") == 1
 

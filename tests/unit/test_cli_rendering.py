@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
+from orders_cli import cli
+from orders_cli.traffic import PublishPlan, generate_messages
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS, OrderStepProcessor
-from shared.publisher import PublishPlan, generate_messages
 from shared.store.sqlite import SqliteOrderStore
 
 # A long customer prefix and every poison recipe: the widest ids and reasons the generator makes.

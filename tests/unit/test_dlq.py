@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from shared import cli_dlq
-from shared.cli import main as orders
+from orders_cli import dlq as cli_dlq
+from orders_cli.cli import main as orders
 from shared.dlq import (
     RESUBMITTED_FROM,
     RESUBMITTED_REASON,

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from devstack.host.bindings import Listener
 from devstack.host.discovery import FunctionSpec
-from devstack.host.runtime import LocalHost, _Listener
+from devstack.host.runtime import LocalHost
 from tests.unit.test_host_payload import Received
 
 
@@ -36,7 +37,7 @@ class FakeReceiver:
         self.abandoned.append(message.message_id)
 
 
-def _host(tmp_path: Path, fn: Any) -> tuple[LocalHost, _Listener]:
+def _host(tmp_path: Path, fn: Any) -> tuple[LocalHost, Listener]:
     host = LocalHost(tmp_path, configure_logging=False, poll_interval=0.05)
     host.options = replace(host.options, max_message_batch_size=32)
     host._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
@@ -52,7 +53,7 @@ def _host(tmp_path: Path, fn: Any) -> tuple[LocalHost, _Listener]:
         is_async=False,
         directory=".",
     )
-    return host, _Listener(spec, "servicebus", entity="q", sessions=True, batch=True)
+    return host, Listener(spec, "servicebus", entity="q", sessions=True, batch=True)
 
 
 def batch(prefix: str, n: int) -> list[Received]:

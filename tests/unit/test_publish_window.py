@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from shared import cli, publisher
-from shared.publisher import PublishPlan, PublishSummary, generate_messages
+from orders_cli import cli, traffic
+from orders_cli import publish as publish_command
+from orders_cli.sender import PublishSummary
+from orders_cli.traffic import PublishPlan, generate_messages
 
 CONNECTION = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=local"
 
@@ -20,7 +22,7 @@ class FakeSend:
     def __init__(self) -> None:
         self.sent: list[list[str]] = []
 
-    def __call__(self, messages: list[publisher.OutgoingMessage], **kwargs: Any) -> PublishSummary:
+    def __call__(self, messages: list[traffic.OutgoingMessage], **kwargs: Any) -> PublishSummary:
         self.sent.append([m.message_id for m in messages])
         return PublishSummary(sent=len(messages), queue=kwargs["queue"], endpoint="fake")
 
@@ -77,10 +79,12 @@ def test_runs_older_than_the_window_are_forgotten(tmp_path: Path) -> None:
     messages = generate_messages(PublishPlan(customers=1, orders_per_customer=1))
     path = tmp_path / "history.json"
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    publisher.remember_sent(messages, "h/q", now=now, path=path)
-    assert publisher.window_overlap(messages, "h/q", now=now + timedelta(minutes=9), path=path)
-    assert publisher.window_overlap(messages, "h/q", now=now + timedelta(minutes=10), path=path) is None
-    publisher.remember_sent(messages, "h/q", now=now + timedelta(minutes=11), path=path)
+    publish_command.remember_sent(messages, "h/q", now=now, path=path)
+    assert publish_command.window_overlap(messages, "h/q", now=now + timedelta(minutes=9), path=path)
+    assert publish_command.window_overlap(messages, "h/q", now=now + timedelta(minutes=10), path=path) is None
+    publish_command.remember_sent(messages, "h/q", now=now + timedelta(minutes=11), path=path)
     assert len(json.loads(path.read_text())) == 1  # the expired run was dropped
     path.write_text("not json")
-    assert publisher.window_overlap(messages, "h/q", now=now, path=path) is None  # a hint, never a failure
+    assert (
+        publish_command.window_overlap(messages, "h/q", now=now, path=path) is None
+    )  # a hint, never a failure

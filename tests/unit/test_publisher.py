@@ -14,22 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import publisher
+from orders_cli import sender, traffic
+from orders_cli.sender import send_messages
+from orders_cli.traffic import PublishPlan, PublishUsageError, expected_final_state, generate_messages
 from shared.contract import ID_PATTERN, ContractError, parse_order_step
 from shared.engine.outcomes import QuarantineReason
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import OrderStepProcessor
-from shared.publisher import (
-    PublishPlan,
-    PublishUsageError,
-    expected_final_state,
-    generate_messages,
-    send_messages,
-)
 from shared.store.memory import InMemoryOrderStore
 
 
-def feed(messages: list[publisher.OutgoingMessage]) -> tuple[InMemoryOrderStore, list[Any]]:
+def feed(messages: list[traffic.OutgoingMessage]) -> tuple[InMemoryOrderStore, list[Any]]:
     """Process in generated order (that is each session's order) through the real processor."""
     store = InMemoryOrderStore()
     processor = OrderStepProcessor(store)
@@ -108,7 +103,7 @@ def test_poison_covers_every_reason_and_the_processor_agrees() -> None:
     messages = generate_messages(plan)
     poison = [m for m in messages if m.kind == "poison"]
     assert len(poison) == 7
-    assert {m.recipe for m in poison} == {name for name, _ in publisher.POISON_RECIPES}
+    assert {m.recipe for m in poison} == {name for name, _ in traffic.POISON_RECIPES}
     assert {m.expected_reason for m in poison} == {
         "malformed-json",
         "schema-violation",
@@ -220,7 +215,7 @@ def test_dry_run_json_form_keeps_non_utf8_bodies() -> None:
             assert doc["body"].encode() == m.body
         else:
             assert m.recipe == "non-utf8"
-            assert publisher.base64.b64decode(doc["body_base64"]) == m.body
+            assert traffic.base64.b64decode(doc["body_base64"]) == m.body
 
 
 # --- sending, against a fake SDK client --------------------------------------------------------
@@ -286,7 +281,7 @@ def fake_sdk(monkeypatch: pytest.MonkeyPatch) -> Any:
         return state["client"]
 
     monkeypatch.setattr(azure.servicebus.ServiceBusClient, "from_connection_string", from_connection_string)
-    monkeypatch.setattr(publisher.time, "sleep", lambda s: None)
+    monkeypatch.setattr(sender.time, "sleep", lambda s: None)
     return state
 
 
@@ -328,10 +323,10 @@ def test_send_gives_up_on_permanent_errors(fake_sdk: Any, error: str) -> None:
 
     fake_sdk["failures"] = [getattr(exceptions, error)(message="denied")]
     messages = generate_messages(PublishPlan(1, 1, 0, 0, False, 0, seed=1))
-    with pytest.raises(publisher.PublishError, match=f"after 1 attempt.*{error}: denied"):
+    with pytest.raises(sender.PublishError, match=f"after 1 attempt.*{error}: denied"):
         send_messages(messages, connection_string=CONN, namespace=None, queue="q", progress=False)
 
 
 def test_send_needs_a_connection() -> None:
-    with pytest.raises(publisher.PublishError, match="no Service Bus connection"):
+    with pytest.raises(sender.PublishError, match="no Service Bus connection"):
         send_messages([], connection_string=None, namespace=None, queue="q")

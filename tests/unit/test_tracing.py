@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from orders_cli.sender import with_trace_context
+from orders_cli.traffic import OutgoingMessage, PublishPlan, generate_messages
 from shared import tracing
 from shared.envelope import SessionEnvelope
-from shared.publisher import OutgoingMessage, PublishPlan, generate_messages, with_trace_context
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -173,7 +174,8 @@ def test_without_opentelemetry_messages_are_still_processed() -> None:
         "from shared.service import OrderService\n"
         "from shared.settings import AppSettings\n"
         "from shared.store.memory import InMemoryOrderStore\n"
-        "from shared.publisher import PublishPlan, generate_messages, with_trace_context\n"
+        "from orders_cli.sender import with_trace_context\n"
+        "from orders_cli.traffic import PublishPlan, generate_messages\n"
         "from tests.support.builders import body\n"
         "service = OrderService(AppSettings(), InMemoryOrderStore())\n"
         "result = service.handle(SessionEnvelope(body('order.placed', 1), 'cust-1', 'm-1'))\n"

@@ -1,7 +1,9 @@
 """`orders dlq list|show|resubmit`: argparse and rich glue over the use cases in shared/dlq.py.
 
+The broker is reached through orders_cli/deadletters.py (the SDK adapter).
+
 The Service Bus target is resolved exactly as for `orders quarantine replay` and `orders publish`
-(`publisher.resolve_target` + `publisher.open_client`): `--namespace` (DefaultAzureCredential) or
+(`sender.resolve_target` + `sender.open_client`): `--namespace` (DefaultAzureCredential) or
 `--connection`, else the ServiceBusConnection settings. Only argparse is imported at import time.
 """
 
@@ -13,10 +15,18 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from shared.cli import CliError, _console, _print_json, _safe
+from orders_cli.console import (
+    CliError,
+    OneLineArgumentParser,
+    add_servicebus_target,
+    make_console,
+    print_json,
+    safe,
+)
 
 if TYPE_CHECKING:
-    from shared.dlq import DeadLetter, ResubmitReport, ServiceBusDeadLetters
+    from orders_cli.deadletters import ServiceBusDeadLetters
+    from shared.dlq import DeadLetter, ResubmitReport
 
 DEFAULT_LIMIT = 50
 
@@ -24,16 +34,16 @@ DEFAULT_LIMIT = 50
 @contextmanager
 def connect_servicebus(args: argparse.Namespace) -> Iterator[ServiceBusDeadLetters]:
     """The queue's DLQ (and a sender to the queue) over the real SDK."""
-    from shared import publisher
-    from shared.dlq import ServiceBusDeadLetters
+    from orders_cli import sender
+    from orders_cli.deadletters import ServiceBusDeadLetters
     from shared.settings import merged_environment
 
-    connection, namespace, queue = publisher.resolve_target(
+    connection, namespace, queue = sender.resolve_target(
         merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
     )
     try:
-        client, endpoint = publisher.open_client(connection, namespace)
-    except publisher.PublishError as exc:
+        client, endpoint = sender.open_client(connection, namespace)
+    except sender.PublishError as exc:
         raise CliError(str(exc)) from None
     except ValueError as exc:  # a malformed connection string
         raise CliError(f"bad Service Bus connection string: {exc}") from None
@@ -49,17 +59,8 @@ connect: Callable[[argparse.Namespace], AbstractContextManager[Any]] = connect_s
 
 def add_parser(sub: Any) -> None:
     """Register `dlq` and its actions on the `orders` subparsers."""
-    from shared.cli import OneLineArgumentParser
-
     target = OneLineArgumentParser(add_help=False)
-    target.add_argument(
-        "--queue", metavar="Q", help="queue (default: ORDERS_QUEUE_NAME or orders-with-sessions)"
-    )
-    where = target.add_mutually_exclusive_group()
-    where.add_argument("--namespace", metavar="FQDN", help="use DefaultAzureCredential against FQDN")
-    where.add_argument(
-        "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
-    )
+    add_servicebus_target(target)
     target.add_argument("--json", action="store_true", help="machine-readable output")
 
     d = sub.add_parser("dlq", help="list, show and resubmit dead-lettered messages")
@@ -118,14 +119,14 @@ def _list(args: argparse.Namespace) -> int:
         letters = [m for m in letters if m.reason == args.reason]
     by_reason = count_by_reason(letters)
     if args.json:
-        _print_json(
+        print_json(
             where
             | {"total": len(letters), "by_reason": by_reason, "messages": [m.summary() for m in letters]}
         )
         return 0
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     scope = f" with reason {args.reason!r}" if args.reason is not None else ""
     reasons = Table(title=f"dead-lettered messages in {where['queue']}{scope}: {len(letters)}")
     reasons.add_column("DeadLetterReason")
@@ -135,7 +136,7 @@ def _list(args: argparse.Namespace) -> int:
     for reason, count in by_reason.items():
         mine = [m for m in letters if m.reason == reason]
         sessions = len({m.session_id for m in mine})
-        reasons.add_row(_safe(reason), str(count), str(sessions), _safe(mine[0].description or "-"))
+        reasons.add_row(safe(reason), str(count), str(sessions), safe(mine[0].description or "-"))
     console.print(reasons)
     if letters:
         table = Table(title="messages (oldest first)")
@@ -144,9 +145,9 @@ def _list(args: argparse.Namespace) -> int:
         for m in letters[: args.limit]:
             table.add_row(
                 str(m.sequence_number),
-                _safe(m.message_id or "-"),
-                _safe(m.session_id or "-"),
-                _safe(m.reason),
+                safe(m.message_id or "-"),
+                safe(m.session_id or "-"),
+                safe(m.reason),
                 m.enqueued_time.isoformat()[:19] if m.enqueued_time else "-",
                 "-" if m.delivery_count is None else str(m.delivery_count),
                 "-" if m.body is None else str(len(m.body)),
@@ -180,13 +181,13 @@ def _show(args: argparse.Namespace) -> int:
         found = find(_peek(dlq), args.id)
         where = _where(dlq)
     if not found:
-        raise CliError(f"no dead-lettered message {_safe(args.id)!r} in {where['queue']}")
+        raise CliError(f"no dead-lettered message {safe(args.id)!r} in {where['queue']}")
     if args.json:
-        _print_json(where | {"messages": [m.summary() | _body_doc(m) for m in found]})
+        print_json(where | {"messages": [m.summary() | _body_doc(m) for m in found]})
         return 0
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     for m in found:
         table = Table(title=f"dead-lettered message seq:{m.sequence_number}", show_header=False)
         table.add_column("field", style="bold")
@@ -194,9 +195,9 @@ def _show(args: argparse.Namespace) -> int:
         for key, value in m.summary().items():
             if key == "application_properties":
                 for name, prop in value.items():
-                    table.add_row(f"property {_safe(name)}", _safe(str(prop)))
+                    table.add_row(f"property {safe(name)}", safe(str(prop)))
             else:
-                table.add_row(key, _safe("-" if value is None else str(value)))
+                table.add_row(key, safe("-" if value is None else str(value)))
         console.print(table)
         doc = _body_doc(m)
         if doc["body"] is None:
@@ -204,7 +205,7 @@ def _show(args: argparse.Namespace) -> int:
             continue
         label = "body (base64: not UTF-8)" if doc["body_encoding"] == "base64" else "body"
         console.print(f"{label}, {len(m.body or b'')} bytes:", style="bold")
-        console.print(_safe(doc["body"]), markup=False, highlight=False, soft_wrap=True)
+        console.print(safe(doc["body"]), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -223,7 +224,7 @@ def _resubmit(args: argparse.Namespace) -> int:
         where = _where(dlq)
         chosen, missing = select(_peek(dlq), refs=args.ids, reason=args.reason, everything=args.all)
         if missing:
-            names = ", ".join(repr(_safe(r)) for r in missing)
+            names = ", ".join(repr(safe(r)) for r in missing)
             raise CliError(f"not in the DLQ of {where['queue']}: {names}; nothing was resubmitted")
         show_progress = not (args.json or args.no_progress) and sys.stderr.isatty() and len(chosen) > 1
         with _progress(len(chosen), show_progress, "checking" if args.dry_run else "resubmitting") as tick:
@@ -234,7 +235,7 @@ def _resubmit(args: argparse.Namespace) -> int:
             except DlqError as exc:
                 raise CliError(str(exc)) from None
     if args.json:
-        _print_json(where | report.to_json())
+        print_json(where | report.to_json())
     else:
         _render_report(report, where["queue"])
     return 0 if report.ok else 1
@@ -243,7 +244,7 @@ def _resubmit(args: argparse.Namespace) -> int:
 def _render_report(report: ResubmitReport, queue: str) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     counts = report.counts()
     if not report.items:
         console.print(f"nothing to resubmit in the DLQ of {queue}")
@@ -265,12 +266,12 @@ def _render_report(report: ResubmitReport, queue: str) -> None:
         for i in shown:
             table.add_row(
                 str(i.sequence_number),
-                _safe(i.message_id or "-"),
-                _safe(i.session_id or "-"),
-                _safe(i.reason),
+                safe(i.message_id or "-"),
+                safe(i.session_id or "-"),
+                safe(i.reason),
                 i.resubmit_message_id,
                 i.status,
-                _safe(i.detail or ""),
+                safe(i.detail or ""),
             )
         console.print(table)
 
