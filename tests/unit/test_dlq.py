@@ -1,4 +1,4 @@
-"""The DLQ use cases (shared/dlq.py) and `orders dlq` (shared/cli_dlq.py) against an in-memory broker
+"""The DLQ use cases (shared/dlq.py) and `orders dlq` (orders_cli/dlq.py) against an in-memory broker
 that keeps the two properties resubmit relies on: peek-lock on the DLQ and duplicate detection on the
 queue."""
 
