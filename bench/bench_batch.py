@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import json_logs_discarded, machine, print_table
+from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS
-from shared.publisher import PublishPlan, expected_final_state, generate_messages
 from shared.service import OrderService
 from shared.settings import AppSettings
 
@@ -56,6 +56,7 @@ class Workload:
 
 
 def workload(name: str, customers: int, orders_per_customer: int) -> Workload:
+    """`customers` sessions of `orders_per_customer` 5-step orders, in the publisher's send order."""
     plan = PublishPlan(customers=customers, orders_per_customer=orders_per_customer, seed=17, id_prefix=name)
     published = generate_messages(plan)
     now = datetime.now(UTC)
@@ -174,7 +175,7 @@ def run_e2e(hot: int, small: int) -> list[tuple[object, ...]]:
     from bench.bench_e2e import run_host
     from devstack.emulator.config import QueueProperties
     from devstack.emulator.server import EmulatorServer
-    from shared.publisher import send_messages
+    from orders_cli.sender import send_messages
     from shared.store.sqlite import SqliteOrderStore
 
     server = EmulatorServer(None, host="127.0.0.1", port=0)
