@@ -118,7 +118,7 @@ def test_orders_emulator_ctrl_c_exits_0():
     """`orders emulator` runs until stopped: Ctrl-C is its normal end (docs/cli.md), not exit 130."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "emulator", "--port", "0"],
+        [sys.executable, "-m", "orders_cli.cli", "emulator", "--port", "0"],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
