@@ -273,17 +273,22 @@ class _Parser:
 
     # -- grammar
     def condition(self) -> Expr:
-        left = self.conjunction()
-        while self.accept("kw", "OR"):
-            right = self.conjunction()
-            left = (lambda a, b: lambda v: _or(a(v), b(v)))(left, right)
-        return left
+        return self._chain(self.conjunction, "OR", _or)
 
     def conjunction(self) -> Expr:
-        left = self.negation()
-        while self.accept("kw", "AND"):
-            right = self.negation()
-            left = (lambda a, b: lambda v: _and(a(v), b(v)))(left, right)
+        return self._chain(self.negation, "AND", _and)
+
+    def _chain(
+        self,
+        operand: Callable[[], Expr],
+        keyword: str,
+        combine: Callable[[bool | None, bool | None], bool | None],
+    ) -> Expr:
+        """operand (keyword operand)*, folded left with combine (three-valued AND / OR)."""
+        left = operand()
+        while self.accept("kw", keyword):
+            right = operand()
+            left = (lambda a, b: lambda v: combine(a(v), b(v)))(left, right)
         return left
 
     def negation(self) -> Expr:
