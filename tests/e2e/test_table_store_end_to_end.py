@@ -12,18 +12,10 @@ import pytest
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.order_workflow import ORDERS
-from shared.service import reset_service
 from shared.store.table import TableOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def test_orders_flow_into_table_storage(

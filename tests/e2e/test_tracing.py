@@ -12,18 +12,9 @@ from devstack.host import LocalHost
 from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, generate_messages
 from shared import tracing
-from shared.service import reset_service
+from tests.support.local_host import local_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def _queue(fresh_queue: Any) -> str:
@@ -31,16 +22,7 @@ def _queue(fresh_queue: Any) -> str:
 
 
 def _run_host(emulator: Any, queue: str, tmp_path: Path) -> LocalHost:
-    host = LocalHost(
-        REPO_ROOT,
-        settings_path=tmp_path / "no-local.settings.json",
-        settings_overrides={
-            "ServiceBusConnection": emulator.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "OrderStoreConnection": f"sqlite:///{tmp_path / 'orders.db'}",
-        },
-        host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
-    )
+    host = local_host(emulator, queue, tmp_path)
     host.run_until_idle(1.0, timeout=90)
     return host
 
