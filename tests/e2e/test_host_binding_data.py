@@ -17,7 +17,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from devstack.host import LocalHost
 from tests.support.builders import body
-from tests.support.local_host import local_host
+from tests.support.e2e import local_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 MAX_DELIVERY = 3

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, generate_messages
-from tests.support.local_host import local_host
+from tests.support.e2e import local_host, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -32,13 +31,7 @@ def test_customer_orders_are_served_over_http(
 ) -> None:
     queue = fresh_queue(requires_session=True, max_delivery_count=10)
     messages = generate_messages(PublishPlan(customers=2, orders_per_customer=2, seed=3))
-    send_messages(
-        messages,
-        connection_string=servicebus_emulator.connection_string,
-        namespace=None,
-        queue=queue,
-        progress=False,
-    )
+    publish(servicebus_emulator, queue, messages)
     customer = messages[0].session_id
     host = local_host(servicebus_emulator, queue, tmp_path, http_port=0)  # any free port; the CLI's is 7071
     with host:

@@ -19,8 +19,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from shared.order_workflow import ORDERS
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import body
+from tests.support.e2e import local_host
 from tests.support.hostile import corpus
-from tests.support.local_host import local_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 BEHIND = "ord-behind"

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from devstack.host import LocalHost
-from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, generate_messages
 from shared import tracing
-from tests.support.local_host import local_host
+from tests.support.e2e import local_host, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -45,10 +44,7 @@ def test_each_message_is_one_trace_from_publisher_span_to_processing_span(
     caplog.set_level("INFO", logger="orders.processing")
     queue = _queue(fresh_queue)
     messages = generate_messages(PublishPlan(customers=2, orders_per_customer=1, poison=2, seed=5))
-    send_messages(
-        messages, connection_string=servicebus_emulator.connection_string, namespace=None, queue=queue,
-        progress=False,
-    )  # fmt: skip
+    publish(servicebus_emulator, queue, messages)
     _run_host(servicebus_emulator, queue, tmp_path)
 
     finished = spans.get_finished_spans()
