@@ -16,16 +16,13 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from devstack.host import LocalHost
 from shared.order_workflow import ORDERS
-from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import body
+from tests.support.e2e import local_host
 from tests.support.hostile import corpus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BEHIND = "ord-behind"
 # Application properties named like broker metadata: the envelope still takes them from the broker.
 SPOOFED_PROPERTIES: dict[str | bytes, Any] = {
@@ -33,13 +30,6 @@ SPOOFED_PROPERTIES: dict[str | bytes, Any] = {
     "MessageId": "x",
     "DeliveryCount": "x",
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def test_hostile_bodies_are_quarantined_and_their_sessions_go_on(
@@ -75,17 +65,7 @@ def test_hostile_bodies_are_quarantined_and_their_sessions_go_on(
             sender.send_messages(message)
 
     started = time.perf_counter()
-    host = LocalHost(
-        REPO_ROOT,
-        settings_path=tmp_path / "no-local.settings.json",
-        settings_overrides={
-            "ServiceBusConnection": servicebus_emulator.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "OrderStoreConnection": f"sqlite:///{db}",
-            "ORDERS_MAX_DELIVERY_COUNT": "10",
-        },
-        host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
-    )
+    host = local_host(servicebus_emulator, queue, tmp_path, settings={"ORDERS_MAX_DELIVERY_COUNT": "10"})
     host.run_until_idle(1.0, timeout=150)
     elapsed = time.perf_counter() - started
 
