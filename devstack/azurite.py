@@ -8,7 +8,6 @@ and error codes are exactly what a mock would get wrong.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -18,6 +17,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from devstack.npm import npm_install_once
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_PREFIX = REPO_ROOT / ".local" / "azurite"
@@ -38,32 +39,18 @@ def ensure_azurite_installed() -> Path:
     override = os.environ.get("AZURITE_TABLE_BIN")
     if override:
         return Path(override)
-    if AZURITE_TABLE_BIN.exists():
-        return AZURITE_TABLE_BIN
-    npm = shutil.which("npm")
-    if npm is None:
-        raise AzuriteUnavailable(
+    npm_install_once(
+        AZURITE_PREFIX,
+        AZURITE_PACKAGE,
+        AZURITE_TABLE_BIN,
+        unavailable=AzuriteUnavailable,
+        no_npm=(
             "npm is not on PATH, so the Azurite Table emulator cannot be installed. Install Node.js 18+ "
             f"(with npm) or run `npm install --prefix {AZURITE_PREFIX} {AZURITE_PACKAGE}` yourself, "
             "or point AZURITE_TABLE_BIN at an azurite-table executable."
-        )
-    AZURITE_PREFIX.mkdir(parents=True, exist_ok=True)
-    with open(AZURITE_PREFIX.parent / "azurite-install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not AZURITE_TABLE_BIN.exists():
-            result = subprocess.run(
-                [npm, "install", "--prefix", str(AZURITE_PREFIX), "--no-audit", "--no-fund", AZURITE_PACKAGE],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            if result.returncode != 0 or not AZURITE_TABLE_BIN.exists():
-                raise AzuriteUnavailable(
-                    f"`npm install {AZURITE_PACKAGE}` failed (exit {result.returncode}):\n"
-                    f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-                )
+        ),
+        timeout=900,
+    )
     return AZURITE_TABLE_BIN
 
 

@@ -299,9 +299,14 @@ class Queue:
             self.store.delete(self.name, m.seq)
             consumer.deliver(m, None, None)
             return
+        token = self._lock(m, consumer, now, session)
+        consumer.deliver(m, token, m.locked_until_ms)
+
+    def _lock(self, m: Message, owner: Any, now: int, session: Session | None) -> uuid.UUID:
+        """Peek-lock m for owner: until the session's lock expires, or for the entity's lock duration."""
         token = uuid.uuid4()
         m.lock_token = token
-        m.lock_owner = consumer
+        m.lock_owner = owner
         if session is not None:
             m.locked_until_ms = session.locked_until_ms
             session.locked_tokens.add(token)
@@ -309,7 +314,7 @@ class Queue:
             m.locked_until_ms = now + self.lock_ms
             heapq.heappush(self._lock_heap, (m.locked_until_ms, next(self._tie), token))
         self.locks[token] = m
-        consumer.deliver(m, token, m.locked_until_ms)
+        return token
 
     def pump(self) -> None:
         """Hand available messages to non-session consumers with credit, round-robin."""
@@ -718,17 +723,7 @@ class Queue:
                 self.store.delete(self.name, m.seq)
                 out.append((m, None))
                 continue
-            token = uuid.uuid4()
-            m.lock_token = token
-            m.lock_owner = c
-            self.locks[token] = m
-            if session is not None:
-                m.locked_until_ms = session.locked_until_ms
-                session.locked_tokens.add(token)
-            else:
-                m.locked_until_ms = now + self.lock_ms
-                heapq.heappush(self._lock_heap, (m.locked_until_ms, next(self._tie), token))
-            out.append((m, token))
+            out.append((m, self._lock(m, c, now, session)))
         return out
 
     def peek(self, from_seq: int, count: int, session_id: str | None) -> list[Message]:

@@ -219,76 +219,67 @@ def encode_bytes(value: Any) -> bytes:
     return bytes(out)
 
 
-def _enc_symbol(out: bytearray, v: str) -> None:
-    b = v.encode("ascii")
+def _enc_sized(out: bytearray, b: bytes, short_code: int, long_code: int) -> None:
+    """Variable-width value: one-byte length when it fits, else four."""
     if len(b) < 256:
-        out.append(0xA3)
+        out.append(short_code)
         out.append(len(b))
     else:
-        out.append(0xB3)
+        out.append(long_code)
         out += _U32.pack(len(b))
     out += b
+
+
+def _enc_symbol(out: bytearray, v: str) -> None:
+    _enc_sized(out, v.encode("ascii"), 0xA3, 0xB3)
 
 
 def _enc_str(out: bytearray, v: str) -> None:
-    b = v.encode("utf-8")
-    if len(b) < 256:
-        out.append(0xA1)
-        out.append(len(b))
-    else:
-        out.append(0xB1)
-        out += _U32.pack(len(b))
-    out += b
+    _enc_sized(out, v.encode("utf-8"), 0xA1, 0xB1)
 
 
 def _enc_bin(out: bytearray, b: bytes) -> None:
-    if len(b) < 256:
-        out.append(0xA0)
-        out.append(len(b))
+    _enc_sized(out, b, 0xA0, 0xB0)
+
+
+def _enc_signed(out: bytearray, v: int, small_code: int, code: int, st: struct.Struct) -> None:
+    """Signed integer: the one-byte form (smalllong/smallint) when it fits."""
+    if -128 <= v <= 127:
+        out.append(small_code)
+        out += _I8.pack(v)
     else:
-        out.append(0xB0)
-        out += _U32.pack(len(b))
-    out += b
+        out.append(code)
+        out += st.pack(v)
+
+
+def _enc_unsigned(
+    out: bytearray, v: int, zero_code: int, small_code: int, code: int, st: struct.Struct
+) -> None:
+    """Unsigned integer: the empty form for 0 (uint0/ulong0), the one-byte form below 256."""
+    if v == 0:
+        out.append(zero_code)
+    elif v < 256:
+        out.append(small_code)
+        out.append(v)
+    else:
+        out.append(code)
+        out += st.pack(v)
 
 
 def _enc_long(out: bytearray, v: int) -> None:
-    if -128 <= v <= 127:
-        out.append(0x55)
-        out += _I8.pack(v)
-    else:
-        out.append(0x81)
-        out += _I64.pack(v)
+    _enc_signed(out, v, 0x55, 0x81, _I64)
 
 
 def _enc_uint(out: bytearray, v: int) -> None:
-    if v == 0:
-        out.append(0x43)
-    elif v < 256:
-        out.append(0x52)
-        out.append(v)
-    else:
-        out.append(0x70)
-        out += _U32.pack(v)
+    _enc_unsigned(out, v, 0x43, 0x52, 0x70, _U32)
 
 
 def _enc_ulong(out: bytearray, v: int) -> None:
-    if v == 0:
-        out.append(0x44)
-    elif v < 256:
-        out.append(0x53)
-        out.append(v)
-    else:
-        out.append(0x80)
-        out += _U64.pack(v)
+    _enc_unsigned(out, v, 0x44, 0x53, 0x80, _U64)
 
 
 def _enc_int(out: bytearray, v: int) -> None:
-    if -128 <= v <= 127:
-        out.append(0x54)
-        out += _I8.pack(v)
-    else:
-        out.append(0x71)
-        out += _I32.pack(v)
+    _enc_signed(out, v, 0x54, 0x71, _I32)
 
 
 def _enc_described(out: bytearray, v: Described) -> None:
@@ -310,15 +301,7 @@ def _enc_list(out: bytearray, v: Any) -> None:
     body = bytearray()
     for item in v:
         encode(item, body)
-    n = len(v)
-    if len(body) + 1 < 256 and n < 256:
-        out.append(0xC0)
-        out.append(len(body) + 1)
-        out.append(n)
-    else:
-        out.append(0xD0)
-        out += _U32.pack(len(body) + 4)
-        out += _U32.pack(n)
+    _write_compound_header(out, 0xC0, 0xD0, len(v), len(body))
     out += body
 
 
@@ -333,12 +316,19 @@ def _enc_map(out: bytearray, v: dict[Any, Any]) -> None:
 
 def write_map_header(out: bytearray, count: int, body_len: int) -> None:
     """Write a map constructor for `count` items (keys+values) whose encoding is body_len bytes."""
+    _write_compound_header(out, 0xC1, 0xD1, count, body_len)
+
+
+def _write_compound_header(
+    out: bytearray, short_code: int, long_code: int, count: int, body_len: int
+) -> None:
+    """List, map or array header: one-byte size and count when both fit, else four-byte ones."""
     if body_len + 1 < 256 and count < 256:
-        out.append(0xC1)
+        out.append(short_code)
         out.append(body_len + 1)
         out.append(count)
     else:
-        out.append(0xD1)
+        out.append(long_code)
         out += _U32.pack(body_len + 4)
         out += _U32.pack(count)
 
@@ -375,15 +365,7 @@ def _enc_array(out: bytearray, v: Array) -> None:
             body += fn(item)
     else:
         raise TypeError(f"unsupported array element type {et!r}")
-    n = len(v)
-    if len(body) + 1 < 256 and n < 256:
-        out.append(0xE0)
-        out.append(len(body) + 1)
-        out.append(n)
-    else:
-        out.append(0xF0)
-        out += _U32.pack(len(body) + 4)
-        out += _U32.pack(n)
+    _write_compound_header(out, 0xE0, 0xF0, len(v), len(body))
     out += body
 
 
@@ -478,14 +460,17 @@ def _dec_var(size_st: struct.Struct, conv: Callable[[bytes], Any]) -> Decoder:
     return dec
 
 
-def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
+def _compound_header(size_st: struct.Struct, buf: bytes, pos: int) -> tuple[int, int, int]:
+    """Read a compound's size and count at pos; return (count, declared end, first element position)."""
     width = size_st.size
+    size = size_st.unpack_from(buf, pos)[0]
+    count = size_st.unpack_from(buf, pos + width)[0]
+    return count, pos + width + size, pos + 2 * width
 
+
+def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
     def dec(buf: bytes, pos: int) -> tuple[Any, int]:
-        size = size_st.unpack_from(buf, pos)[0]
-        count = size_st.unpack_from(buf, pos + width)[0]
-        end = pos + width + size
-        p = pos + 2 * width
+        count, end, p = _compound_header(size_st, buf, pos)
         items = []
         for _ in range(count):
             v, p = decode(buf, p)
@@ -502,13 +487,8 @@ def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
 
 
 def _dec_array(size_st: struct.Struct) -> Decoder:
-    width = size_st.size
-
     def dec(buf: bytes, pos: int) -> tuple[Any, int]:
-        size = size_st.unpack_from(buf, pos)[0]
-        count = size_st.unpack_from(buf, pos + width)[0]
-        end = pos + width + size
-        p = pos + 2 * width
+        count, end, p = _compound_header(size_st, buf, pos)
         code = buf[p]
         descriptor = None
         if code == 0x00:
@@ -593,14 +573,10 @@ def map_entries_raw(buf: bytes, pos: int) -> tuple[list[tuple[Any, bytes]], int]
     leaving every other entry exactly as the client encoded it.
     """
     code = buf[pos]
-    if code in (0xC1,):
-        count = buf[pos + 2]
-        end = pos + 2 + buf[pos + 1]
-        p = pos + 3
+    if code == 0xC1:
+        count, end, p = _compound_header(_U8, buf, pos + 1)
     elif code == 0xD1:
-        size, count = struct.unpack_from(">II", buf, pos + 1)
-        end = pos + 5 + size
-        p = pos + 9
+        count, end, p = _compound_header(_U32, buf, pos + 1)
     elif code == 0x40:
         return [], pos + 1
     else:

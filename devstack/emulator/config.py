@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -181,28 +182,29 @@ def parse_config(data: Any) -> EmulatorConfig:
     ns = namespaces[0]
     if not isinstance(ns, dict):
         raise ConfigError("each namespace must be an object")
-    queues: list[QueueConfig] = []
     seen: set[str] = set()
-    for q in ns.get("Queues", []) or []:
-        if not isinstance(q, dict) or not isinstance(q.get("Name"), str) or not q["Name"]:
-            raise ConfigError("each queue needs a non-empty Name")
-        key = q["Name"].lower()
-        if key in seen:
-            raise ConfigError(f"duplicate queue {q['Name']!r}")
-        seen.add(key)
-        queues.append(QueueConfig(q["Name"], parse_queue_properties(q.get("Properties", {}) or {})))
-    topics: list[TopicConfig] = []
-    for t in ns.get("Topics", []) or []:
-        if not isinstance(t, dict) or not isinstance(t.get("Name"), str) or not t["Name"]:
-            raise ConfigError("each topic needs a non-empty Name")
-        key = t["Name"].lower()
-        if key in seen:
-            raise ConfigError(f"duplicate queue or topic {t['Name']!r}")
-        seen.add(key)
-        topics.append(parse_topic(t))
+    queues = [
+        QueueConfig(q["Name"], parse_queue_properties(q.get("Properties", {}) or {}))
+        for q in _named_entities(ns.get("Queues"), "queue", "queue", seen)
+    ]
+    topics = [parse_topic(t) for t in _named_entities(ns.get("Topics"), "topic", "queue or topic", seen)]
     return EmulatorConfig(
         namespace=str(ns.get("Name", "sbemulatorns")), queues=tuple(queues), topics=tuple(topics)
     )
+
+
+def _named_entities(
+    raw: Any, kind: str, duplicate_kind: str, seen: set[str], where: str = ""
+) -> Iterator[dict[str, Any]]:
+    """Yield each entry of a config list, checking it is an object with a Name not in `seen` (case-blind)."""
+    for entry in raw or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Name"), str) or not entry["Name"]:
+            raise ConfigError(f"{where}each {kind} needs a non-empty Name")
+        key = entry["Name"].lower()
+        if key in seen:
+            raise ConfigError(f"{where}duplicate {duplicate_kind} {entry['Name']!r}")
+        seen.add(key)
+        yield entry
 
 
 def parse_topic(t: dict[str, Any]) -> TopicConfig:
@@ -226,16 +228,10 @@ def parse_topic(t: dict[str, Any]) -> TopicConfig:
         ),
     )
     subs: list[SubscriptionConfig] = []
-    seen: set[str] = set()
     raw_subs = t.get("Subscriptions", []) or []
     if not isinstance(raw_subs, list):
         raise ConfigError(f"topic {name!r}: Subscriptions must be a list")
-    for sub in raw_subs:
-        if not isinstance(sub, dict) or not isinstance(sub.get("Name"), str) or not sub["Name"]:
-            raise ConfigError(f"topic {name!r}: each subscription needs a non-empty Name")
-        if sub["Name"].lower() in seen:
-            raise ConfigError(f"topic {name!r}: duplicate subscription {sub['Name']!r}")
-        seen.add(sub["Name"].lower())
+    for sub in _named_entities(raw_subs, "subscription", "subscription", set(), where=f"topic {name!r}: "):
         sp = sub.get("Properties", {}) or {}
         for unsupported in ("RequiresDuplicateDetection", "DuplicateDetectionHistoryTimeWindow"):
             if isinstance(sp, dict) and sp.get(unsupported):

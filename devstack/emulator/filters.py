@@ -225,20 +225,13 @@ def _compare(op: str, a: Any, b: Any) -> bool | None:
         return None
 
 
-def _and(a: bool | None, b: bool | None) -> bool | None:
-    if a is False or b is False:
-        return False
+def _three_valued(a: bool | None, b: bool | None, absorbing: bool) -> bool | None:
+    """SQL AND (absorbing False) or OR (absorbing True): unknown (None) only when it can change the result."""
+    if a is absorbing or b is absorbing:
+        return absorbing
     if a is None or b is None:
         return None
-    return True
-
-
-def _or(a: bool | None, b: bool | None) -> bool | None:
-    if a is True or b is True:
-        return True
-    if a is None or b is None:
-        return None
-    return False
+    return not absorbing
 
 
 class _Parser:
@@ -273,17 +266,23 @@ class _Parser:
 
     # -- grammar
     def condition(self) -> Expr:
-        left = self.conjunction()
-        while self.accept("kw", "OR"):
-            right = self.conjunction()
-            left = (lambda a, b: lambda v: _or(a(v), b(v)))(left, right)
-        return left
+        return self._chain(self.conjunction, "OR", absorbing=True)
 
     def conjunction(self) -> Expr:
-        left = self.negation()
-        while self.accept("kw", "AND"):
-            right = self.negation()
-            left = (lambda a, b: lambda v: _and(a(v), b(v)))(left, right)
+        return self._chain(self.negation, "AND", absorbing=False)
+
+    def _chain(
+        self,
+        operand: Callable[[], Expr],
+        keyword: str,
+        *,
+        absorbing: bool,
+    ) -> Expr:
+        """operand (keyword operand)*, folded left with three-valued AND (absorbing False) or OR (True)."""
+        left = operand()
+        while self.accept("kw", keyword):
+            right = operand()
+            left = (lambda a, b: lambda v: _three_valued(a(v), b(v), absorbing))(left, right)
         return left
 
     def negation(self) -> Expr:

@@ -26,13 +26,12 @@ class _LiteralPropertyCheck(BaseResourceCheck):
 
     def __init__(
         self,
-        *,
-        name: str,
         check_id: str,
         resource_type: str,
         key: str,
         expected: object,
         category: CheckCategories,
+        name: str,
     ) -> None:
         self.key = key
         self.expected = expected
@@ -54,45 +53,20 @@ class _LiteralPropertyCheck(BaseResourceCheck):
         return CheckResult.PASSED if value is self.expected or value == self.expected else CheckResult.FAILED
 
 
-CHECKS = [
-    _LiteralPropertyCheck(
-        name="Ensure Service Bus queues require sessions (ordered per-customer processing)",
-        check_id="CKV_ORD_1",
-        resource_type="Microsoft.ServiceBus/namespaces/queues",
-        key="requiresSession",
-        expected=True,
-        category=CheckCategories.GENERAL_SECURITY,
-    ),
-    _LiteralPropertyCheck(
-        name="Ensure Service Bus namespaces disable local (SAS) authentication",
-        check_id="CKV_ORD_2",
-        resource_type="Microsoft.ServiceBus/namespaces",
-        key="disableLocalAuth",
-        expected=True,
-        category=CheckCategories.IAM,
-    ),
-    _LiteralPropertyCheck(
-        name="Ensure Service Bus namespaces require TLS 1.2",
-        check_id="CKV_ORD_3",
-        resource_type="Microsoft.ServiceBus/namespaces",
-        key="minimumTlsVersion",
-        expected="1.2",
-        category=CheckCategories.ENCRYPTION,
-    ),
-    _LiteralPropertyCheck(
-        name="Ensure Storage accounts disable shared key access",
-        check_id="CKV_ORD_4",
-        resource_type="Microsoft.Storage/storageAccounts",
-        key="allowSharedKeyAccess",
-        expected=False,
-        category=CheckCategories.IAM,
-    ),
-    _LiteralPropertyCheck(
-        name="Ensure Application Insights disables local (instrumentation key) authentication",
-        check_id="CKV_ORD_5",
-        resource_type="Microsoft.Insights/components",
-        key="DisableLocalAuth",
-        expected=True,
-        category=CheckCategories.IAM,
-    ),
-]
+_SERVICE_BUS = "Microsoft.ServiceBus/namespaces"
+
+# (id, resource type, property, the literal it must have, category, title); one row a check.
+_POLICIES: tuple[tuple[str, str, str, object, CheckCategories, str], ...] = (
+    ("CKV_ORD_1", f"{_SERVICE_BUS}/queues", "requiresSession", True, CheckCategories.GENERAL_SECURITY,
+     "Ensure Service Bus queues require sessions (ordered per-customer processing)"),
+    ("CKV_ORD_2", _SERVICE_BUS, "disableLocalAuth", True, CheckCategories.IAM,
+     "Ensure Service Bus namespaces disable local (SAS) authentication"),
+    ("CKV_ORD_3", _SERVICE_BUS, "minimumTlsVersion", "1.2", CheckCategories.ENCRYPTION,
+     "Ensure Service Bus namespaces require TLS 1.2"),
+    ("CKV_ORD_4", "Microsoft.Storage/storageAccounts", "allowSharedKeyAccess", False, CheckCategories.IAM,
+     "Ensure Storage accounts disable shared key access"),
+    ("CKV_ORD_5", "Microsoft.Insights/components", "DisableLocalAuth", True, CheckCategories.IAM,
+     "Ensure Application Insights disables local (instrumentation key) authentication"),
+)  # fmt: skip
+
+CHECKS = [_LiteralPropertyCheck(*policy) for policy in _POLICIES]

@@ -19,20 +19,12 @@ from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.dlq import RESUBMITTED_FROM, peek_all, resubmit, resubmit_id
 from shared.order_workflow import ORDERS
-from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host, _settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 APP_REASON = "OperatorParked"  # a reason an application (or Service Bus Explorer user) gives
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def _drain_session(

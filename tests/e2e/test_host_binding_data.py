@@ -16,12 +16,10 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from devstack.host import LocalHost
-from shared.service import reset_service
 from tests.support.builders import body
+from tests.support.e2e import local_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_DELIVERY = 3
 
 # message id -> the body's extra top-level properties (the rest is a valid order step of cust-a)
@@ -30,13 +28,6 @@ HOSTILE: dict[str, dict[str, Any]] = {
     "m-msgid": {"messageId": "forged-id"},
     "m-count": {"DeliveryCount": "x"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def _send_hostile(emulator: Any, queue: str) -> None:
@@ -59,16 +50,8 @@ def _run(
 ) -> tuple[LocalHost, str]:
     queue = fresh_queue(requires_session=True, max_delivery_count=MAX_DELIVERY, lock_duration="PT30S")
     _send_hostile(emulator, queue)
-    host = LocalHost(
-        REPO_ROOT,
-        settings_path=tmp_path / "no-local.settings.json",
-        settings_overrides={
-            "ServiceBusConnection": emulator.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "OrderStoreConnection": f"sqlite:///{tmp_path / 'orders.db'}",
-        },
-        host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
-        binding_overrides={"process_order_step": overrides} if overrides else None,
+    host = local_host(
+        emulator, queue, tmp_path, binding_overrides={"process_order_step": overrides} if overrides else None
     )
     host.run_until_idle(1.0, timeout=90)
     return host, queue

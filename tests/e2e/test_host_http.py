@@ -11,21 +11,10 @@ from typing import Any
 
 import pytest
 
-from devstack.host import LocalHost
-from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, generate_messages
-from shared.service import reset_service
+from tests.support.e2e import local_host, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def _get(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -42,25 +31,9 @@ def test_customer_orders_are_served_over_http(
 ) -> None:
     queue = fresh_queue(requires_session=True, max_delivery_count=10)
     messages = generate_messages(PublishPlan(customers=2, orders_per_customer=2, seed=3))
-    send_messages(
-        messages,
-        connection_string=servicebus_emulator.connection_string,
-        namespace=None,
-        queue=queue,
-        progress=False,
-    )
+    publish(servicebus_emulator, queue, messages)
     customer = messages[0].session_id
-    host = LocalHost(
-        REPO_ROOT,
-        settings_path=tmp_path / "no-local.settings.json",
-        settings_overrides={
-            "ServiceBusConnection": servicebus_emulator.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "OrderStoreConnection": f"sqlite:///{tmp_path / 'orders.db'}",
-        },
-        host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
-        http_port=0,  # any free port; the CLI's default is 7071
-    )
+    host = local_host(servicebus_emulator, queue, tmp_path, http_port=0)  # any free port; the CLI's is 7071
     with host:
         assert host.wait_until_idle(1.0, timeout=90)
         base = f"http://127.0.0.1:{host.http_server.port}/api"

@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from devstack.host import LocalHost
 from shared.order_workflow import ORDERS
-from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import body
+from tests.support.e2e import local_host
 from tests.support.hostile import corpus
 from tests.support.modes import MODES, trigger_cardinality
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BEHIND = "ord-behind"
 # Application properties named like broker metadata: the envelope still takes them from the broker.
 SPOOFED_PROPERTIES: dict[str | bytes, Any] = {
@@ -34,13 +31,6 @@ SPOOFED_PROPERTIES: dict[str | bytes, Any] = {
     "MessageId": "x",
     "DeliveryCount": "x",
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 @pytest.mark.parametrize("cardinality", MODES)
@@ -78,17 +68,8 @@ def test_hostile_bodies_are_quarantined_and_their_sessions_go_on(
 
     started = time.perf_counter()
     with trigger_cardinality(cardinality) as mode:  # many: the hostile body and the one behind, one batch
-        host = LocalHost(
-            REPO_ROOT,
-            settings_path=tmp_path / "no-local.settings.json",
-            settings_overrides={
-                "ServiceBusConnection": servicebus_emulator.connection_string,
-                "ORDERS_QUEUE_NAME": queue,
-                "OrderStoreConnection": f"sqlite:///{db}",
-                "ORDERS_MAX_DELIVERY_COUNT": "10",
-                **mode,
-            },
-            host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
+        host = local_host(
+            servicebus_emulator, queue, tmp_path, settings={"ORDERS_MAX_DELIVERY_COUNT": "10", **mode}
         )
         host.run_until_idle(1.0, timeout=150)
     elapsed = time.perf_counter() - started

@@ -12,7 +12,6 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from orders_cli.cli import main as orders
 from shared.order_workflow import ORDERS
-from shared.service import reset_service
 from shared.store.sqlite import SqliteOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host, _settings
 from tests.support.builders import body
@@ -35,13 +34,6 @@ def _send(connection: str, queue: str, bodies: list[tuple[int, bytes]]) -> None:
                 for seq, raw in bodies
             ]
         )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()  # the app builds its service (and store) once per worker: one per test here
-    yield
-    reset_service()
 
 
 def _ledger(db: Path) -> Any:

@@ -9,21 +9,13 @@ from typing import Any
 
 import pytest
 
-from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.order_workflow import ORDERS
-from shared.service import reset_service
 from shared.store.table import TableOrderStore
 from tests.e2e.test_end_to_end import _orders_queue, _run_host
+from tests.support.e2e import publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def test_orders_flow_into_table_storage(
@@ -33,13 +25,7 @@ def test_orders_flow_into_table_storage(
     messages = generate_messages(
         PublishPlan(customers=12, orders_per_customer=2, duplicates=0.1, shuffle=True, poison=7, seed=23)
     )
-    send_messages(
-        messages,
-        connection_string=servicebus_emulator.connection_string,
-        namespace=None,
-        queue=queue,
-        progress=False,
-    )
+    publish(servicebus_emulator, queue, messages)
     settings = {
         "ServiceBusConnection": servicebus_emulator.connection_string,
         "ORDERS_QUEUE_NAME": queue,

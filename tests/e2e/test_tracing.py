@@ -9,21 +9,11 @@ from typing import Any
 import pytest
 
 from devstack.host import LocalHost
-from orders_cli.sender import send_messages
 from orders_cli.traffic import PublishPlan, generate_messages
 from shared import tracing
-from shared.service import reset_service
+from tests.support.e2e import local_host, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_service() -> Any:
-    reset_service()
-    yield
-    reset_service()
 
 
 def _queue(fresh_queue: Any) -> str:
@@ -31,16 +21,7 @@ def _queue(fresh_queue: Any) -> str:
 
 
 def _run_host(emulator: Any, queue: str, tmp_path: Path) -> LocalHost:
-    host = LocalHost(
-        REPO_ROOT,
-        settings_path=tmp_path / "no-local.settings.json",
-        settings_overrides={
-            "ServiceBusConnection": emulator.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "OrderStoreConnection": f"sqlite:///{tmp_path / 'orders.db'}",
-        },
-        host_json_overrides={"sessionIdleTimeout": "00:00:00.5"},
-    )
+    host = local_host(emulator, queue, tmp_path)
     host.run_until_idle(1.0, timeout=90)
     return host
 
@@ -63,10 +44,7 @@ def test_each_message_is_one_trace_from_publisher_span_to_processing_span(
     caplog.set_level("INFO", logger="orders.processing")
     queue = _queue(fresh_queue)
     messages = generate_messages(PublishPlan(customers=2, orders_per_customer=1, poison=2, seed=5))
-    send_messages(
-        messages, connection_string=servicebus_emulator.connection_string, namespace=None, queue=queue,
-        progress=False,
-    )  # fmt: skip
+    publish(servicebus_emulator, queue, messages)
     _run_host(servicebus_emulator, queue, tmp_path)
 
     finished = spans.get_finished_spans()

@@ -91,16 +91,20 @@ def test_cli_bad_arguments_exit_non_zero():
     assert "Traceback" not in res.stderr
 
 
-def test_cli_starts_logs_once_and_stops_on_sigterm():
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.emulator", "--port", "0"],
+def _start_module(module: str, *args: str) -> subprocess.Popen[str]:
+    """`python -m module args` from the repository root, stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
-        env=env,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
     )
+
+
+def test_cli_starts_logs_once_and_stops_on_sigterm():
+    proc = _start_module("devstack.emulator", "--port", "0")
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -116,15 +120,7 @@ def test_cli_starts_logs_once_and_stops_on_sigterm():
 
 def test_orders_emulator_ctrl_c_exits_0():
     """`orders emulator` runs until stopped: Ctrl-C is its normal end (docs/cli.md), not exit 130."""
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orders_cli.cli", "emulator", "--port", "0"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-    )
+    proc = _start_module("orders_cli.cli", "emulator", "--port", "0")
     try:
         assert proc.stderr is not None
         assert "listening on 127.0.0.1:" in proc.stderr.readline()
