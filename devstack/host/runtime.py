@@ -156,6 +156,7 @@ class LocalHost:
         self._last_activity = time.monotonic()
         self._in_flight = 0
         self._held_sessions = 0
+        self._unpolled = 0  # receivers that have not yet made their first accept/attach: not idle yet
         self._fatal: BaseException | None = None
 
     # ------------------------------------------------------------------ setup
@@ -280,6 +281,8 @@ class LocalHost:
                 "ignored_host_json": list(self.options.ignored) or None,
             },
         )
+        with self._lock:
+            self._unpolled = sum(self._receivers_for(x) for x in sb_listeners)
         for listener in self._listeners:
             if listener.kind == "servicebus":
                 for i in range(self._receivers_for(listener)):
@@ -373,7 +376,7 @@ class LocalHost:
         an invocation runs or a session is held (a held session may still be hiding others' messages:
         sessions wait for a free receiver, which frees up sessionIdleTimeout after its last message)."""
         with self._lock:
-            if self._in_flight or self._held_sessions:
+            if self._in_flight or self._held_sessions or self._unpolled:
                 return 0.0
             return time.monotonic() - self._last_activity
 
@@ -413,6 +416,15 @@ class LocalHost:
             for name, delta in deltas.items():
                 setattr(self.counters, name, getattr(self.counters, name) + delta)
 
+    def _polled_once(self) -> bool:
+        """A receiver's first accept (or attach) is over: from now on, no session or message is idleness.
+        Without this, a host whose first accept takes longer than idle_seconds (a loaded machine) would
+        look idle before it had looked at the queue."""
+        with self._lock:
+            self._unpolled = max(0, self._unpolled - 1)
+            self._last_activity = time.monotonic()
+        return True
+
     def _touch(self, in_flight: int = 0, held: int = 0) -> None:
         with self._lock:
             self._in_flight += in_flight
@@ -443,6 +455,7 @@ class LocalHost:
 
         idle_timeout = self._session_idle_timeout()
         failures = 0
+        polled = False
         with self._client(listener) as client:
             while not self._stopping.is_set():
                 receiver = self._receiver(
@@ -459,7 +472,10 @@ class LocalHost:
                 if retries is not None:
                     config.retry_total = 0
                 try:
-                    receiver.__enter__()
+                    try:
+                        receiver.__enter__()
+                    finally:
+                        polled = polled or self._polled_once()
                     if retries is not None:
                         config.retry_total = retries
                 except OperationTimeoutError:
@@ -518,12 +534,20 @@ class LocalHost:
         from azure.servicebus.exceptions import ServiceBusError
 
         failures = 0
+        polled = False
         with self._client(listener) as client:
             while not self._stopping.is_set():
                 try:
-                    with self._receiver(client, listener, auto_lock_renewer=self._renewer) as receiver:
+                    receiver = self._receiver(client, listener, auto_lock_renewer=self._renewer)
+                    try:
+                        receiver.__enter__()  # attach (the first poll is over even if this fails)
+                    finally:
+                        polled = polled or self._polled_once()
+                    try:
                         pump = self._pump_batches if listener.batch else self._pump
                         pump(receiver, listener, None, None)
+                    finally:
+                        receiver.__exit__(None, None, None)
                     failures = 0
                 except ServiceBusError as exc:
                     failures += 1

@@ -186,3 +186,17 @@ def test_an_unexpected_exception_is_logged_with_its_traceback(caplog: Any, tmp_p
     assert rest.rstrip().endswith("KeyError: 'missing-key'")
     as_json = json.loads(JsonFormatter().format(record))
     assert "Traceback" in as_json["exception"] and "\n" not in JsonFormatter().format(record)
+
+
+def test_the_host_is_not_idle_before_every_receiver_has_looked_at_the_queue(tmp_path: Path) -> None:
+    """run_until_idle must not stop a host whose first session accept is slower than idle_seconds (a
+    loaded machine): until each receiver's first accept/attach is over, nothing counts as idleness."""
+    host = LocalHost(tmp_path, configure_logging=False)
+    host._unpolled = 2
+    host._last_activity -= 60  # long ago: without the rule this host would already look idle
+    assert host.idle_for() == 0.0
+    assert host.wait_until_idle(0.05, timeout=0.3) is False
+    host._polled_once()
+    assert host.idle_for() == 0.0
+    host._polled_once()
+    assert host.wait_until_idle(0.05, timeout=2.0) is True
