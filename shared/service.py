@@ -112,28 +112,8 @@ class OrderService:
             span.record(fields)
             log.warning("order step will be retried: store failed", extra=fields)
             raise
-        if burst.retried:
-            log.warning(
-                "store recovered after retries",
-                extra={
-                    **fields,
-                    "attempts": burst.attempts,
-                    "retried_s": round(burst.elapsed_s, 3),
-                    "errors": sorted(set(burst.errors)),
-                },
-            )
-        fields |= {
-            "customer_id": result.session_key,
-            "order_id": result.stream_key,
-            "sequence": result.sequence,
-            "step": result.step,
-            "outcome": result.outcome.value,
-            "reason": result.reason.value if result.reason else None,
-            "applied_sequences": list(result.applied_sequences),
-            "quarantine_ids": list(result.quarantine_ids),
-            "order_state": result.status,
-            "duration_ms": _ms_since(started),
-        }
+        _log_recovered(burst, fields)
+        fields |= self._result_fields(result) | {"duration_ms": _ms_since(started)}
         span.record(fields)
         log.info("order step %s", result.outcome.value, extra=fields)
         return result
@@ -184,17 +164,7 @@ class OrderService:
                     span.record(line)
                     log.warning("order step will be retried: store failed", extra=line | span.log_fields())
             raise
-        if burst.retried:
-            log.warning(
-                "store recovered after retries",
-                extra={
-                    "session_id": sessions[0] if len(sessions) == 1 else None,
-                    **batch,
-                    "attempts": burst.attempts,
-                    "retried_s": round(burst.elapsed_s, 3),
-                    "errors": sorted(set(burst.errors)),
-                },
-            )
+        _log_recovered(burst, {"session_id": sessions[0] if len(sessions) == 1 else None, **batch})
         duration = _ms_since(started)
         for envelope, line, result in zip(envelopes, fields, results, strict=True):
             line |= self._result_fields(result) | batch | {"duration_ms": duration}
@@ -277,6 +247,20 @@ def reset_service(service: OrderService | None = None) -> None:
         if _service is not None and service is not _service:
             _service.store.close()
         _service = service
+
+
+def _log_recovered(burst: retry.RetryBurst, fields: dict[str, Any]) -> None:
+    """One line per retry burst that ended well (never one per attempt)."""
+    if burst.retried:
+        log.warning(
+            "store recovered after retries",
+            extra={
+                **fields,
+                "attempts": burst.attempts,
+                "retried_s": round(burst.elapsed_s, 3),
+                "errors": sorted(set(burst.errors)),
+            },
+        )
 
 
 def _ms_since(started: float) -> float:

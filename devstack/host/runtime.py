@@ -496,7 +496,7 @@ class LocalHost:
                 log.info("session acquired", extra={"function": listener.spec.name, "session_id": session_id})
                 released_because = "idle"
                 try:
-                    pump = self._pump_batches if listener.batch else self._pump
+                    pump = self._pump
                     released_because = pump(receiver, listener, idle_timeout, session_id)
                 except ServiceBusError as exc:
                     released_because = type(exc).__name__
@@ -544,7 +544,7 @@ class LocalHost:
                     finally:
                         polled = polled or self._polled_once()
                     try:
-                        pump = self._pump_batches if listener.batch else self._pump
+                        pump = self._pump
                         pump(receiver, listener, None, None)
                     finally:
                         receiver.__exit__(None, None, None)
@@ -597,7 +597,10 @@ class LocalHost:
     def _pump(
         self, receiver: Any, listener: Listener, idle_timeout: float | None, session_id: str | None
     ) -> str:
-        """Receive one message at a time until idle_timeout passes without one (sessions) or stop."""
+        """Receive until idle_timeout passes without a message (sessions: the session is then released) or
+        stop. One message per invocation, or (cardinality many, as the extension's RunBatchReceiveLoopAsync)
+        up to maxMessageBatchSize messages of the one session per invocation."""
+        batch = self.options.max_message_batch_size if listener.batch else 1
         idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
         while not self._stopping.is_set():
             wait = self.poll_interval
@@ -606,69 +609,29 @@ class LocalHost:
                 if left <= 0:
                     return "idle"
                 wait = min(wait, left)
-            messages = receiver.receive_messages(max_message_count=1, max_wait_time=max(wait, 0.05))
-            for message in messages:
+            messages = list(receiver.receive_messages(max_message_count=batch, max_wait_time=max(wait, 0.05)))
+            invocations = [messages] if listener.batch and messages else [[m] for m in messages]
+            for invocation in invocations:
                 self._touch()
-                self._handle(receiver, listener, message, session_id)
+                self._handle(receiver, listener, invocation, session_id)
                 if idle_deadline is not None:
                     idle_deadline = time.monotonic() + float(idle_timeout or 0)
         return "shutdown"
 
-    def _handle(self, receiver: Any, listener: Listener, message: Any, session_id: str | None) -> None:
+    def _handle(self, receiver: Any, listener: Listener, messages: list[Any], session_id: str | None) -> None:
+        """One invocation (one message, or the batch for cardinality many), then settle every message:
+        complete on success (autoCompleteMessages), abandon on failure (the extension abandons a failed
+        batch whatever autoCompleteMessages says)."""
         spec = listener.spec
         data_type = binding_data_type(spec.trigger)
-        ok, _ = self._invoke(
-            spec,
-            lambda: servicebus_message(message, data_type),  # in the worker: a failure fails the invocation
-            {"message_id": message.message_id, "session_id": session_id},
-        )
-        try:
-            if ok:
-                if self.options.auto_complete_messages:
-                    receiver.complete_message(message)
-                    self._count(completed=1)
-            else:
-                receiver.abandon_message(message)
-                self._count(abandoned=1)
-        finally:
-            self._touch()
-
-    def _pump_batches(
-        self, receiver: Any, listener: Listener, idle_timeout: float | None, session_id: str | None
-    ) -> str:
-        """cardinality many, as RunBatchReceiveLoopAsync: receive up to maxMessageBatchSize messages (of
-        the one accepted session), invoke once with all of them; release the session when a receive
-        waited sessionIdleTimeout and got nothing."""
-        idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
-        while not self._stopping.is_set():
-            wait = self.poll_interval
-            if idle_deadline is not None:
-                left = idle_deadline - time.monotonic()
-                if left <= 0:
-                    return "idle"
-                wait = min(wait, left)
-            messages = receiver.receive_messages(
-                max_message_count=self.options.max_message_batch_size, max_wait_time=max(wait, 0.05)
-            )
-            if messages:
-                self._touch()
-                self._handle_batch(receiver, listener, list(messages), session_id)
-                if idle_deadline is not None:
-                    idle_deadline = time.monotonic() + float(idle_timeout or 0)
-        return "shutdown"
-
-    def _handle_batch(
-        self, receiver: Any, listener: Listener, messages: list[Any], session_id: str | None
-    ) -> None:
-        """One invocation for the batch; complete all on success (autoCompleteMessages), abandon all
-        when it failed (the extension abandons a failed batch whatever autoCompleteMessages says)."""
-        spec = listener.spec
-        data_type = binding_data_type(spec.trigger)
-        ok, _ = self._invoke(
-            spec,
-            lambda: servicebus_messages(messages, data_type),
-            {"session_id": session_id, "batch_size": len(messages)},
-        )
+        if listener.batch:
+            build: Callable[[], Any] = lambda: servicebus_messages(messages, data_type)  # noqa: E731
+            fields: dict[str, Any] = {"session_id": session_id, "batch_size": len(messages)}
+        else:
+            # in the worker: a conversion failure fails the invocation
+            build = lambda: servicebus_message(messages[0], data_type)  # noqa: E731
+            fields = {"message_id": messages[0].message_id, "session_id": session_id}
+        ok, _ = self._invoke(spec, build, fields)
         try:
             for message in messages:
                 if ok:

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
@@ -50,6 +50,7 @@ _SYNC_MODES = {"off", "normal", "full", "extra"}
 
 
 L = TypeVar("L", bound=Ledger[Any])
+T = TypeVar("T")
 
 
 def _rename_legacy_key_columns(db: sqlite3.Connection) -> None:
@@ -199,76 +200,63 @@ class SqliteOrderStore(Generic[L]):
 
     def commit(self, changes: SessionChanges) -> None:
         sid = changes.session_id
-        ledger = changes.ledger
         with self._lock:
-            try:
-                db = self._conn()
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    new_version = self._write(db, sid, changes)
-                    db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    raise
-            except (ConcurrencyConflict, StoreUnavailable):
-                self._forget(changes)
-                raise
-            except sqlite3.IntegrityError as exc:
-                self._forget(changes)
-                raise ConcurrencyConflict(str(exc)) from exc
-            except sqlite3.DatabaseError as exc:  # locked beyond busy_timeout, read-only, disk I/O, ...
-                self._forget(changes)
-                raise StoreUnavailable(str(exc)) from exc
-            if ledger is not None and new_version is not None:
-                ledger.version = str(new_version)
-                self._remember((sid, ledger.stream_key), cast(L, ledger.copy()))  # written through us: ours
-            for stream_key, seq in changes.unpark:
-                self._parked_cache.pop((sid, stream_key, seq), None)
-            for p in changes.park:  # released soon by this process, usually: skip re-reading the body
-                if len(p.envelope.body) <= PARKED_CACHE_MAX_BODY:
-                    self._parked_cache[(sid, p.stream_key, p.sequence)] = p
-            while len(self._parked_cache) > self._cache_size:
-                self._parked_cache.pop(next(iter(self._parked_cache)))
+            version = self._transaction(
+                lambda db: self._write(db, sid, changes), lambda: self._forget(changes)
+            )
+            self._after_commit(sid, changes, version)
 
     def commit_batch(self, session_id: str, units: Sequence[SessionChanges]) -> None:
         """A batch's runs (one per stream: its ledger written once) in ONE SQLite transaction."""
         runs = coalesce(units)
         if not runs:
             return
-        written: dict[str, str | None] = {}
-        versions: list[int | None] = []
+
+        def write(db: sqlite3.Connection) -> list[int | None]:
+            streams = [run.ledger.stream_key for run in runs if run.ledger is not None]
+            if len(streams) == len(set(streams)):  # one run per stream: the usual case
+                versions = self._write_ledgers(db, session_id, runs)
+                self._write(db, session_id, _without_ledgers(session_id, runs))
+                return versions
+            written: dict[str, str | None] = {}
+            chained: list[int | None] = []
+            for run in runs:
+                chain_version(run, written)
+                chained.append(self._write(db, session_id, run))
+                if run.ledger is not None:
+                    written[run.ledger.stream_key] = str(chained[-1])
+            return chained
+
         with self._lock:
-            try:
-                db = self._conn()
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    streams = [run.ledger.stream_key for run in runs if run.ledger is not None]
-                    if len(streams) == len(set(streams)):  # one run per stream: the usual case
-                        versions = self._write_ledgers(db, session_id, runs)
-                        self._write(db, session_id, _without_ledgers(session_id, runs))
-                    else:
-                        for run in runs:
-                            chain_version(run, written)
-                            versions.append(self._write(db, session_id, run))
-                            if run.ledger is not None:
-                                written[run.ledger.stream_key] = str(versions[-1])
-                    db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    raise
-            except (ConcurrencyConflict, StoreUnavailable):
-                self._evict_locked(session_id)
-                raise
-            except sqlite3.IntegrityError as exc:
-                self._evict_locked(session_id)
-                raise ConcurrencyConflict(str(exc)) from exc
-            except sqlite3.DatabaseError as exc:  # locked beyond busy_timeout, read-only, disk I/O, ...
-                self._evict_locked(session_id)
-                raise StoreUnavailable(str(exc)) from exc
+            versions = self._transaction(write, lambda: self._evict_locked(session_id))
             for run, version in zip(runs, versions, strict=True):
                 self._after_commit(session_id, run, version)
+
+    def _transaction(self, write: Callable[[sqlite3.Connection], T], forget: Callable[[], None]) -> T:
+        """`write` in one BEGIN IMMEDIATE transaction (the caller holds the lock). On any failure the
+        cached state it touched is forgotten and the error is the store's: a refused row or a version
+        mismatch is a ConcurrencyConflict; locked beyond busy_timeout, read-only, disk I/O, ... is
+        StoreUnavailable."""
+        try:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = write(db)
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        except (ConcurrencyConflict, StoreUnavailable):
+            forget()
+            raise
+        except sqlite3.IntegrityError as exc:
+            forget()
+            raise ConcurrencyConflict(str(exc)) from exc
+        except sqlite3.DatabaseError as exc:
+            forget()
+            raise StoreUnavailable(str(exc)) from exc
+        return result
 
     def _after_commit(self, sid: str, changes: SessionChanges, new_version: int | None) -> None:
         """Caches after a successful commit (the caller holds the lock)."""

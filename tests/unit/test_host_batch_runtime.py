@@ -65,7 +65,7 @@ def test_each_receive_is_one_invocation_settled_together(tmp_path: Path) -> None
     host, listener = _host(tmp_path, lambda msgs: seen.append([m.message_id for m in msgs]))
     receiver = FakeReceiver([batch("a", 3), batch("b", 2)])
     try:
-        reason = host._pump_batches(receiver, listener, 0.2, "cust-a")
+        reason = host._pump(receiver, listener, 0.2, "cust-a")
     finally:
         assert host._pool is not None
         host._pool.shutdown()
@@ -83,7 +83,7 @@ def test_a_failed_invocation_abandons_the_whole_batch(tmp_path: Path) -> None:
     host, listener = _host(tmp_path, fails)
     receiver = FakeReceiver([batch("a", 4)])
     try:
-        host._pump_batches(receiver, listener, 0.1, "cust-a")
+        host._pump(receiver, listener, 0.1, "cust-a")
     finally:
         assert host._pool is not None
         host._pool.shutdown()
