@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.settings import AppSettings
 from shared.store import retry
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first m
     from shared.envelope import SessionEnvelope
     from shared.tracing import MessageSpan
 
+T = TypeVar("T")
 log = logging.getLogger("orders.processing")
 
 # The fields every per-message log line carries (the operations runbook's KQL relies on them).
@@ -81,25 +82,9 @@ class OrderService:
         started = time.perf_counter()
         fields = self._broker_fields(envelope) | span.log_fields()
         burst = retry.RetryBurst()
-
-        def recover(exc: TransientStoreError) -> None:
-            # One place for every conflict and outage, whoever raised it (a commit, a parked row that
-            # vanished, a partition read): what this process cached about the session is suspect.
-            self.store.evict(envelope.session_id)
-            if not isinstance(exc, ConcurrencyConflict):
-                self.store.reopen()
-
         try:
-            result = retry.run(
-                lambda: self.processor.process(envelope),
-                self.retry_policy,
-                before_retry=recover,
-                sleep=self._sleep,
-                clock=self._clock,
-                burst=burst,
-            )
+            result = self._retrying(lambda: self.processor.process(envelope), [envelope.session_id], burst)
         except TransientStoreError as exc:
-            self.store.evict(envelope.session_id)  # the redelivery (maybe on another host) re-reads
             fields |= {
                 "outcome": "retry",
                 "error": type(exc).__name__,
@@ -131,25 +116,9 @@ class OrderService:
         batch = {"batch_size": len(envelopes)}
         sessions = sorted({envelope.session_id for envelope in envelopes})
         burst = retry.RetryBurst()
-
-        def recover(exc: TransientStoreError) -> None:
-            for session_id in sessions:
-                self.store.evict(session_id)
-            if not isinstance(exc, ConcurrencyConflict):
-                self.store.reopen()
-
         try:
-            results = retry.run(
-                lambda: process_batch(self.processor, envelopes),
-                self.retry_policy,
-                before_retry=recover,
-                sleep=self._sleep,
-                clock=self._clock,
-                burst=burst,
-            )
+            results = self._retrying(lambda: process_batch(self.processor, envelopes), sessions, burst)
         except TransientStoreError as exc:
-            for session_id in sessions:
-                self.store.evict(session_id)
             for envelope, line in zip(envelopes, fields, strict=True):
                 line |= batch | {
                     "outcome": "retry",
@@ -174,6 +143,33 @@ class OrderService:
                 span.record(line)
                 log.info("order step %s", result.outcome.value, extra=line | span.log_fields())
         return results
+
+    def _retrying(self, work: Callable[[], T], sessions: Sequence[str], burst: retry.RetryBurst) -> T:
+        """`work`, with transient store failures retried (back-off, up to settings.store_retry_seconds).
+        One place for every conflict and outage, whoever raised it (a commit, a parked row that vanished,
+        a partition read): what this process cached about the sessions is suspect, so it is evicted before
+        each retry and once more when giving up (the redelivery, maybe on another host, re-reads); the
+        store is reopened after an outage, not after a conflict."""
+
+        def recover(exc: TransientStoreError) -> None:
+            for session_id in sessions:
+                self.store.evict(session_id)
+            if not isinstance(exc, ConcurrencyConflict):
+                self.store.reopen()
+
+        try:
+            return retry.run(
+                work,
+                self.retry_policy,
+                before_retry=recover,
+                sleep=self._sleep,
+                clock=self._clock,
+                burst=burst,
+            )
+        except TransientStoreError:
+            for session_id in sessions:
+                self.store.evict(session_id)
+            raise
 
     @staticmethod
     def _result_fields(result: ProcessingResult) -> dict[str, Any]:

@@ -348,35 +348,8 @@ class SqliteOrderStore(Generic[L]):
         return versions
 
     def _write(self, db: sqlite3.Connection, sid: str, changes: SessionChanges) -> int | None:
-        new_version: int | None = None
-        ledger = changes.ledger
-        if ledger is not None:
-            doc = json.dumps(ledger.to_document(self._codec), separators=(",", ":"))
-            state = self._codec.status(ledger.state)
-            if ledger.version is None:  # a new stream: the primary key refuses a concurrent creator
-                new_version = 1
-                db.execute(
-                    "INSERT INTO ledgers (session_id, stream_key, version, state, last_sequence, doc)"
-                    " VALUES (?, ?, 1, ?, ?, ?)",
-                    (sid, ledger.stream_key, state, ledger.last_sequence, doc),
-                )
-            else:
-                new_version = int(ledger.version) + 1
-                cur = db.execute(
-                    "UPDATE ledgers SET version = ?, state = ?, last_sequence = ?, doc = ?"
-                    " WHERE session_id = ? AND stream_key = ? AND version = ?",
-                    (
-                        new_version,
-                        state,
-                        ledger.last_sequence,
-                        doc,
-                        sid,
-                        ledger.stream_key,
-                        int(ledger.version),
-                    ),
-                )
-                if cur.rowcount != 1:
-                    raise ConcurrencyConflict(f"ledger {sid}/{ledger.stream_key} changed since it was read")
+        """One commit's rows; the ledger's new version (None when it has no ledger)."""
+        new_version = self._write_ledgers(db, sid, [changes])[0]
         for stream_key, seq in changes.unpark:
             cur = db.execute(
                 "DELETE FROM parked WHERE session_id = ? AND stream_key = ? AND sequence = ?",
