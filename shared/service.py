@@ -85,15 +85,7 @@ class OrderService:
         try:
             result = self._retrying(lambda: self.processor.process(envelope), [envelope.session_id], burst)
         except TransientStoreError as exc:
-            fields |= {
-                "outcome": "retry",
-                "error": type(exc).__name__,
-                "detail": str(exc)[:300],
-                "attempts": burst.attempts,
-                "retried_s": round(burst.elapsed_s, 3),
-                "duration_ms": _ms_since(started),
-                "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
-            }
+            fields |= self._retry_fields(exc, burst, started, envelope)
             span.record(fields)
             log.warning("order step will be retried: store failed", extra=fields)
             raise
@@ -120,15 +112,7 @@ class OrderService:
             results = self._retrying(lambda: process_batch(self.processor, envelopes), sessions, burst)
         except TransientStoreError as exc:
             for envelope, line in zip(envelopes, fields, strict=True):
-                line |= batch | {
-                    "outcome": "retry",
-                    "error": type(exc).__name__,
-                    "detail": str(exc)[:300],
-                    "attempts": burst.attempts,
-                    "retried_s": round(burst.elapsed_s, 3),
-                    "duration_ms": _ms_since(started),
-                    "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
-                }
+                line |= batch | self._retry_fields(exc, burst, started, envelope)
                 with tracing.message_span(envelope) as span:
                     span.record(line)
                     log.warning("order step will be retried: store failed", extra=line | span.log_fields())
@@ -170,6 +154,20 @@ class OrderService:
             for session_id in sessions:
                 self.store.evict(session_id)
             raise
+
+    def _retry_fields(
+        self, exc: TransientStoreError, burst: retry.RetryBurst, started: float, envelope: SessionEnvelope
+    ) -> dict[str, Any]:
+        """The log fields of a message given back to the host after a retry burst."""
+        return {
+            "outcome": "retry",
+            "error": type(exc).__name__,
+            "detail": str(exc)[:300],
+            "attempts": burst.attempts,
+            "retried_s": round(burst.elapsed_s, 3),
+            "duration_ms": _ms_since(started),
+            "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
+        }
 
     @staticmethod
     def _result_fields(result: ProcessingResult) -> dict[str, Any]:
