@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from devstack.host import LocalHost
-from orders_cli.sender import send_messages
 from orders_cli.traffic import (
     OutgoingMessage,
     PublishPlan,
@@ -31,6 +30,7 @@ from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
+from tests.support.e2e import publish
 from tests.support.modes import MODES, trigger_cardinality
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -102,13 +102,7 @@ def test_orders_flow_through_emulator_host_and_store(
     db = tmp_path / "orders.db"
     plan = PublishPlan(customers=20, orders_per_customer=3, duplicates=0.1, shuffle=True, poison=8, seed=11)
     messages = generate_messages(plan)
-    send_messages(
-        messages,
-        connection_string=servicebus_emulator.connection_string,
-        namespace=None,
-        queue=queue,
-        progress=False,
-    )
+    publish(servicebus_emulator, queue, messages)
 
     host = _run_host(_settings(servicebus_emulator, queue, db) | mode, tmp_path)
 
@@ -191,13 +185,7 @@ def test_transient_store_failure_is_abandoned_redelivered_and_applied_once(
     reset_service(OrderService(AppSettings.from_values(no_retry), flaky))
 
     messages = generate_messages(PublishPlan(customers=1, orders_per_customer=1, seed=5))
-    send_messages(
-        messages,
-        connection_string=servicebus_emulator.connection_string,
-        namespace=None,
-        queue=queue,
-        progress=False,
-    )
+    publish(servicebus_emulator, queue, messages)
     host = _run_host(settings, tmp_path)
 
     first = messages[0].message_id
@@ -250,13 +238,7 @@ def test_host_cli_logs_json_lines_with_required_fields_and_no_body_content(
     queue = _orders_queue(fresh_queue)
     db = tmp_path / "orders.db"
     messages = _with_canary(generate_messages(PublishPlan(customers=2, orders_per_customer=1, seed=3)))
-    send_messages(
-        messages,
-        connection_string=servicebus_emulator.connection_string,
-        namespace=None,
-        queue=queue,
-        progress=False,
-    )
+    publish(servicebus_emulator, queue, messages)
     settings_file = tmp_path / "local.settings.json"
     settings_file.write_text(
         json.dumps({"IsEncrypted": False, "Values": _settings(servicebus_emulator, queue, db)})
@@ -325,13 +307,7 @@ def test_a_batch_committed_but_never_settled_comes_back_as_duplicates(
         store = _LostAckStore(SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS), failures=1)
         reset_service(OrderService(AppSettings.from_values(settings), store))
         messages = generate_messages(PublishPlan(customers=1, orders_per_customer=2, seed=9))
-        send_messages(
-            messages,
-            connection_string=servicebus_emulator.connection_string,
-            namespace=None,
-            queue=queue,
-            progress=False,
-        )
+        publish(servicebus_emulator, queue, messages)
         host = _run_host(settings, tmp_path)
 
     first_batch = [r for r in _outcome_records(caplog) if r.outcome == "retry"]
