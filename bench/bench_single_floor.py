@@ -1,12 +1,19 @@
-"""The single-message path against its floor, in one run (issue 12's last point, measured, not improved).
+"""The single-message path against its floor, in one run (issue 12's last point).
 
-    python -m bench.bench_single_floor [--messages 3000]
+    python -m bench.bench_single_floor [--messages 3000] [--rounds 5]
 
 Floor, per message: `json.loads(body)`, the recipe's log line (the app's JsonFormatter, formatted and
 discarded) and one bare SQLite WAL transaction (synchronous=NORMAL, as shipped) writing one idempotency row
-and one ~1 KB document. Ours: `OrderService.handle` over the SQLite store (parse, decide, one commit, the
-full log line, and the OpenTelemetry span unless OTEL_SDK_DISABLED=true). Same ordered messages (one order of
-5 steps after another, one session), fastest of 3 runs each. Figures only.
+and one ~1 KB document. Ours: `OrderService.handle` over the SQLite store (parse, validate, hash, decide,
+one commit, the full log line with every field). Same ordered messages (one order of 5 steps after
+another, one session). Floor and ours alternate for `--rounds` rounds; the fastest round of each counts.
+
+Ours is measured in three tracing set-ups, each in a fresh process with its own floor:
+  default   tracing on, no exporter (local runs): span ids made and logged, spans not recorded;
+  exported  a span processor attached (as with Application Insights): processing and store spans
+            recorded and handed to a batching exporter that discards them;
+  off       OTEL_SDK_DISABLED=true.
+Figures only.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,21 +79,67 @@ def ours(messages: list, db: Path) -> float:
     return elapsed / len(messages)
 
 
+MODES = ("default", "exported", "off")
+
+
+def _export_and_discard() -> None:
+    """A BatchSpanProcessor (what Application Insights uses) whose exporter drops every batch."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from shared import tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracing.add_span_processor(BatchSpanProcessor(Discard()))
+
+
+def measure(mode: str, count: int, rounds: int) -> tuple[float, float]:
+    """(floor, ours) in seconds per message, fastest of `rounds` alternating rounds, in this process."""
+    if mode == "exported":
+        _export_and_discard()
+    messages = workload("floor", customers=1, orders_per_customer=max(1, count // 5)).sessions[0]
+    floors, ourss = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        ours(messages[:200], Path(tmp) / "warm.db")  # imports, caches
+        for i in range(rounds):
+            floors.append(floor(messages, Path(tmp) / f"floor{i}.db"))
+            ourss.append(ours(messages, Path(tmp) / f"ours{i}.db"))
+    return min(floors), min(ourss)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # one set-up, in this process
     args = parser.parse_args(argv)
-    messages = workload("floor", customers=1, orders_per_customer=max(1, args.messages // 5)).sessions[0]
-    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
-        ours(messages[:200], Path(tmp) / "warm.db")  # imports, caches
-        f = min(floor(messages, Path(tmp) / f"floor{i}.db") for i in range(3))
-        o = min(ours(messages, Path(tmp) / f"ours{i}.db") for i in range(3))
+    if args.messages < 5 or args.rounds < 1:
+        parser.error("--messages must be at least 5 and --rounds at least 1")
+    if args.mode:
+        f, o = measure(args.mode, args.messages, args.rounds)
+        print(json.dumps({"floor": f, "ours": o}))
+        return 0
     print(f"machine: {machine()}")
-    print(f"command: python -m bench.bench_single_floor --messages {args.messages}")
-    print(f"floor: {f * 1e6:.0f} us/msg; single-message path: {o * 1e6:.0f} us/msg")
-    print(f"ratio to the floor: {o / f:.1f}x (target <= 2.5x)")
+    print(f"command: python -m bench.bench_single_floor --messages {args.messages} --rounds {args.rounds}")
+    print(f"{'tracing':<10} {'floor us/msg':>13} {'ours us/msg':>12} {'ratio':>6}  (target <= 2.5x)")
+    for mode in MODES:
+        env = dict(os.environ, OTEL_SDK_DISABLED="true" if mode == "off" else "false")
+        for name in (
+            "OTEL_TRACES_EXPORTER",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        ):
+            env.pop(name, None)
+        command = [sys.executable, "-m", "bench.bench_single_floor", "--mode", mode]
+        command += ["--messages", str(args.messages), "--rounds", str(args.rounds)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        f, o = figures["floor"], figures["ours"]
+        print(f"{mode:<10} {f * 1e6:>13.0f} {o * 1e6:>12.0f} {o / f:>5.1f}x")
     return 0
 
 

@@ -118,12 +118,10 @@ def _record_traces(path: Path) -> Path | None:
 
     if not tracing.enabled():
         return None
-    from opentelemetry import trace
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     tracing.configure("orders-demo")
-    provider: Any = trace.get_tracer_provider()
-    provider.add_span_processor(SimpleSpanProcessor(tracing.json_lines_exporter(path.open("w"))))
+    tracing.add_span_processor(SimpleSpanProcessor(tracing.json_lines_exporter(path.open("w"))))
     return path
 
 

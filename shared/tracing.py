@@ -9,9 +9,11 @@ A message without trace context starts a new trace.
 
 Exporters come from the environment, nothing from code: APPLICATIONINSIGHTS_CONNECTION_STRING -> Azure
 Monitor; OTEL_TRACES_EXPORTER=console (JSON lines on stderr) and/or otlp (or any OTEL_EXPORTER_OTLP_*
-endpoint) -> those; OTEL_SDK_DISABLED=true -> no tracing at all. Spans are made (and ids logged) even with
-no exporter. OpenTelemetry is imported on first use, never at `import function_app` (cold start).
-See docs/operations.md "Traces".
+endpoint) -> those; OTEL_SDK_DISABLED=true -> no tracing at all. With no exporter (and no processor added
+with `add_span_processor`), span ids are still made, continued from the message and logged, but nothing is
+recorded: a span no one receives is ~50 us of work per message (bench/bench_single_floor.py). Store calls are
+child spans only of a recorded span. OpenTelemetry is imported on first use, never at `import function_app`
+(cold start). See docs/operations.md "Traces".
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ ATTR_OUTCOME = "orders.outcome"
 ATTR_REASON = "orders.reason"
 # Log-line fields copied onto the span when the outcome is known (ids only, never payload contents).
 _RESULT_FIELDS = ("customer_id", "order_id", "sequence", "step", "outcome", "reason", "error")
+_RESULT_ATTRIBUTES = {key: f"orders.{key}" for key in _RESULT_FIELDS}
 
 _lock = threading.Lock()
 _configured = False
@@ -58,10 +61,14 @@ _unavailable = False  # set once if OpenTelemetry cannot be imported: tracing ne
 
 
 def enabled() -> bool:
-    """False when OTEL_SDK_DISABLED is true (the standard switch): no spans, no trace ids in logs."""
+    """False when OTEL_SDK_DISABLED is true (the standard switch): no spans, no trace ids in logs.
+    Read from the environment on every call (cheap enough; tests and the CLI change it)."""
     if _unavailable:
         return False
-    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() not in ("true", "1", "yes")
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() not in _DISABLED
+
+
+_DISABLED = frozenset({"true", "1", "yes"})
 
 
 def configure(service_name: str) -> None:
@@ -80,12 +87,60 @@ def configure(service_name: str) -> None:
         from opentelemetry.sdk.trace import TracerProvider
 
         if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            global _gate
             name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-            provider = TracerProvider(resource=Resource.create({"service.name": name}))
-            for processor in _processors_from_environment():
+            processors = _processors_from_environment()
+            sampler: Any = None  # OTEL_TRACES_SAMPLER, when the operator set one, decides alone
+            if not os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
+                _gate = _RecordWhenExported(exporting=bool(processors))
+                sampler = _gate
+            provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
+            for processor in processors:
                 provider.add_span_processor(processor)
             trace.set_tracer_provider(provider)
         _configured = True
+
+
+def add_span_processor(processor: Any) -> None:
+    """Attach a span processor (a test's in-memory exporter, an extra exporter) to the provider this
+    module installed, and record spans from now on (until then, with no exporter, only ids are made)."""
+    from opentelemetry import trace
+
+    configure("orders-processor")
+    provider = trace.get_tracer_provider()
+    provider.add_span_processor(processor)  # type: ignore[attr-defined]
+    if _gate is not None:
+        _gate.exporting = True
+
+
+class _RecordWhenExported:
+    """The SDK's default sampler (parent-based, always on) while something receives spans. Otherwise the
+    processing and store spans are dropped: each still gets a span id in the trace it continues (the log
+    line's trace_id/span_id), but no attributes, events or processors run for it. Producer spans are
+    always sampled, so a message published by a process without an exporter still carries a sampled
+    `traceparent` and the function that receives it (with Application Insights) records its trace.
+    A Sampler of the OpenTelemetry SDK (duck-typed, so this module imports nothing at cold start)."""
+
+    def __init__(self, *, exporting: bool) -> None:
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+        from opentelemetry.trace import SpanKind
+
+        self.exporting = exporting
+        self._on = ParentBased(ALWAYS_ON)
+        self._off = ALWAYS_OFF
+        self._producer = SpanKind.PRODUCER
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, kind: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        sampler = self._on if self.exporting or kind == self._producer else self._off
+        return sampler.should_sample(parent_context, trace_id, name, kind, *args, **kwargs)
+
+    def get_description(self) -> str:
+        return f"RecordWhenExported{{{self._on.get_description() if self.exporting else 'no exporter'}}}"
+
+
+_gate: _RecordWhenExported | None = None
 
 
 def _processors_from_environment() -> list[Any]:
@@ -248,24 +303,30 @@ class MessageSpan:
 
     def __init__(self, span: Any) -> None:
         self.span = span
+        self._ids: dict[str, str] | None = None
 
     def log_fields(self) -> dict[str, str]:
         """`trace_id` and `span_id` (hex, as Application Insights shows them) for the log line."""
-        if self.span is None:
-            return {}
-        context = self.span.get_span_context()
-        if not context.is_valid:
-            return {}
-        return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+        if self._ids is None:
+            context = self.span.get_span_context() if self.span is not None else None
+            self._ids = (
+                {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+                if context is not None and context.is_valid
+                else {}
+            )
+        return dict(self._ids)
 
     def record(self, fields: Mapping[str, Any]) -> None:
         """Copy the log line's result fields onto the span (`orders.outcome`, `orders.reason`, ...)."""
-        if self.span is None:
+        if self.span is None or not self.span.is_recording():
             return
-        for key in _RESULT_FIELDS:
-            value = fields.get(key)
-            if value is not None and isinstance(value, str | int | float | bool):
-                self.span.set_attribute(f"orders.{key}", value)
+        self.span.set_attributes(
+            {
+                _RESULT_ATTRIBUTES[key]: value
+                for key in _RESULT_FIELDS
+                if isinstance(value := fields.get(key), str | int | float | bool)
+            }
+        )
         if fields.get("outcome") == "retry":
             from opentelemetry.trace import Status, StatusCode
 
@@ -290,18 +351,24 @@ def message_span(envelope: SessionEnvelope, service_name: str = "orders-processo
     }
     if envelope.sequence_number is not None:
         attributes[ATTR_SEQUENCE_NUMBER] = envelope.sequence_number
-    with tracer.start_as_current_span(
+    span = tracer.start_span(
         PROCESS_SPAN,
         context=extract_context(envelope.application_properties),
         kind=SpanKind.CONSUMER,
         attributes=attributes,
-    ) as span:
-        message = MessageSpan(span)
-        bound = _bind_log_ids(message.log_fields())
-        try:
+    )
+    message = MessageSpan(span)
+    bound = _bind_log_ids(message.log_fields())
+    try:
+        if span.is_recording():  # the current span while processing: store calls become its children
+            from opentelemetry.trace import use_span
+
+            with use_span(span, end_on_exit=True):
+                yield message
+        else:  # dropped (nothing exports): its ids are all there is, nothing needs it to be current
             yield message
-        finally:
-            _unbind_log_ids(bound)
+    finally:
+        _unbind_log_ids(bound)
 
 
 def _bind_log_ids(ids: Mapping[str, str]) -> list[tuple[Any, Any]]:
@@ -325,34 +392,53 @@ def _unbind_log_ids(bound: list[tuple[Any, Any]]) -> None:
 
 
 class TracedStore:
-    """An OrderStore whose calls are child spans (`orders store get_ledger`, ...) of the current span.
+    """An OrderStore whose per-message calls are child spans (`orders store commit`, ...) of the current
+    span, when that span is recorded (no child spans under a dropped one: nothing would see them). A
+    ledger read the store answers from its cache (`answers_from_cache`, where a store has one) is no
+    round trip and gets no span: a recorded span costs ~20-50 us (bench/bench_single_floor.py).
 
-    Attributes are looked up on the wrapped store at call time, so replacing a method on it (tests)
-    still takes effect."""
-
-    _TRACED = frozenset({"get_ledger", "get_parked", "commit", "commit_batch"})
+    Methods are looked up on the wrapped store at call time, so replacing one on it (tests) still takes
+    effect; everything else is the wrapped store's."""
 
     def __init__(self, store: OrderStore) -> None:
         self._store = store
 
     def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get_ledger(self, session_id: str, stream_key: str) -> Any:
+        cached = getattr(self._store, "answers_from_cache", None)
+        if cached is not None and cached(session_id, stream_key):
+            return self._store.get_ledger(session_id, stream_key)
+        return self._call("get_ledger", session_id, stream_key)
+
+    def get_parked(self, session_id: str, stream_key: str, sequence: int) -> Any:
+        return self._call("get_parked", session_id, stream_key, sequence)
+
+    def commit(self, changes: Any) -> None:
+        self._call("commit", changes)
+
+    def commit_batch(self, session_id: str, units: Any) -> None:
+        self._call("commit_batch", session_id, units)
+
+    def _call(self, name: str, *args: Any) -> Any:
         target = getattr(self._store, name)
-        if name not in self._TRACED or not callable(target):
-            return target
+        tracer = _tracer_cache
+        if tracer is None:  # no message span was made: OpenTelemetry missing or tracing off
+            return target(*args)
+        from opentelemetry import trace
 
-        tracer = _tracer("orders-processor")
-        if tracer is None:
-            return target
+        if not trace.get_current_span().is_recording():
+            return target(*args)
+        with tracer.start_as_current_span(
+            _STORE_SPAN_NAMES[name], kind=trace.SpanKind.CLIENT, attributes=_STORE_SPAN_ATTRIBUTES[name]
+        ):
+            return target(*args)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            from opentelemetry.trace import SpanKind
 
-            with tracer.start_as_current_span(
-                f"orders store {name}", kind=SpanKind.CLIENT, attributes={"db.operation.name": name}
-            ):
-                return target(*args, **kwargs)
-
-        return call
+_TRACED_CALLS = ("get_ledger", "get_parked", "commit", "commit_batch")
+_STORE_SPAN_NAMES = {name: f"orders store {name}" for name in _TRACED_CALLS}
+_STORE_SPAN_ATTRIBUTES = {name: {"db.operation.name": name} for name in _TRACED_CALLS}
 
 
 def traced_store(store: OrderStore) -> OrderStore:

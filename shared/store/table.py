@@ -350,6 +350,12 @@ class TableOrderStore(Generic[L]):
             self._client = self._client_factory()
 
     # --- the per-message path ---
+    def answers_from_cache(self, session_id: str, stream_key: str) -> bool:
+        """Whether get_ledger would answer without a round trip (tracing skips a span for it)."""
+        with self._lock:
+            part = self._cache.get(session_id)
+            return part is not None and self._clock() - part.touched <= self._ttl
+
     def get_ledger(self, session_id: str, stream_key: str) -> L | None:
         ledger: L | None = self._partition(session_id).ledgers.get(stream_key)
         return ledger.copy() if ledger is not None else None

@@ -85,6 +85,67 @@ def test_store_calls_are_child_spans_and_reach_the_real_store(spans: Any) -> Non
     assert store_span.parent.span_id == message_span.context.span_id
 
 
+def test_a_cached_ledger_read_is_no_round_trip_and_gets_no_span(spans: Any, tmp_path: Path) -> None:
+    from shared.engine.records import SessionChanges
+    from shared.order_workflow import ORDERS
+    from shared.store.sqlite import SqliteOrderStore
+
+    sqlite = SqliteOrderStore(tmp_path / "orders.db", codec=ORDERS)
+    try:
+        store = tracing.traced_store(sqlite)
+        ledger = ORDERS.new_ledger("cust-1", "ord-1", ORDERS.initial_state("cust-1", "ord-1"))
+        with tracing.message_span(SessionEnvelope(b"{}", "cust-1", "m-1")):
+            assert store.get_ledger("cust-1", "ord-1") is None  # a read of the file
+            store.commit(SessionChanges("cust-1", ledger=ledger))
+            assert store.get_ledger("cust-1", "ord-1") is not None  # from the cache the commit filled
+        names = [span.name for span in spans.get_finished_spans()]
+        assert names == ["orders store get_ledger", "orders store commit", tracing.PROCESS_SPAN]
+    finally:
+        sqlite.close()
+
+
+def test_without_an_exporter_ids_are_logged_but_no_span_is_recorded() -> None:
+    """The default with no exporter: the processing span continues the message's trace (its ids are on
+    the log line), nothing is recorded, store calls make no spans; a publisher's span stays sampled, so
+    a function that does export records the trace of a message sent by a tool that does not."""
+    code = (
+        "import os\n"
+        "for k in ('OTEL_SDK_DISABLED', 'OTEL_TRACES_EXPORTER', 'OTEL_TRACES_SAMPLER',\n"
+        "          'OTEL_EXPORTER_OTLP_ENDPOINT', 'APPLICATIONINSIGHTS_CONNECTION_STRING'):\n"
+        "    os.environ.pop(k, None)\n"
+        "from opentelemetry import trace\n"
+        "from shared import tracing\n"
+        "from shared.envelope import SessionEnvelope\n"
+        "from shared.store.memory import InMemoryOrderStore\n"
+        "calls = []\n"
+        "store = tracing.traced_store(InMemoryOrderStore())\n"
+        f"props = {{'traceparent': '{TRACEPARENT}'}}\n"
+        "with tracing.message_span(SessionEnvelope(b'{}', 's', 'm', application_properties=props)) as s:\n"
+        "    ids = s.log_fields()\n"
+        "    assert not s.span.is_recording()\n"
+        "    assert store.get_ledger('s', 'o') is None\n"
+        "    assert not trace.get_current_span().is_recording()\n"
+        "assert ids['trace_id'] == '0af7651916cd43dd8448eb211c80319c', ids\n"
+        "assert len(ids['span_id']) == 16 and ids['span_id'] != 'b7ad6b7169203331', ids\n"
+        "sent = {}\n"
+        "with tracing.publish_span(session_id='s', message_id='m', queue='q', properties=sent):\n"
+        "    pass\n"
+        "assert int(sent['traceparent'][-2:], 16) & 1, sent  # the sampled flag\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter()\n"
+        "tracing.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "with tracing.message_span(SessionEnvelope(b'{}', 's', 'm', application_properties=sent)):\n"
+        "    store.get_ledger('s', 'o')\n"
+        "names = [span.name for span in exporter.get_finished_spans()]\n"
+        "assert names == ['orders store get_ledger', tracing.PROCESS_SPAN], names\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_disabled_tracing_adds_nothing_and_cold_import_stays_free_of_opentelemetry() -> None:
     code = (
         "import os, sys; os.environ['OTEL_SDK_DISABLED'] = 'true'\n"
