@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench.bench_batch import workload
-from bench.common import json_logs_discarded, machine
+from bench.common import export_and_discard_spans, json_logs_discarded, machine, tracing_environment
 from shared.order_workflow import ORDERS
 from shared.service import OrderService
 from shared.settings import AppSettings
@@ -82,23 +81,10 @@ def ours(messages: list, db: Path) -> float:
 MODES = ("default", "exported", "off")
 
 
-def _export_and_discard() -> None:
-    """A BatchSpanProcessor (what Application Insights uses) whose exporter drops every batch."""
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    from shared import tracing
-
-    class Discard(SpanExporter):
-        def export(self, spans: object) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracing.add_span_processor(BatchSpanProcessor(Discard()))
-
-
 def measure(mode: str, count: int, rounds: int) -> tuple[float, float]:
     """(floor, ours) in seconds per message, fastest of `rounds` alternating rounds, in this process."""
     if mode == "exported":
-        _export_and_discard()
+        export_and_discard_spans()
     messages = workload("floor", customers=1, orders_per_customer=max(1, count // 5)).sessions[0]
     floors, ourss = [], []
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
@@ -127,13 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: python -m bench.bench_single_floor --messages {args.messages} --rounds {args.rounds}")
     print(f"{'tracing':<10} {'floor us/msg':>13} {'ours us/msg':>12} {'ratio':>6}  (target <= 2.5x)")
     for mode in MODES:
-        env = dict(os.environ, OTEL_SDK_DISABLED="true" if mode == "off" else "false")
-        for name in (
-            "OTEL_TRACES_EXPORTER",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING",
-        ):
-            env.pop(name, None)
+        env = tracing_environment(mode)
         command = [sys.executable, "-m", "bench.bench_single_floor", "--mode", mode]
         command += ["--messages", str(args.messages), "--rounds", str(args.rounds)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)

@@ -111,3 +111,26 @@ def _fmt(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def export_and_discard_spans() -> None:
+    """A BatchSpanProcessor (what Application Insights uses) whose exporter drops every batch."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from shared import tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracing.add_span_processor(BatchSpanProcessor(Discard()))
+
+
+def tracing_environment(mode: str) -> dict[str, str]:
+    """This process's environment for a child measuring tracing set-up `mode` (default, exported, off):
+    no exporter from the environment (the child attaches its own for `exported`)."""
+    env = dict(os.environ, OTEL_SDK_DISABLED="true" if mode == "off" else "false")
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        env.pop(name, None)
+    env.pop("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
+    return env

@@ -4,8 +4,8 @@ The publisher (and `orders quarantine replay`) starts a producer span per messag
 as `traceparent` (and `Diagnostic-Id`, the name the Service Bus SDKs use) into the message's application
 properties. The function continues that trace itself from those properties -- it does not rely on the
 Functions host, whose OpenTelemetry mode loses the context for session triggers
-(Azure/azure-functions-host#11734) -- with one consumer span per message and a child span per store call.
-A message without trace context starts a new trace.
+(Azure/azure-functions-host#11734) -- with one consumer span per message and a child span per store
+round trip. A message without trace context starts a new trace.
 
 Exporters come from the environment, nothing from code: APPLICATIONINSIGHTS_CONNECTION_STRING -> Azure
 Monitor; OTEL_TRACES_EXPORTER=console (JSON lines on stderr) and/or otlp (or any OTEL_EXPORTER_OTLP_*
@@ -424,8 +424,8 @@ class TracedStore:
     def _call(self, name: str, *args: Any) -> Any:
         target = getattr(self._store, name)
         tracer = _tracer_cache
-        if tracer is None:  # no message span was made: OpenTelemetry missing or tracing off
-            return target(*args)
+        if tracer is None or (_gate is not None and not _gate.exporting):
+            return target(*args)  # no message span was made, or nothing records spans
         from opentelemetry import trace
 
         if not trace.get_current_span().is_recording():

@@ -49,6 +49,30 @@ def test_amounts_are_exact_decimals_whether_strings_or_numbers() -> None:
     assert as_number.data.amount == as_string.data.amount == Decimal("0.1")
 
 
+PINNED_BODY = (
+    b'{"schema": "order-step/v1", "customer_id": "cust-1", "order_id": "ord-1", "sequence": 1,'
+    b' "step": "order.placed", "occurred_at": "2026-11-01T10:00:01Z", "data": {"items": [{"sku": "sku-1",'
+    b' "quantity": 2, "unit_price": "10.25"}, {"sku": "sku-2", "quantity": 1, "unit_price": 5}],'
+    b' "currency": "EUR"}}'
+)
+
+
+def test_content_hash_is_the_sha256_of_the_contracts_canonical_json_for_every_step() -> None:
+    """Stored idempotency records hold these hashes: how they are computed must never change what they are
+    (a redelivery after an upgrade would otherwise look like different content)."""
+    import hashlib
+
+    from shared.contract import STEP_ADAPTER
+
+    for i, name in enumerate(DEFAULT_DATA, start=1):
+        data = {**DEFAULT_DATA[name], "note": {"kept": [1, "as sent"]}}  # extra data fields are hashed too
+        message = parse_order_step(body(name, i, data=data))
+        canonical = STEP_ADAPTER.dump_json(message, by_alias=True)
+        assert content_hash(message) == hashlib.sha256(canonical).hexdigest(), name
+    pinned = parse_order_step(PINNED_BODY)  # computed by the first release that stored hashes
+    assert content_hash(pinned) == "3e3ac8fea82b0b7b3c9116a27014b4abbc15fd44973bb289c1244500c3d2b8ba"
+
+
 def test_content_hash_ignores_formatting_and_timezone_notation_but_not_meaning() -> None:
     a = parse_order_step(body("order.shipped", 4))
     b = parse_order_step(json.dumps(json.loads(body("order.shipped", 4)), indent=4).encode())
