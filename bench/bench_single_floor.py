@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.bench_batch import workload
 from bench.common import export_and_discard_spans, json_logs_discarded, machine, tracing_environment
@@ -79,12 +80,37 @@ def ours(messages: list, db: Path) -> float:
 
 
 MODES = ("default", "exported", "off")
+PARTS = ("log", "hash", "span")  # what --ablate takes out of ours, one at a time (default tracing)
 
 
-def measure(mode: str, count: int, rounds: int) -> tuple[float, float]:
+def _take_out(part: str) -> None:
+    """Remove one part of the path (ablation: what it costs is the difference to the full path)."""
+    import contextlib
+
+    import shared.order_workflow
+    import shared.service
+    from shared import tracing
+
+    if part == "log":
+        quiet = logging.getLogger("bench.ablation")
+        quiet.setLevel(logging.CRITICAL)
+        shared.service.log = quiet
+    elif part == "hash":
+        shared.order_workflow.content_hash = lambda message: "0" * 64
+    elif part == "span":
+
+        def no_span(envelope: object, service_name: str = "") -> Any:
+            return contextlib.nullcontext(tracing.MessageSpan(None))
+
+        setattr(tracing, "message_span", no_span)  # noqa: B010 - replacing a function for the ablation
+
+
+def measure(mode: str, count: int, rounds: int, without: str | None = None) -> tuple[float, float]:
     """(floor, ours) in seconds per message, fastest of `rounds` alternating rounds, in this process."""
     if mode == "exported":
         export_and_discard_spans()
+    if without:
+        _take_out(without)
     messages = workload("floor", customers=1, orders_per_customer=max(1, count // 5)).sessions[0]
     floors, ourss = [], []
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
@@ -101,25 +127,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--ablate", action="store_true", help="also measure ours without the log line, the hash, the span"
+    )
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # one set-up, in this process
+    parser.add_argument("--without", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.messages < 5 or args.rounds < 1:
         parser.error("--messages must be at least 5 and --rounds at least 1")
     if args.mode:
-        f, o = measure(args.mode, args.messages, args.rounds)
+        f, o = measure(args.mode, args.messages, args.rounds, args.without)
         print(json.dumps({"floor": f, "ours": o}))
         return 0
     print(f"machine: {machine()}")
-    print(f"command: python -m bench.bench_single_floor --messages {args.messages} --rounds {args.rounds}")
-    print(f"{'tracing':<10} {'floor us/msg':>13} {'ours us/msg':>12} {'ratio':>6}  (target <= 2.5x)")
-    for mode in MODES:
-        env = tracing_environment(mode)
+    ablate = " --ablate" if args.ablate else ""
+    sizes = f"--messages {args.messages} --rounds {args.rounds}"
+    print(f"command: python -m bench.bench_single_floor {sizes}{ablate}")
+    print(f"{'tracing':<14} {'floor us/msg':>13} {'ours us/msg':>12} {'ratio':>6}  (target <= 2.5x)")
+    runs: list[tuple[str, str | None]] = [(mode, None) for mode in MODES]
+    if args.ablate:
+        runs += [("default", part) for part in PARTS]
+    for mode, without in runs:
         command = [sys.executable, "-m", "bench.bench_single_floor", "--mode", mode]
         command += ["--messages", str(args.messages), "--rounds", str(args.rounds)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        command += ["--without", without] if without else []
+        done = subprocess.run(
+            command, env=tracing_environment(mode), capture_output=True, text=True, check=True
+        )
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         f, o = figures["floor"], figures["ours"]
-        print(f"{mode:<10} {f * 1e6:>13.0f} {o * 1e6:>12.0f} {o / f:>5.1f}x")
+        label = f"{mode} -{without}" if without else mode
+        print(f"{label:<14} {f * 1e6:>13.0f} {o * 1e6:>12.0f} {o / f:>5.1f}x")
     return 0
 
 

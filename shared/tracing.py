@@ -11,7 +11,7 @@ Exporters come from the environment, nothing from code: APPLICATIONINSIGHTS_CONN
 Monitor; OTEL_TRACES_EXPORTER=console (JSON lines on stderr) and/or otlp (or any OTEL_EXPORTER_OTLP_*
 endpoint) -> those; OTEL_SDK_DISABLED=true -> no tracing at all. With no exporter (and no processor added
 with `add_span_processor`), span ids are still made, continued from the message and logged, but nothing is
-recorded: a span no one receives is ~50 us of work per message (bench/bench_single_floor.py). Store calls are
+recorded: spans no one receives would be ~80 us of CPU per message (bench/bench_tracing.py). Store calls are
 child spans only of a recorded span. OpenTelemetry is imported on first use, never at `import function_app`
 (cold start). See docs/operations.md "Traces".
 """

@@ -18,10 +18,11 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
-def test_single_floor_prints_a_row_per_tracing_set_up() -> None:
-    out = _run("bench.bench_single_floor", "--messages", "20", "--rounds", "1")
-    rows = re.findall(r"^(default|exported|off)\s+(\d+)\s+(\d+)\s+([\d.]+)x$", out, re.MULTILINE)
-    assert [row[0] for row in rows] == ["default", "exported", "off"], out
+def test_single_floor_prints_a_row_per_tracing_set_up_and_ablation() -> None:
+    out = _run("bench.bench_single_floor", "--messages", "20", "--rounds", "1", "--ablate")
+    rows = re.findall(r"^(\w+(?: -\w+)?)\s+(\d+)\s+(\d+)\s+([\d.]+)x$", out, re.MULTILINE)
+    expected = ["default", "exported", "off", "default -log", "default -hash", "default -span"]
+    assert [row[0] for row in rows] == expected, out
     assert all(int(floor) > 0 and int(ours) > 0 for _, floor, ours, _ in rows), out
 
 
