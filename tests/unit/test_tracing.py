@@ -18,6 +18,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter (the tracer provider is set once per process)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_a_traceparent_property_is_continued_and_diagnostic_id_is_the_fallback(spans: Any) -> None:
     variants: list[dict[Any, Any]] = [
         {"traceparent": TRACEPARENT},
@@ -140,9 +147,7 @@ def test_without_an_exporter_ids_are_logged_but_no_span_is_recorded() -> None:
         "names = [span.name for span in exporter.get_finished_spans()]\n"
         "assert names == ['orders store get_ledger', tracing.PROCESS_SPAN], names\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = _python(code)
     assert done.returncode == 0, done.stderr
 
 
@@ -244,8 +249,6 @@ def test_without_opentelemetry_messages_are_still_processed() -> None:
         "[m] = with_trace_context(generate_messages(PublishPlan(1, 1))[:1], 'q')\n"
         "assert 'traceparent' not in m.application_properties\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = _python(code)
     assert done.returncode == 0, done.stderr
     assert "tracing disabled: OpenTelemetry is not importable" in done.stderr
