@@ -31,7 +31,7 @@ from azure.data.tables import TableClient, TableEntity, TableTransactionError, U
 
 from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
-from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
+from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
 from shared.store.base import (
     PARKED_CACHE_MAX_BODY,
@@ -42,6 +42,8 @@ from shared.store.base import (
 from shared.store.table_entities import (
     BATCH_PAYLOAD_BUDGET,
     IDEM,
+    IDEM_SET,
+    IDEM_SET_OVERHEAD,
     LEDGER,
     MAX_BATCH_OPERATIONS,
     MAX_BATCH_PAYLOAD,
@@ -49,7 +51,8 @@ from shared.store.table_entities import (
     QUARANTINE,
     StoreLimitExceeded,
     escape_key,
-    idempotency_entity,
+    idempotency_set_entity,
+    idempotency_set_record_size,
     ledger_entity,
     ledger_from_entity,
     load_filter,
@@ -124,28 +127,38 @@ def _is_conflict(exc: AzureError) -> bool:
 class _BatchPlan:
     """Packs a batch's operations into in-order transactions: greedy next-fit, which for items whose
     order is fixed gives the fewest transactions. An atomic group (a run's ledger + park/unpark rows)
-    never spans two transactions; a run's upserts are placed before or with its group; no row appears
-    twice in one transaction (the service refuses that)."""
+    never spans two transactions, and its idempotency records go in that transaction's one set entity;
+    a run's other upserts are placed before or with its group; no row appears twice in one transaction
+    (the service refuses that)."""
 
-    def __init__(self, max_operations: int, max_payload: int) -> None:
+    def __init__(
+        self,
+        max_operations: int,
+        max_payload: int,
+        make_set: Callable[[list[IdempotencyRecord]], dict[str, Any]],
+    ) -> None:
         self._max_ops, self._max_payload = max_operations, max_payload
+        self._make_set = make_set
         self._done: list[list[Any]] = []
         self._items: list[Any] = []
         self._size = 0
         self._keys: set[str] = set()
         self._upserted: set[str] = set()
+        self._records: list[IdempotencyRecord] = []  # of the open transaction: its set entity, on close
 
     def _room(self, count: int, size: int, keys: set[str]) -> bool:
         return (
-            len(self._items) + count <= self._max_ops
+            len(self._items) + bool(self._records) + count <= self._max_ops
             and self._size + size <= self._max_payload
             and not (keys & self._keys)
         )
 
     def _close(self) -> None:
+        if self._records:
+            self._items.append(("upsert", self._make_set(self._records), {"mode": UpdateMode.REPLACE}))
         if self._items:
             self._done.append(self._items)
-            self._items, self._size, self._keys = [], 0, set()
+        self._items, self._size, self._keys, self._records = [], 0, set(), []
 
     def upsert(self, entity: dict[str, Any]) -> None:
         key = entity["RowKey"]
@@ -159,23 +172,35 @@ class _BatchPlan:
         self._keys.add(key)
         self._upserted.add(key)
 
-    def atomic(self, group: list[tuple[Any, str, int]]) -> None:
+    def atomic(self, group: list[tuple[Any, str, int]], records: Sequence[IdempotencyRecord] = ()) -> None:
         keys = {key for _, key, _ in group}
-        size = sum(s for _, _, s in group)
-        if not self._room(len(group), size, keys):
+        size = sum(s for _, _, s in group) + sum(idempotency_set_record_size(r) for r in records)
+
+        def needs() -> tuple[int, int]:  # a transaction's first records also bring its set entity
+            opens_set = bool(records) and not self._records
+            return len(group) + opens_set, size + (IDEM_SET_OVERHEAD if opens_set else 0)
+
+        if not self._room(*needs(), keys):
             self._close()
-            if not self._room(len(group), size, keys):
+            if not self._room(*needs(), keys):
                 raise StoreLimitExceeded(
-                    f"one stream's changes are {len(group)} operations / ~{size} bytes; one Table "
+                    f"one stream's changes are {needs()[0]} operations / ~{needs()[1]} bytes; one Table "
                     f"transaction holds {self._max_ops} and {self._max_payload} bytes"
                 )
+        self._size += needs()[1]
         self._items.extend(item for item, _, _ in group)
-        self._size += size
         self._keys |= keys
+        self._records.extend(records)
 
     def transactions(self) -> list[list[Any]]:
         self._close()
         return self._done
+
+
+def _record_count(entity: Mapping[str, Any]) -> int:
+    """Records in an idempotency set (its `count`), or 1 for an `idem|` row of an earlier version."""
+    count = entity.get("count")
+    return int(count) if count is not None else 1
 
 
 L = TypeVar("L", bound=Ledger[Any])
@@ -407,6 +432,11 @@ class TableOrderStore(Generic[L]):
             entity = {"PartitionKey": pk, "RowKey": park_key(stream_key, sequence)}
             atomic.append(("delete", entity))
             atomic_size += payload_size(entity)
+        if changes.idempotency:  # all of them in one entity, committed with the ledger they prove
+            records = list({(r.stream_key, r.sequence): r for r in changes.idempotency}.values())
+            entity = idempotency_set_entity(sid, records)
+            atomic.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+            atomic_size += payload_size(entity)
         if len(atomic) > MAX_BATCH_OPERATIONS or atomic_size > BATCH_PAYLOAD_BUDGET:
             raise StoreLimitExceeded(
                 f"ledger+park+unpark of one message is {len(atomic)} operations / ~{atomic_size} bytes; "
@@ -415,9 +445,6 @@ class TableOrderStore(Generic[L]):
 
         # idempotent upserts, deduplicated by RowKey (one entity may appear only once per batch)
         upserts: dict[str, dict[str, Any]] = {}
-        for record in changes.idempotency:
-            entity = idempotency_entity(sid, record)
-            upserts[entity["RowKey"]] = entity
         for q in changes.quarantine:
             entity = quarantine_entity(sid, q)
             upserts[entity["RowKey"]] = entity
@@ -490,18 +517,22 @@ class TableOrderStore(Generic[L]):
 
         unpark_size = size_of({"PartitionKey": pk, "RowKey": park_key("x" * 16, 0)})
 
-        def fits(run: SessionChanges) -> bool:
-            ops = (run.ledger is not None) + len(run.park) + len(run.unpark)
+        def fits(run: SessionChanges) -> bool:  # alone in a transaction, with its idempotency set
+            ops = (run.ledger is not None) + len(run.park) + len(run.unpark) + bool(run.idempotency)
             if ops > self.batch_operations_limit:
                 return False
             size = (ledger_size(run.ledger) if run.ledger is not None else 0) + len(run.unpark) * unpark_size
+            size += sum(idempotency_set_record_size(r) for r in run.idempotency)
+            size += IDEM_SET_OVERHEAD if run.idempotency else 0
             return size + sum(parked_size(p) for p in run.park) <= self.batch_payload_budget
 
         runs = coalesce(units, fits)
-        plan = _BatchPlan(self.batch_operations_limit, self.batch_payload_budget)
+        plan = _BatchPlan(
+            self.batch_operations_limit,
+            self.batch_payload_budget,
+            lambda records: idempotency_set_entity(sid, records),
+        )
         for run in runs:
-            for record in run.idempotency:
-                plan.upsert(idempotency_entity(sid, record))
             for q in run.quarantine:
                 plan.upsert(quarantine_entity(sid, q))
             group: list[tuple[Any, str, int]] = []  # (item, row key, size)
@@ -514,8 +545,8 @@ class TableOrderStore(Generic[L]):
             for stream_key, sequence in run.unpark:
                 entity = {"PartitionKey": pk, "RowKey": park_key(stream_key, sequence)}
                 group.append((("delete", entity), entity["RowKey"], size_of(entity)))
-            if group:
-                plan.atomic(group)
+            if group or run.idempotency:
+                plan.atomic(group, run.idempotency)
         transactions = plan.transactions()
         self.last_batch_transactions = len(transactions)
 
@@ -648,20 +679,19 @@ class TableOrderStore(Generic[L]):
             raise self._translate(exc, "mark_replayed") from exc
 
     def purge_idempotency_records(self, older_than: datetime) -> int:
-        """Scan for old `idem|` rows (keys only), then delete them in per-partition batches of 100."""
-        query = f"{prefix_filter(IDEM)} and recorded_at lt @cutoff"
-        keys = [
-            (e["PartitionKey"], e["RowKey"])
-            for e in self._query(query, {"cutoff": utc(older_than)}, ["PartitionKey", "RowKey"])
-        ]
-        by_partition: dict[str, list[str]] = {}
-        for pk, rk in keys:
-            by_partition.setdefault(pk, []).append(rk)
+        """Scan for old idempotency sets (`idems|`, whose latest record is older) and `idem|` rows of earlier
+        versions, keys and counts only; delete them in per-partition batches of 100; returns records."""
+        by_partition: dict[str, list[tuple[str, int]]] = {}
+        for prefix in (IDEM_SET, IDEM):
+            query = f"{prefix_filter(prefix)} and recorded_at lt @cutoff"
+            for e in self._query(query, {"cutoff": utc(older_than)}, ["PartitionKey", "RowKey", "count"]):
+                by_partition.setdefault(e["PartitionKey"], []).append((e["RowKey"], _record_count(e)))
         deleted = 0
-        for pk, row_keys in by_partition.items():
-            for i in range(0, len(row_keys), MAX_BATCH_OPERATIONS):
-                chunk = row_keys[i : i + MAX_BATCH_OPERATIONS]
-                deleted += self._delete_rows(pk, chunk)
+        for pk, rows in by_partition.items():
+            for i in range(0, len(rows), MAX_BATCH_OPERATIONS):
+                chunk = rows[i : i + MAX_BATCH_OPERATIONS]
+                self._delete_rows(pk, [rk for rk, _ in chunk])
+                deleted += sum(n for _, n in chunk)
         return deleted
 
     def _delete_rows(self, pk: str, row_keys: list[str]) -> int:
@@ -683,7 +713,8 @@ class TableOrderStore(Generic[L]):
         return len(row_keys)
 
     def count_idempotency_records(self) -> int:
-        return sum(1 for _ in self._query(prefix_filter(IDEM), select=["RowKey"]))
+        sets = sum(_record_count(e) for e in self._query(prefix_filter(IDEM_SET), select=["RowKey", "count"]))
+        return sets + sum(1 for _ in self._query(prefix_filter(IDEM), select=["RowKey"]))
 
     def close(self) -> None:
         self.evict()

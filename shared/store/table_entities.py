@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,6 +31,9 @@ ENTITY_SIZE_BUDGET = MAX_ENTITY_SIZE - 8 * 1024
 # `order|` is the ledger rows' prefix from before the engine/workflow split, kept so existing tables read
 # unchanged; ledger rows must sort just before `park|` (one range query loads both, see `load_filter`).
 LEDGER, PARK, IDEM, QUARANTINE = "order|", "park|", "idem|", "quarantine|"
+# The idempotency records of one transaction, in one entity (see `idempotency_set_entity`); `idem|` rows,
+# one per record, are what versions before it wrote: still counted and purged, no longer written.
+IDEM_SET = "idems|"
 _SAFE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -98,7 +101,7 @@ def get_blob(entity: Mapping[str, Any], name: str) -> bytes:
     return b"".join(bytes(entity[f"{name}_{i}"]) for i in range(count))
 
 
-def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+def _json_bytes(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
@@ -214,7 +217,63 @@ def parked_from_entity(entity: Mapping[str, Any]) -> ParkedMessage:
     )
 
 
+def idem_set_key(first: IdempotencyRecord) -> str:
+    """Keyed by its first record: each (stream, sequence) is applied, and so recorded, exactly once, so no
+    two sets ever share a key (a redelivered batch finds the committed records' steps as duplicates)."""
+    return f"{IDEM_SET}{escape_key(first.stream_key)}|{first.sequence:010d}"
+
+
+# Bytes of a set entity besides its records (keys, properties, multipart framing), for batch planning.
+IDEM_SET_OVERHEAD = 1024
+
+
+def idempotency_set_record_size(record: IdempotencyRecord) -> int:
+    """Upper estimate of what one record adds to a set entity on the wire (JSON, as base64)."""
+    return 4 * math.ceil((len(_json_bytes(_idem_doc(record))) + 1) / 3) + 4
+
+
+def idempotency_set_entity(session_id: str, records: Sequence[IdempotencyRecord]) -> dict[str, Any]:
+    """One entity holding the idempotency records of one transaction: one operation instead of one per
+    record (a batch of 32 messages touching 32 orders is 33 operations, not 64). `recorded_at` is the
+    latest record's time, so the purge drops a set only when all of its records are past retention."""
+    entity: dict[str, Any] = {
+        "PartitionKey": escape_key(session_id),
+        "RowKey": idem_set_key(records[0]),
+        "kind": "idems",
+        "session_id": session_id,
+        "count": len(records),
+        "recorded_at": utc(max(r.recorded_at for r in records)),
+    }
+    put_blob(entity, "records", _json_bytes([_idem_doc(r) for r in records]))
+    return _checked(entity)
+
+
+def idempotency_records_from_set(entity: Mapping[str, Any]) -> list[IdempotencyRecord]:
+    return [
+        IdempotencyRecord(
+            session_id=str(entity["session_id"]),
+            stream_key=doc["stream_key"],
+            sequence=int(doc["sequence"]),
+            content_hash=doc["content_hash"],
+            message_id=doc["message_id"],
+            recorded_at=datetime.fromisoformat(doc["recorded_at"]),
+        )
+        for doc in _json_load(get_blob(entity, "records"))
+    ]
+
+
+def _idem_doc(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "stream_key": record.stream_key,
+        "sequence": record.sequence,
+        "content_hash": record.content_hash,
+        "message_id": record.message_id,
+        "recorded_at": utc(record.recorded_at).isoformat(),
+    }
+
+
 def idempotency_entity(session_id: str, record: IdempotencyRecord) -> dict[str, Any]:
+    """The one-row-per-record layout of earlier versions (read by tests of the stored format)."""
     return _checked(
         {
             "PartitionKey": escape_key(session_id),

@@ -109,11 +109,11 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     factory = open_factory("table", request, tmp_path, ORDERS)
-    messages = traffic(orders=3)
+    messages = traffic(orders=5)
     expected_state, _ = sequential_snapshot(messages)
 
     split: Any = factory.open()
-    split.batch_operations_limit = 8  # force several transactions (100 in Azure)
+    split.batch_operations_limit = 3  # force several transactions (100 in Azure)
     process_batch(processor(split), messages)
     assert split.last_batch_transactions > 2
     assert snapshot(factory.open()) == expected_state
@@ -124,7 +124,7 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
         from shared.store.table import TableOrderStore
 
         crashing: Any = TableOrderStore.from_connection_string(azurite.connection_string, table, codec=ORDERS)
-        crashing.batch_operations_limit = 8
+        crashing.batch_operations_limit = 3
         submit, calls = crashing._submit, list[int]()
 
         def crash(ops: Any, submit: Any = submit, calls: list[int] = calls, after: int = crash_after) -> Any:
@@ -140,7 +140,7 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
 
         # the host abandons the whole batch; a fresh process gets it again
         fresh = TableOrderStore.from_connection_string(azurite.connection_string, table, codec=ORDERS)
-        fresh.batch_operations_limit = 8
+        fresh.batch_operations_limit = 3
         redelivered = [
             SessionEnvelope(m.body, m.session_id, m.message_id, m.delivery_count + 1, m.sequence_number)
             for m in messages

@@ -19,6 +19,7 @@ from shared.envelope import MAX_BODY_BYTES
 from shared.order_workflow import ORDERS
 from shared.store.base import ConcurrencyConflict, StoreUnavailable
 from shared.store.table import StoreLimitExceeded, TableOrderStore
+from shared.store.table_entities import IDEM_SET, idempotency_records_from_set
 from tests.integration.test_store_contract import (
     LARGE,
     make_idem,
@@ -153,20 +154,43 @@ def test_conflict_evicts_the_cache_and_the_next_read_is_fresh(open_store: OpenSt
     mine.commit(SessionChanges("c-1", ledger=fresh))
 
 
-def test_commit_over_100_operations_is_split_with_the_ledger_last(open_store: OpenStore) -> None:
+def test_a_messages_idempotency_records_are_one_entity_in_its_transaction(open_store: OpenStore) -> None:
     store = open_store()
     ledger = make_ledger("c-1", "o-1")
-    records = [make_idem("c-1", "o-1", s) for s in range(1, 151)]
+    records = [make_idem("c-1", "o-1", s) for s in range(1, 151)]  # a release of many parked steps
     parks = [make_parked("c-1", "o-1", s) for s in (200, 201)]
     before = store.requests_made
     store.commit(SessionChanges("c-1", ledger=ledger, idempotency=records, park=parks))
-    assert store.requests_made - before == 2  # 53 upserts first, then ledger + 2 parks + 97 upserts
+    assert store.requests_made - before == 1  # ledger + 2 parks + one idempotency set: 4 operations
 
     reader = open_store()
     assert reader.count_idempotency_records() == 150
+    [entity] = reader._client.query_entities(f"RowKey ge '{IDEM_SET}' and RowKey lt 'idems}}'")
+    assert [(r.stream_key, r.sequence) for r in idempotency_records_from_set(entity)] == [
+        ("o-1", s) for s in range(1, 151)
+    ]
     stored = reader.get_ledger("c-1", "o-1")
     assert stored is not None and stored.version == ledger.version
     assert [p.sequence for p in reader.list_parked("c-1")] == [200, 201]
+
+
+def test_commit_over_100_operations_is_split_with_the_ledger_last(open_store: OpenStore) -> None:
+    store = open_store()
+    ledger = make_ledger("c-1", "o-1")
+    quarantined = [make_quarantine("c-1", b"{}", f"q-{i}") for i in range(150)]
+    parks = [make_parked("c-1", "o-1", s) for s in (200, 201)]
+    records = [make_idem("c-1", "o-1", 1)]
+    before = store.requests_made
+    store.commit(
+        SessionChanges("c-1", ledger=ledger, idempotency=records, park=parks, quarantine=quarantined)
+    )
+    assert store.requests_made - before == 2  # 54 upserts first, then ledger + 2 parks + set + 96 upserts
+
+    reader = open_store()
+    assert reader.count_idempotency_records() == 1
+    assert len(reader.list_quarantine()) == 150
+    stored = reader.get_ledger("c-1", "o-1")
+    assert stored is not None and stored.version == ledger.version
 
 
 def test_commit_over_the_payload_limit_is_split(open_store: OpenStore) -> None:
@@ -188,16 +212,24 @@ def test_a_split_commit_that_conflicts_leaves_the_atomic_part_unwritten(open_sto
     store.commit(SessionChanges("c-1", ledger=make_ledger("c-1", "o-1")))
     duplicate = make_ledger("c-1", "o-1", steps=2)  # version None: must not exist, but does
     records = [make_idem("c-1", "o-1", s) for s in range(1, 121)]
+    quarantined = [make_quarantine("c-1", b"{}", f"q-{i}") for i in range(120)]
     with pytest.raises(ConcurrencyConflict):
         store.commit(
-            SessionChanges("c-1", ledger=duplicate, idempotency=records, park=[make_parked("c-1", "o-1", 5)])
+            SessionChanges(
+                "c-1",
+                ledger=duplicate,
+                idempotency=records,
+                park=[make_parked("c-1", "o-1", 5)],
+                quarantine=quarantined,
+            )
         )
     reader = open_store()
     stored = reader.get_ledger("c-1", "o-1")
     assert stored is not None and stored.last_sequence == 1
     assert reader.get_parked("c-1", "o-1", 5) is None
+    assert reader.count_idempotency_records() == 0  # they travel with the ledger they prove
     # the upserts of earlier batches may exist (they are idempotent); those in the final batch do not
-    assert reader.count_idempotency_records() < 120
+    assert len(reader.list_quarantine()) < 120
 
 
 def test_atomic_part_beyond_one_transaction_is_refused_before_any_write(open_store: OpenStore) -> None:
@@ -296,3 +328,29 @@ def test_development_storage_shortcut_points_at_azurite_default_port() -> None:
         assert store.table_name == "orders"
     finally:
         store.close()
+
+
+def test_idempotency_rows_of_earlier_versions_are_counted_and_purged_with_the_sets(
+    open_store: OpenStore,
+) -> None:
+    """Tables written before idempotency sets hold one `idem|` row per record: both layouts count, and
+    the purge deletes both, returning records (a set is purged only once all its records are old)."""
+    from datetime import timedelta
+
+    from orders_cli.samples import T0
+    from shared.store.table_entities import idempotency_entity
+
+    store = open_store()
+    old, new = T0, T0 + timedelta(days=10)
+    for sequence in (1, 2):  # as an earlier version wrote them
+        store._client.upsert_entity(idempotency_entity("c-1", make_idem("c-1", "o-legacy", sequence, old)))
+    store.commit(SessionChanges("c-1", idempotency=[make_idem("c-1", "o-1", s, old) for s in (1, 2, 3)]))
+    store.commit(
+        SessionChanges("c-1", idempotency=[make_idem("c-1", "o-2", 1, old), make_idem("c-1", "o-2", 2, new)])
+    )
+    assert store.count_idempotency_records() == 2 + 3 + 2
+
+    assert store.purge_idempotency_records(T0 + timedelta(days=1)) == 2 + 3  # the mixed set stays
+    assert store.count_idempotency_records() == 2
+    assert store.purge_idempotency_records(new + timedelta(seconds=1)) == 2
+    assert store.count_idempotency_records() == 0
