@@ -224,7 +224,7 @@ def idem_set_key(first: IdempotencyRecord) -> str:
 
 
 # Bytes of a set entity besides its records (keys, properties, multipart framing), for batch planning.
-IDEM_SET_OVERHEAD = 1024
+IDEM_SET_OVERHEAD = 2048
 
 
 def idempotency_set_record_size(record: IdempotencyRecord) -> int:

@@ -154,6 +154,40 @@ def test_a_crash_between_the_transactions_of_a_split_table_batch_is_exactly_once
         fresh.close()
 
 
+def test_table_idempotency_sets_hold_exactly_the_applied_steps(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Every applied step has its idempotency record and every record its applied step (hash included),
+    read back from the `idems|` entities, for a batch split over several transactions and for
+    single-message commits."""
+    from shared.store.table_entities import IDEM_SET, idempotency_records_from_set, prefix_filter
+
+    factory = open_factory("table", request, tmp_path, ORDERS)
+    store: Any = factory.open()
+    store.batch_operations_limit = 3  # several transactions, each with its own set
+    process_batch(processor(store), traffic(orders=5))
+    assert store.last_batch_transactions > 2
+    one_by_one = processor(store)
+    for message in traffic(customer="cust-2", orders=2):
+        one_by_one.process(message)
+
+    reader: Any = factory.open()
+    applied = {
+        (x.session_id, x.stream_key, a.sequence, a.content_hash)
+        for x in reader.list_ledgers()
+        for a in x.applied
+    }
+    entities = list(reader._client.query_entities(prefix_filter(IDEM_SET)))
+    records = [
+        (r.session_id, r.stream_key, r.sequence, r.content_hash)
+        for entity in entities
+        for r in idempotency_records_from_set(entity)
+    ]
+    assert sorted(records) == sorted(applied)  # no record twice, none missing, none without its step
+    assert reader.count_idempotency_records() == len(applied)
+    assert len(entities) < len(applied)  # records share entities
+
+
 def test_bodies_too_large_for_one_transaction_still_commit_in_order(stores: StoreFactory) -> None:
     """16 quarantined bodies of 250 KB: over one Table transaction's 4 MB, so Table splits the batch."""
     messages = list(traffic(orders=2))
