@@ -408,32 +408,43 @@ class TracedStore:
 
     def get_ledger(self, session_id: str, stream_key: str) -> Any:
         cached = getattr(self._store, "answers_from_cache", None)
-        if cached is not None and cached(session_id, stream_key):
-            return self._store.get_ledger(session_id, stream_key)
-        return self._call("get_ledger", session_id, stream_key)
+        if self._recording() and not (cached is not None and cached(session_id, stream_key)):
+            return self._traced("get_ledger", session_id, stream_key)
+        return self._store.get_ledger(session_id, stream_key)
 
     def get_parked(self, session_id: str, stream_key: str, sequence: int) -> Any:
-        return self._call("get_parked", session_id, stream_key, sequence)
+        if self._recording():
+            return self._traced("get_parked", session_id, stream_key, sequence)
+        return self._store.get_parked(session_id, stream_key, sequence)
 
     def commit(self, changes: Any) -> None:
-        self._call("commit", changes)
+        if self._recording():
+            self._traced("commit", changes)
+        else:
+            self._store.commit(changes)
 
     def commit_batch(self, session_id: str, units: Any) -> None:
-        self._call("commit_batch", session_id, units)
+        if self._recording():
+            self._traced("commit_batch", session_id, units)
+        else:
+            self._store.commit_batch(session_id, units)
 
-    def _call(self, name: str, *args: Any) -> Any:
-        target = getattr(self._store, name)
-        tracer = _tracer_cache
-        if tracer is None or (_gate is not None and not _gate.exporting):
-            return target(*args)  # no message span was made, or nothing records spans
+    @staticmethod
+    def _recording() -> bool:
+        """Whether the current span is recorded (cheap checks first: tracing never used, nothing exports)."""
+        if _tracer_cache is None or (_gate is not None and not _gate.exporting):
+            return False
         from opentelemetry import trace
 
-        if not trace.get_current_span().is_recording():
-            return target(*args)
-        with tracer.start_as_current_span(
-            _STORE_SPAN_NAMES[name], kind=trace.SpanKind.CLIENT, attributes=_STORE_SPAN_ATTRIBUTES[name]
+        return bool(trace.get_current_span().is_recording())
+
+    def _traced(self, name: str, *args: Any) -> Any:
+        from opentelemetry.trace import SpanKind
+
+        with _tracer_cache.start_as_current_span(
+            _STORE_SPAN_NAMES[name], kind=SpanKind.CLIENT, attributes=_STORE_SPAN_ATTRIBUTES[name]
         ):
-            return target(*args)
+            return getattr(self._store, name)(*args)
 
 
 _TRACED_CALLS = ("get_ledger", "get_parked", "commit", "commit_batch")
