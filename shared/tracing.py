@@ -413,21 +413,16 @@ class TracedStore:
         return self._store.get_ledger(session_id, stream_key)
 
     def get_parked(self, session_id: str, stream_key: str, sequence: int) -> Any:
-        if self._recording():
-            return self._traced("get_parked", session_id, stream_key, sequence)
-        return self._store.get_parked(session_id, stream_key, sequence)
+        return self._call("get_parked", session_id, stream_key, sequence)
 
     def commit(self, changes: Any) -> None:
-        if self._recording():
-            self._traced("commit", changes)
-        else:
-            self._store.commit(changes)
+        self._call("commit", changes)
 
     def commit_batch(self, session_id: str, units: Any) -> None:
-        if self._recording():
-            self._traced("commit_batch", session_id, units)
-        else:
-            self._store.commit_batch(session_id, units)
+        self._call("commit_batch", session_id, units)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self._traced(name, *args) if self._recording() else getattr(self._store, name)(*args)
 
     @staticmethod
     def _recording() -> bool:

@@ -15,7 +15,7 @@ from shared.engine.outcomes import Outcome
 from shared.envelope import SessionEnvelope
 from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.store.base import ConcurrencyConflict, OrderStore, StoreUnavailable
-from tests.integration.test_store_contract import StoreFactory, open_factory
+from tests.integration.test_store_contract import StoreFactory, each_store, open_factory
 from tests.support.builders import HAPPY_PATH, envelope, step
 
 FIXED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -23,10 +23,7 @@ FIXED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["memory", "sqlite", "table"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    factory = open_factory(request.param, request, tmp_path, ORDERS)
-    yield factory
-    for store in factory.opened:
-        store.close()
+    yield from each_store(request, tmp_path, ORDERS)
 
 
 def processor(store: OrderStore) -> OrderStepProcessor:

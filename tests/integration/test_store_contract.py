@@ -112,12 +112,19 @@ def open_factory(
     )
 
 
-@pytest.fixture(params=["memory", "sqlite", "table"])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    factory = open_factory(request.param, request, tmp_path, ORDERS)
+def each_store(
+    request: pytest.FixtureRequest, tmp_path: Path, codec: StateCodec[Any, Any]
+) -> Iterator[StoreFactory]:
+    """Body of a fixture parametrized over the store kinds: the factory, then every store it opened closed."""
+    factory = open_factory(request.param, request, tmp_path, codec)
     yield factory
     for store in factory.opened:
         store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "table"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    yield from each_store(request, tmp_path, ORDERS)
 
 
 @pytest.fixture
@@ -412,10 +419,7 @@ def test_idempotency_and_quarantine_without_ledger(stores: StoreFactory, store: 
 
 @pytest.fixture(params=["memory", "sqlite", "table"])
 def account_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    factory = open_factory(request.param, request, tmp_path, ACCOUNTS)
-    yield factory
-    for store in factory.opened:
-        store.close()
+    yield from each_store(request, tmp_path, ACCOUNTS)
 
 
 def test_account_ledgers_round_trip_with_versions(account_stores: StoreFactory) -> None:
