@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import typing
 
 import azure.functions as func
 from azure_functions_logging import JsonFormatter, logging_context, setup_logging
@@ -57,7 +58,10 @@ if TRIGGER_CARDINALITY == "many":
         # metadata ("SessionId", "MessageId", "DeliveryCount", ...): see docs/local-host.md.
         data_type=func.DataType.BINARY,
     )
-    def process_order_steps(msgs: list[func.ServiceBusMessage], context: func.Context) -> None:
+    def process_order_steps(
+        msgs: typing.List[func.ServiceBusMessage],  # noqa: UP006
+        context: func.Context,
+    ) -> None:
         """A batch of ONE session's messages, in order (host.json maxMessageBatchSize at most), committed
         in one store transaction; all completed on return, all abandoned when this raises (transient)."""
         with logging_context(context):
