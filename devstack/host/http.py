@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from devstack.host.bindings import Listener
 from devstack.host.config import HostConfigError
 from devstack.host.discovery import FunctionSpec
-from devstack.host.payload import ConversionError, http_reply, http_request
+from devstack.host.payload import http_reply, http_request
 
 log = logging.getLogger("devstack.host")
 
@@ -164,14 +164,12 @@ class LocalHttpServer:
             ),
             {"method": method.upper(), "route": listener.route},
         )
-        if not ok:
-            if isinstance(result, ConversionError):
-                return _plain(400, "Bad Request")
+        if not ok:  # the host answers 500 for a failed invocation, whatever failed
             return _plain(500, "Internal Server Error")
         try:
             reply = http_reply(result)
         except Exception:
-            log.warning("HTTP function returned a value that is not an HttpResponse", exc_info=True)
+            log.warning("HTTP function returned a value the host cannot read as a response", exc_info=True)
             return _plain(500, "Internal Server Error")
         return reply.status, reply.headers, reply.body
 

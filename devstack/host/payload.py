@@ -1,5 +1,6 @@
-"""Invocation payloads built the way the Functions host builds them, and turned into the objects a Python
-function receives by `azure.functions`' own converters (as the Python worker does).
+"""Invocation payloads built the way the Functions host builds them: FunctionRpc `TypedData` for the trigger
+input and the trigger metadata, which Azure's worker library (devstack/host/worker.py) turns into the
+function's arguments with its own converters.
 
 Sources (read, not copied; see docs/local-host.md for the links):
 - Service Bus extension 5.x `ServiceBusTriggerBindingStrategy.AddBindingData`: the binding data (trigger
@@ -11,9 +12,8 @@ Sources (read, not copied; see docs/local-host.md for the links):
   every non-null binding-data value becomes trigger metadata; string -> `string`, byte[] -> `bytes`,
   double -> `double`, JObject -> `json`, anything else (ints, DateTimes, dictionaries) -> `json` through
   Json.NET.
-- azure-functions-python-worker `bindings/meta.py from_incoming_proto` + `datumdef.Datum.from_typed_data`:
-  each TypedData becomes a `Datum(value, type)`; the converter's `decode(datum, trigger_metadata=...)`
-  builds the argument.
+- The worker side is not here: azure-functions-runtime `bindings/meta.py from_incoming_proto` turns each
+  TypedData into a `Datum` and the azure.functions converter builds the argument.
 """
 
 from __future__ import annotations
@@ -27,18 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.functions import meta
-from azure.functions.http import HttpRequestConverter, HttpResponseConverter
-from azure.functions.servicebus import ServiceBusMessage, ServiceBusMessageInConverter
-from azure.functions.timer import TimerRequestConverter
+from devstack.host.rpc import protos
 
 # DateTimeOffset.MaxValue.DateTime: what .NET reports as ExpiresAt when the message never expires.
 NET_MAX_DATETIME = "9999-12-31T23:59:59.9999999"
-
-
-class ConversionError(RuntimeError):
-    """The worker could not turn the invocation input into the function's argument: the invocation fails
-    before user code runs (in Azure: the message is abandoned, and dead-lettered at MaxDeliveryCount)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +131,9 @@ def servicebus_binding_data(received: Any) -> dict[str, Any]:
         "DeadLetterSource": getattr(received, "dead_letter_source", None),
         "LockToken": str(lock_token) if lock_token is not None else None,
         "ExpiresAtUtc": NetDateTime(expires.astimezone(UTC)) if expires else NetMaxDateTime(),
-        "ExpiresAt": NetDateTime(expires.astimezone(UTC), "offset") if expires else None,
+        "ExpiresAt": NetDateTime(expires.astimezone(UTC), "offset")
+        if expires
+        else NetMaxDateTime(offset=True),
         "EnqueuedTimeUtc": NetDateTime(enqueued.astimezone(UTC)) if enqueued else None,
         "EnqueuedTime": NetDateTime(enqueued.astimezone(UTC), "offset") if enqueued else None,
         "MessageId": getattr(received, "message_id", None),
@@ -162,10 +156,14 @@ def servicebus_binding_data(received: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class NetMaxDateTime:
-    """ExpiresAt of a message without expiry: DateTimeOffset.MaxValue."""
+    """The expiry of a message without a time-to-live: the .NET SDK's ExpiresAt is
+    DateTimeOffset.MaxValue (ServiceBusReceivedMessage.ExpiresAt when TimeToLive is TimeSpan.MaxValue);
+    ExpiresAtUtc is its DateTime."""
+
+    offset: bool = False
 
     def json_text(self) -> str:
-        return NET_MAX_DATETIME
+        return NET_MAX_DATETIME + ("+00:00" if self.offset else "")
 
 
 def message_body(received: Any) -> bytes:
@@ -246,70 +244,49 @@ def apply_binding_data(value: bytes | str, binding_data: dict[str, Any]) -> None
         binding_data[key] = converted
 
 
-def to_datum(value: Any) -> meta.Datum | None:
-    """ToRpc + Datum.from_typed_data: the Datum the worker hands the converter (None for no value)."""
+def to_typed_data(value: Any) -> Any:
+    """GrpcMessageConversionExtensions.ToRpc: the TypedData the host sends for one binding-data value
+    (None for no value: nulls are skipped)."""
     if value is None:
         return None
     if isinstance(value, bytes | bytearray):
-        return meta.Datum(bytes(value), "bytes")
+        return protos.TypedData(bytes=bytes(value))
     if isinstance(value, str):
-        return meta.Datum(value, "string")
+        return protos.TypedData(string=value)
     if isinstance(value, float):
-        return meta.Datum(value, "double")
+        return protos.TypedData(double=value)
     if isinstance(value, JsonObject):
-        return meta.Datum(json.dumps(value.value, separators=(",", ":"), ensure_ascii=False), "json")
+        return protos.TypedData(json=json.dumps(value.value, separators=(",", ":"), ensure_ascii=False))
     if isinstance(value, NetDateTime | NetMaxDateTime):
-        return meta.Datum(json.dumps(value.json_text()), "json")
-    return meta.Datum(json.dumps(_json_net(value), separators=(",", ":"), ensure_ascii=False), "json")
+        return protos.TypedData(json=json.dumps(value.json_text()))
+    return protos.TypedData(json=json.dumps(_json_net(value), separators=(",", ":"), ensure_ascii=False))
 
 
-def trigger_metadata(binding_data: Mapping[str, Any]) -> dict[str, meta.Datum]:
-    out: dict[str, meta.Datum] = {}
+def trigger_metadata(binding_data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in binding_data.items():
-        datum = to_datum(value)
-        if datum is not None:
-            out[key] = datum
+        typed = to_typed_data(value)
+        if typed is not None:
+            out[key] = typed
     return out
 
 
 @dataclass(frozen=True)
-class ServiceBusInvocation:
-    """What the host sends the worker for one message: the trigger input and the trigger metadata."""
+class TriggerInput:
+    """What the host sends the worker for one invocation: the trigger's TypedData (InvocationRequest
+    input_data) and the trigger metadata (InvocationRequest trigger_metadata)."""
 
-    data: meta.Datum
-    metadata: dict[str, meta.Datum]
+    data: Any
+    metadata: dict[str, Any]
 
 
-def servicebus_invocation(received: Any, data_type: str | None) -> ServiceBusInvocation:
+def servicebus_invocation(received: Any, data_type: str | None) -> TriggerInput:
     value = trigger_value(message_body(received), data_type)
     binding_data = servicebus_binding_data(received)
     apply_binding_data(value, binding_data)  # TransformInput
-    data = to_datum(value)
+    data = to_typed_data(value)
     assert data is not None
-    return ServiceBusInvocation(data, trigger_metadata(binding_data))
-
-
-def decode_servicebus(invocation: ServiceBusInvocation) -> ServiceBusMessage:
-    """ServiceBusMessageInConverter.decode, with its failures as ConversionError."""
-    try:
-        result = ServiceBusMessageInConverter.decode(invocation.data, trigger_metadata=invocation.metadata)
-    except Exception as exc:
-        raise ConversionError(_conversion_failure(exc)) from exc
-    assert isinstance(result, ServiceBusMessage)
-    return result
-
-
-def _conversion_failure(exc: Exception) -> str:
-    """Which field failed, never its value (the value may come from the message body)."""
-    m = re.search(r"field '([^']+)' in trigger metadata", str(exc))
-    if m:
-        return f"trigger metadata field {m.group(1)!r} could not be converted ({type(exc).__name__})"
-    return f"the trigger input could not be converted ({type(exc).__name__})"
-
-
-def servicebus_message(received: Any, data_type: str | None) -> ServiceBusMessage:
-    """The func.ServiceBusMessage a function with this trigger dataType receives for `received`."""
-    return decode_servicebus(servicebus_invocation(received, data_type))
+    return TriggerInput(data, trigger_metadata(binding_data))
 
 
 # ------------------------------------------------------------------------------------ Service Bus batch
@@ -366,28 +343,25 @@ def servicebus_batch_binding_data(messages: list[Any]) -> dict[str, NetArray]:
     return {array: NetArray([s.get(name) for s in singles], kind) for name, array, kind in _BATCH_MEMBERS}
 
 
-def _collection(values: list[Any], kind: str) -> meta.Datum:
-    """ToRpc of a .NET array, as the worker's Datum."""
+def _collection(values: list[Any], kind: str) -> Any:
+    """ToRpc of a .NET array."""
     if kind == "bytes":
-        return meta.Datum(_Repeated(bytes=[bytes(v) for v in values if v is not None]), "collection_bytes")
+        return protos.TypedData(
+            collection_bytes=protos.CollectionBytes(bytes=[bytes(v) for v in values if v is not None])
+        )
     if kind == "string":
-        return meta.Datum(_Repeated(string=[str(v) for v in values if v]), "collection_string")
+        return protos.TypedData(
+            collection_string=protos.CollectionString(string=[str(v) for v in values if v])
+        )
     if kind == "long":
-        return meta.Datum(_Repeated(sint64=[int(v or 0) for v in values]), "collection_sint64")
+        return protos.TypedData(
+            collection_sint64=protos.CollectionSInt64(sint64=[int(v or 0) for v in values])
+        )
     items = [v.json_text() if isinstance(v, NetDateTime | NetMaxDateTime) else _json_net(v) for v in values]
-    return meta.Datum(json.dumps(items, separators=(",", ":"), ensure_ascii=False), "json")
+    return protos.TypedData(json=json.dumps(items, separators=(",", ":"), ensure_ascii=False))
 
 
-@dataclass(frozen=True)
-class _Repeated:
-    """The protobuf repeated field a collection TypedData carries (`.bytes`, `.string` or `.sint64`)."""
-
-    bytes: list[bytes] | None = None
-    string: list[str] | None = None
-    sint64: list[int] | None = None
-
-
-def servicebus_batch_invocation(messages: list[Any], data_type: str | None) -> ServiceBusInvocation:
+def servicebus_batch_invocation(messages: list[Any], data_type: str | None) -> TriggerInput:
     """The trigger input (the bodies as byte[][] for dataType binary, string[] otherwise) and metadata
     the host sends for a batch. No ApplyBindingData: that runs for a single string trigger value only."""
     bodies = [message_body(m) for m in messages]
@@ -398,22 +372,7 @@ def servicebus_batch_invocation(messages: list[Any], data_type: str | None) -> S
     metadata = {
         name: _collection(a.values, a.kind) for name, a in servicebus_batch_binding_data(messages).items()
     }
-    return ServiceBusInvocation(data, metadata)
-
-
-def decode_servicebus_batch(invocation: ServiceBusInvocation) -> list[ServiceBusMessage]:
-    """ServiceBusMessageInConverter.decode for cardinality many (a list), failures as ConversionError."""
-    try:
-        result = ServiceBusMessageInConverter.decode(invocation.data, trigger_metadata=invocation.metadata)
-    except Exception as exc:
-        raise ConversionError(_conversion_failure(exc)) from exc
-    assert isinstance(result, list)
-    return result
-
-
-def servicebus_messages(messages: list[Any], data_type: str | None) -> list[ServiceBusMessage]:
-    """The list of func.ServiceBusMessage a cardinality=many function receives for `messages`."""
-    return decode_servicebus_batch(servicebus_batch_invocation(messages, data_type))
+    return TriggerInput(data, metadata)
 
 
 # ----------------------------------------------------------------------------------------------- HTTP
@@ -424,21 +383,19 @@ def http_request(
     query: Mapping[str, str],
     route_params: Mapping[str, str],
     body: bytes,
-) -> Any:
-    """func.HttpRequest through HttpRequestConverter.decode from the `http` Datum the worker builds
-    (header names lower-cased; the body as bytes, the Python worker asking for raw body bytes)."""
-    value = {
-        "method": meta.Datum(method.upper(), "string"),
-        "url": meta.Datum(url, "string"),
-        "headers": {k.lower(): meta.Datum(v, "string") for k, v in headers.items()},
-        "body": meta.Datum(body, "bytes"),
-        "params": {k: meta.Datum(v, "string") for k, v in route_params.items()},
-        "query": {k: meta.Datum(v, "string") for k, v in query.items()},
-    }
-    try:
-        return HttpRequestConverter.decode(meta.Datum(value, "http"), trigger_metadata={})
-    except Exception as exc:
-        raise ConversionError(_conversion_failure(exc)) from exc
+) -> TriggerInput:
+    """The RpcHttp the host sends for a request (azure-functions-host `HttpRequest.ToRpcHttp`): header
+    names lower-cased, the body as bytes (the worker declares RawHttpBodyBytes and RpcHttpBodyOnly),
+    route parameters in `params`; no trigger metadata (RpcHttpTriggerMetadataRemoved)."""
+    rpc = protos.RpcHttp(
+        method=method.upper(),
+        url=url,
+        headers={k.lower(): v for k, v in headers.items()},
+        body=protos.TypedData(bytes=body),
+        params=dict(route_params),
+        query=dict(query),
+    )
+    return TriggerInput(protos.TypedData(http=rpc), {})
 
 
 @dataclass(frozen=True)
@@ -448,24 +405,35 @@ class HttpReply:
     body: bytes
 
 
+def _typed_bytes(typed: Any) -> bytes:
+    kind = typed.WhichOneof("data") if typed is not None else None
+    if kind in ("bytes", "stream"):
+        return bytes(getattr(typed, kind))
+    if kind in ("string", "json"):
+        return str(getattr(typed, kind)).encode("utf-8")
+    return b""
+
+
 def http_reply(returned: Any) -> HttpReply:
-    """The function's return value through HttpResponseConverter.encode (func.HttpResponse or str)."""
-    if returned is None:
+    """The response from InvocationResponse.return_value, as the host reads it: `http` (an RpcHttp the
+    worker encoded from func.HttpResponse), or a plain string (200, text/plain); nothing -> 204."""
+    kind = returned.WhichOneof("data") if returned is not None else None
+    if kind is None:
         return HttpReply(204, [], b"")
-    datum = HttpResponseConverter.encode(returned, expected_type=None)
-    if datum.type == "string":
-        return HttpReply(200, [("content-type", "text/plain; charset=utf-8")], str(datum.value).encode())
-    value = datum.value
-    headers = [(k, str(v.value)) for k, v in value["headers"].items()]
-    for cookie in value.get("cookies") or []:
-        headers.append(("set-cookie", cookie.output(header="").strip()))
-    body = value["body"].value
-    return HttpReply(int(value["status_code"].value), headers, body if isinstance(body, bytes) else b"")
+    if kind != "http":
+        return HttpReply(200, [("content-type", "text/plain; charset=utf-8")], _typed_bytes(returned))
+    rpc = returned.http
+    headers = [(k, v) for k, v in rpc.headers.items()]
+    for cookie in rpc.cookies:
+        headers.append(("set-cookie", f"{cookie.name}={cookie.value}"))
+    return HttpReply(int(rpc.status_code or 200), headers, _typed_bytes(rpc.body))
 
 
 # ---------------------------------------------------------------------------------------------- timer
-def timer_request(schedule: str, last: datetime | None, next_: datetime | None, *, past_due: bool) -> Any:
-    """func.TimerRequest through TimerRequestConverter.decode from the host's TimerInfo JSON."""
+def timer_request(
+    schedule: str, last: datetime | None, next_: datetime | None, *, past_due: bool
+) -> TriggerInput:
+    """The host's TimerInfo as JSON (`json` TypedData), as the timer extension serializes it."""
 
     def iso(t: datetime | None) -> str | None:
         return NetDateTime(t.astimezone(UTC), "offset").json_text() if t else None
@@ -475,4 +443,4 @@ def timer_request(schedule: str, last: datetime | None, next_: datetime | None, 
         "ScheduleStatus": {"Last": iso(last), "Next": iso(next_), "LastUpdated": iso(datetime.now(UTC))},
         "IsPastDue": past_due,
     }
-    return TimerRequestConverter.decode(meta.Datum(json.dumps(info), "json"), trigger_metadata={})
+    return TriggerInput(protos.TypedData(json=json.dumps(info)), {})

@@ -1,9 +1,10 @@
-"""The local Functions host: runs the Service Bus and timer triggers a v2-model function_app.py
-declares, the way the Functions host + Service Bus extension do (see docs/local-host.md)."""
+"""The local Functions host: runs the Service Bus, timer and HTTP triggers a v2-model function_app.py
+declares, the way the Functions host + Service Bus extension do (see docs/local-host.md). The app runs in
+Azure's own Python worker library, driven with FunctionRpc messages (devstack/host/worker.py): the host
+indexes nothing and calls nothing itself."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import logging
@@ -12,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,10 +22,17 @@ from typing import Any
 
 from devstack.host.bindings import Listener, listener_for, with_overrides
 from devstack.host.config import HostConfigError, ServiceBusOptions, load_host_json
-from devstack.host.discovery import FunctionSpec, binding_data_type, discover_functions, load_function_app
-from devstack.host.invocation import LocalContext
-from devstack.host.payload import ConversionError, servicebus_message, servicebus_messages, timer_request
+from devstack.host.discovery import FunctionSpec, binding_data_type, spec_from_worker
+from devstack.host.invocation import new_trace_parent
+from devstack.host.payload import (
+    TriggerInput,
+    servicebus_batch_invocation,
+    servicebus_invocation,
+    timer_request,
+)
+from devstack.host.rpc import protos
 from devstack.host.timespan import TimeSpanError, parse_timespan
+from devstack.host.worker import LanguageWorker, WorkerInitError
 
 log = logging.getLogger("devstack.host")
 
@@ -71,6 +80,17 @@ def configure_logging(level: int = logging.INFO, log_format: str = "json") -> lo
     return handler
 
 
+class InvocationFailed(RuntimeError):
+    """The worker answered the InvocationRequest with a failure: its RpcException (`Type: message` and the
+    Python traceback), which is all the Functions host learns of the exception."""
+
+    def __init__(self, exception: Any) -> None:
+        self.message = str(exception.message or "unknown failure")
+        self.stack_trace = str(exception.stack_trace or "")
+        self.type_name = self.message.split(":", 1)[0].strip() if ":" in self.message else "Exception"
+        super().__init__(self.message)
+
+
 class WorkerRestarted(RuntimeError):
     """Another invocation overran functionTimeout: the host restarted the language worker, and every
     invocation that was running in it failed."""
@@ -80,14 +100,21 @@ class FunctionTimeout(TimeoutError):
     """This invocation overran functionTimeout (host.json)."""
 
 
-def app_expected_failures() -> tuple[type[BaseException], ...]:
-    """Exceptions the app raises on purpose to have a message redelivered: TransientStoreError, raised
-    once its in-invocation retry burst gave up, after the app logged that burst as one line. The host
-    logs an invocation failing with one of these as one line, without a traceback; anything else is a
-    bug and is logged with its traceback, as the Functions host logs every failure."""
+def app_expected_failures() -> frozenset[str]:
+    """Names of the exceptions the app raises on purpose to have a message redelivered:
+    TransientStoreError and its subclasses, raised once its in-invocation retry burst gave up, after the
+    app logged that burst as one line. The host only sees the worker's RpcException (`Type: message`), so
+    it matches by type name. It logs an invocation failing with one of these as one line, without a
+    traceback; anything else is a bug and is logged with its traceback."""
     from shared.store.base import TransientStoreError
 
-    return (TransientStoreError,)
+    names: set[str] = set()
+    pending: list[type] = [TransientStoreError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return frozenset(names)
 
 
 class LocalHost:
@@ -146,9 +173,7 @@ class LocalHost:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
+        self.worker: LanguageWorker | None = None
         self._renewer: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._prepared = False
@@ -161,8 +186,10 @@ class LocalHost:
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
-        """Resolve settings and connections, import function_app, discover triggers. Raises
-        HostConfigError (bad setting/connection/host.json) or DiscoveryError with a one-line message."""
+        """Resolve settings and connections, start the language worker (WorkerInitRequest: the library
+        indexes function_app.py; FunctionsMetadataRequest; one FunctionLoadRequest per function), read
+        the triggers from what it reported. Raises HostConfigError (a bad setting/connection/host.json, or
+        the worker's init or load failed: its one-line cause) or DiscoveryError."""
         if self._prepared:
             return
         from shared.settings import SettingsError, merged_environment
@@ -203,10 +230,15 @@ class LocalHost:
         if isinstance(http_ext, dict) and isinstance(http_ext.get("routePrefix"), str):
             self.http_route_prefix = http_ext["routePrefix"].strip("/")
 
-        app = load_function_app(self.app_dir)
+        worker = LanguageWorker(self.app_dir)
+        try:
+            worker.start()
+        except WorkerInitError as exc:
+            worker.stop()
+            raise HostConfigError(f"the Python worker failed to load the app: {exc}") from None
+        self.worker = worker
         self.functions = [
-            with_overrides(spec, self.binding_overrides)
-            for spec in discover_functions(app, str(self.app_dir))
+            with_overrides(spec_from_worker(fn), self.binding_overrides) for fn in worker.functions.values()
         ]
         self._listeners = [x for x in (listener_for(spec, self.values) for spec in self.functions) if x]
         self._prepared = True
@@ -219,20 +251,8 @@ class LocalHost:
         self._stopping.clear()
         self._stopped.clear()
         self._started_at = self._last_activity = time.monotonic()
-        workers = int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or 0) or min(
-            32, (os.cpu_count() or 1) + 4
-        )
         sb_listeners = [x for x in self._listeners if x.kind == "servicebus"]
         concurrency = sum(self._receivers_for(x) for x in sb_listeners)
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(workers, 1), thread_name_prefix="func-worker"
-        )
-        if any(x.spec.is_async for x in self._listeners):
-            self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(
-                target=self._loop.run_forever, name="func-asyncio", daemon=True
-            )
-            self._loop_thread.start()
         if sb_listeners and self.options.max_auto_lock_renewal_duration > 0:
             self._renewer = AutoLockRenewer(
                 max_lock_renewal_duration=self.options.max_auto_lock_renewal_duration,
@@ -344,14 +364,10 @@ class LocalHost:
         if self._renewer is not None:
             self._renewer.close()
             self._renewer = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(2)
-            self._loop = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+            self._prepared = False  # a later start() starts a fresh worker, as the host would
         self._threads = []
         self._stopped.set()
         log.info("local host stopped", extra={**self.counters.as_dict(), "stuck_threads": alive or None})
@@ -625,11 +641,10 @@ class LocalHost:
         spec = listener.spec
         data_type = binding_data_type(spec.trigger)
         if listener.batch:
-            build: Callable[[], Any] = lambda: servicebus_messages(messages, data_type)  # noqa: E731
+            build: Callable[[], TriggerInput] = lambda: servicebus_batch_invocation(messages, data_type)  # noqa: E731
             fields: dict[str, Any] = {"session_id": session_id, "batch_size": len(messages)}
         else:
-            # in the worker: a conversion failure fails the invocation
-            build = lambda: servicebus_message(messages[0], data_type)  # noqa: E731
+            build = lambda: servicebus_invocation(messages[0], data_type)  # noqa: E731
             fields = {"message_id": messages[0].message_id, "session_id": session_id}
         ok, _ = self._invoke(spec, build, fields)
         try:
@@ -645,20 +660,21 @@ class LocalHost:
             self._touch()
 
     def invoke(
-        self, spec: FunctionSpec, build: Callable[[], Any], fields: dict[str, Any]
+        self, spec: FunctionSpec, build: Callable[[], TriggerInput], fields: dict[str, Any]
     ) -> tuple[bool, Any]:
-        """Public for the HTTP server: run one invocation; (True, return value) or (False, exception)."""
+        """Public for the HTTP server: run one invocation; (True, InvocationResponse.return_value) or
+        (False, exception)."""
         return self._invoke(spec, build, fields)
 
     def _invoke(
-        self, spec: FunctionSpec, build: Callable[[], Any], fields: dict[str, Any]
+        self, spec: FunctionSpec, build: Callable[[], TriggerInput], fields: dict[str, Any]
     ) -> tuple[bool, Any]:
-        """One invocation as the worker runs it: convert the trigger input (`build`, azure.functions'
-        converter), then run the user function on the worker pool (sync) or event loop (async). True and
-        the return value when it returned. It fails when conversion fails, when it raises, when it (or
-        any other invocation: the worker restart) overruns functionTimeout, or when it is still running
-        shutdown_grace after shutdown began."""
-        context = LocalContext(spec.name, spec.directory)
+        """One InvocationRequest to the worker: the trigger input and metadata (`build`), a fresh
+        invocation id and W3C trace context. True and the return value when the worker answered Success.
+        It fails when the worker answers Failure (conversion or the function raised: its RpcException),
+        when it (or any other invocation: the worker restart) overruns functionTimeout, or when it is
+        still running shutdown_grace after shutdown began."""
+        invocation_id = str(uuid.uuid4())
         with self._lock:
             self._sequence += 1
             number = self._sequence
@@ -670,11 +686,20 @@ class LocalHost:
         started = time.perf_counter()
         outcome, error, result = "Succeeded", None, None
         try:
-            kwargs: dict[str, Any] = {spec.trigger_arg: build()}
-            if spec.takes_context:
-                kwargs["context"] = context
-            future = self._submit(spec, context, kwargs)
-            result = self._await(future, spec, started, generation)
+            trigger = build()
+            request = protos.InvocationRequest(
+                invocation_id=invocation_id,
+                function_id=spec.function_id,
+                input_data=[protos.ParameterBinding(name=spec.trigger_arg, data=trigger.data)],
+                trigger_metadata=trigger.metadata,
+                trace_context=protos.RpcTraceContext(trace_parent=new_trace_parent()),
+                retry_context=protos.RetryContext(),
+            )
+            assert self.worker is not None, "the host is not prepared"
+            response = self._await(self.worker.invoke(request), spec, started, generation)
+            if response.result.status != protos.StatusResult.Success:
+                raise InvocationFailed(response.result.exception)
+            result = response.return_value if response.HasField("return_value") else None
             return True, result
         except BaseException as exc:
             self._count(failed=1)
@@ -683,13 +708,13 @@ class LocalHost:
         finally:
             if is_sb:
                 self._touch(in_flight=-1)
-            self._log_invocation(spec, number, context, fields, outcome, error, started)
+            self._log_invocation(spec, number, invocation_id, fields, outcome, error, started)
 
     def _log_invocation(
         self,
         spec: FunctionSpec,
         number: int,
-        context: LocalContext,
+        invocation_id: str,
         fields: dict[str, Any],
         outcome: str,
         error: BaseException | None,
@@ -702,54 +727,33 @@ class LocalHost:
             **fields,
             "status": outcome,  # not "outcome": that is the app's per-message field
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "invocation_id": context.invocation_id,
+            "invocation_id": invocation_id,
         }
         if error is None:
             log.info("invocation", extra=extra)
             return
+        if isinstance(error, InvocationFailed):
+            extra["error"] = error.type_name
+            if error.type_name in self.expected_failures:
+                # Expected (a store outage outlasting the retry burst): the app already logged the burst
+                # as one line with its detail; the redelivery is the retry. One line, no traceback.
+                extra["expected"] = True
+                log.warning("invocation", extra=extra)
+            else:
+                # A bug, or an input the worker could not convert: at ERROR with the worker's traceback,
+                # as the Functions host logs a failed invocation ("Executed '<name>' (Failed, Id=...)"
+                # with the RpcException's message and stack).
+                extra["detail"] = error.message[:300]
+                extra["stack_trace"] = error.stack_trace
+                log.error("invocation", extra=extra)
+            return
         extra["error"] = type(error).__name__
-        if isinstance(error, ConversionError | WorkerRestarted | FunctionTimeout):
+        if isinstance(error, WorkerRestarted | FunctionTimeout):
             # The host's own failures: the detail says what failed without any payload value.
             extra["detail"] = str(error)
             log.warning("invocation", extra=extra)
-        elif isinstance(error, self.expected_failures):
-            # Expected (a store outage outlasting the retry burst): the app already logged the burst
-            # as one line with its detail; the redelivery is the retry. One line, no traceback.
-            extra["expected"] = True
-            log.warning("invocation", extra=extra)
         else:
-            # A bug: logged with its traceback at ERROR, as the Functions host logs a failed invocation
-            # ("Executed '<name>' (Failed, Id=...)" with the worker's exception and stack).
             log.error("invocation", extra=extra, exc_info=error)
-
-    def _submit(self, spec: FunctionSpec, context: LocalContext, kwargs: dict[str, Any]) -> Any:
-        from azure_functions_logging import inject_context, restore_context
-
-        if spec.is_async:
-            assert self._loop is not None
-
-            async def call_async() -> Any:
-                tokens = inject_context(context)
-                try:
-                    return await spec.user_function(**kwargs)
-                finally:
-                    restore_context(tokens)
-
-            return asyncio.run_coroutine_threadsafe(call_async(), self._loop)
-
-        def call_sync() -> Any:
-            context.thread_local_storage.invocation_id = context.invocation_id
-            tokens = inject_context(context)
-            try:
-                return spec.user_function(**kwargs)
-            finally:
-                restore_context(tokens)
-                context.thread_local_storage.invocation_id = None
-
-        with self._lock:
-            pool = self._pool
-        assert pool is not None
-        return pool.submit(call_sync)
 
     def _await(self, future: Any, spec: FunctionSpec, started: float, generation: int) -> Any:
         grace_deadline: float | None = None
@@ -777,21 +781,17 @@ class LocalHost:
                 continue
 
     def _restart_worker(self, spec: FunctionSpec, generation: int) -> None:
-        """What the host does when an invocation overruns functionTimeout: restart the language worker
-        process, failing every invocation running in it. Threads cannot be killed, so the local host
-        swaps in a fresh thread pool; the overrunning call keeps running on its abandoned thread."""
+        """What the host does when an invocation overruns functionTimeout: restart the language worker,
+        failing every invocation running in it. Threads cannot be killed in-process, so the worker's
+        thread pool is replaced (the library's own start_threadpool_executor); the overrunning call keeps
+        running on its abandoned thread, its result discarded."""
         with self._lock:
             if self._generation != generation:
                 return  # another overrun already restarted this worker
             self._generation += 1
             in_flight = self._in_flight
-            old = self._pool
-            if old is not None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=old._max_workers, thread_name_prefix="func-worker"
-                )
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+        if self.worker is not None:
+            self.worker.restart_threadpool()
         log.error(
             "functionTimeout exceeded: language worker restarted",
             extra={

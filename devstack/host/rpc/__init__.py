@@ -37,7 +37,9 @@ def _stamp() -> Path:
 
 def is_current() -> bool:
     stamp = _stamp()
-    return (OUT / f"{MODULE}.py").is_file() and stamp.is_file() and stamp.read_text().strip() == _proto_digest()
+    return (
+        (OUT / f"{MODULE}.py").is_file() and stamp.is_file() and stamp.read_text().strip() == _proto_digest()
+    )
 
 
 def generate() -> Path:
@@ -54,9 +56,7 @@ def generate() -> Path:
                 "grpcio-tools is not installed: run `make install` (it generates the FunctionRpc classes)"
             ) from None
         include = Path(protoc.__file__).resolve().parent / "_proto"  # google/protobuf/*.proto
-        code = protoc.main(
-            ["protoc", f"-I{HERE}", f"-I{include}", f"--python_out={OUT}", f"--pyi_out={OUT}", str(PROTO)]
-        )
+        code = protoc.main(["protoc", f"-I{HERE}", f"-I{include}", f"--python_out={OUT}", str(PROTO)])
         if code != 0:
             raise RpcSchemaError(f"protoc failed on {PROTO.name} (exit {code})")
         (OUT / "__init__.py").write_text("")
