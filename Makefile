@@ -1,6 +1,8 @@
 # One entry point for people and CI. `make test` is what .ci/run calls.
 SHELL := /bin/bash
-PYTHON ?= python3
+# A CPython 3.13 (what the app runs on in Azure): scripts/find_python.sh finds one (PATH, pyenv) or says what
+# to install. `make PYTHON=/path/to/python3.13 ...` picks another.
+PYTHON ?= $(shell scripts/find_python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,15 +11,27 @@ STAMP := $(VENV)/.installed
 # 2 vCPUs. `make test PYTEST_PARALLEL=` runs it serially.
 PYTEST_PARALLEL ?= -n 4 --dist loadfile
 
-.PHONY: install lint test test-fast demo emulator host schema workbook bench clean
+.PHONY: install lock lint test test-fast demo emulator host schema workbook bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# The venv gets exactly what Azure deploys (requirements.txt, locked), then the tools and dev extras, then
+# the local host's FunctionRpc classes (generated from devstack/host/rpc/function_rpc.proto).
+$(STAMP): pyproject.toml requirements.txt devstack/host/rpc/function_rpc.proto
+	@test -n "$(PYTHON)" || { scripts/find_python.sh >/dev/null; exit 1; }
+	@if ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q -e '.[tools,dev]'
+	$(BIN)/python -m devstack.host.rpc
 	touch $(STAMP)
+
+# requirements.txt from pyproject's [project.dependencies], every transitive dependency pinned (pip-tools).
+# `make lock` after changing the dependencies; `make lock UPGRADE=1` moves every pin to the newest release.
+lock: install
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(if $(UPGRADE),--upgrade) --output-file=requirements.txt pyproject.toml
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-// Flex Consumption (FC1, Linux) plan + Python 3.11 Function App.
+// Flex Consumption (FC1, Linux) plan + Python 3.13 Function App.
 //
 // Keyless by construction:
 //  * the deployment package container is reached with the user-assigned identity,
@@ -151,7 +151,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=.venv-sb714
 SB_VERSION="${SB_COMPAT_VERSION:-7.14.3}"
-PY="${PYTHON:-python3.11}"
+PY="${PYTHON:-$(scripts/find_python.sh)}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"

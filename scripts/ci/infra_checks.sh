@@ -87,7 +87,7 @@ doctor_json="$REPORT_DIR/doctor.json"
 rm -f "$doctor_json"
 log "azure-functions-doctor ($("$DOCTOR" --version 2>/dev/null || echo '?')) on $ROOT"
 set +e
-CI=true NO_COLOR=1 "$DOCTOR" doctor --path . --hosting-plan flex-consumption --target-python 3.11 \
+CI=true NO_COLOR=1 "$DOCTOR" doctor --path . --hosting-plan flex-consumption --target-python 3.13 \
   --format json --output "$doctor_json" >"$REPORT_DIR/doctor.txt" 2>&1
 doctor_rc=$?
 set -e

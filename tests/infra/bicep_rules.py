@@ -292,7 +292,7 @@ def check_functionapp(parsed: dict[str, Any], local: dict[str, str]) -> list[str
     sp = site.get("properties") or {}
     expect(problems, "httpsOnly", sp.get("httpsOnly"), True)
     fac = sp.get("functionAppConfig") or {}
-    expect(problems, "runtime", fac.get("runtime"), {"name": "python", "version": "3.11"})
+    expect(problems, "runtime", fac.get("runtime"), {"name": "python", "version": "3.13"})
     storage = (fac.get("deployment") or {}).get("storage") or {}
     expect(problems, "deployment storage type", storage.get("type"), "blobContainer")
     expect(

@@ -57,7 +57,7 @@ CASES = [
     ("storage.bicep", "allowBlobPublicAccess: false", "allowBlobPublicAccess: true", "allowBlobPublicAccess"),
     ("storage.bicep", "minimumTlsVersion: 'TLS1_2'", "minimumTlsVersion: 'TLS1_0'", "minimumTlsVersion"),
     ("monitoring.bicep", "DisableLocalAuth: true", "DisableLocalAuth: false", "DisableLocalAuth"),
-    ("functionapp.bicep", "version: '3.11'", "version: '3.10'", "runtime"),
+    ("functionapp.bicep", "version: '3.13'", "version: '3.11'", "runtime"),
     ("functionapp.bicep", "name: 'FC1'", "name: 'Y1'", "plan sku"),
     (
         "functionapp.bicep",
