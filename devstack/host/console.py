@@ -57,6 +57,9 @@ class ConsoleFormatter(logging.Formatter):
             return "\n" + self.formatException(record.exc_info)
         if record.exc_text:  # already rendered (and masked) by a logging filter
             return "\n" + record.exc_text
+        stack = getattr(record, "stack_trace", None)  # the worker's RpcException.stack_trace
+        if isinstance(stack, str) and stack.strip():
+            return "\n" + stack.rstrip()
         return ""
 
     def _started(self, data: dict[str, Any]) -> str:

@@ -350,6 +350,7 @@ class LocalHost:
         """Stop taking messages, let in-flight invocations finish (abandoning any still running after
         shutdown_grace), close receivers, clients and the lock renewer."""
         if self._stopped.is_set() or not (self._threads or self.http_server):
+            self._stop_worker()
             self._restore_env()
             return
         log.info("local host stopping", extra={"in_flight": self._in_flight})
@@ -364,14 +365,17 @@ class LocalHost:
         if self._renewer is not None:
             self._renewer.close()
             self._renewer = None
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
-            self._prepared = False  # a later start() starts a fresh worker, as the host would
+        self._stop_worker()
         self._threads = []
         self._stopped.set()
         log.info("local host stopped", extra={**self.counters.as_dict(), "stuck_threads": alive or None})
         self._restore_env()
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+            self._prepared = False  # a later start() starts a fresh worker, as the host would
 
     def _restore_env(self) -> None:
         if not self.restore_environment:

@@ -1,4 +1,5 @@
-"""function_app's entrypoints called the way the host calls them, with real azure.functions types."""
+"""function_app's entrypoints invoked the way Azure invokes them: loaded by Azure's worker library
+(azure-functions-runtime) and called with InvocationRequests carrying the host's trigger input."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.functions.servicebus import ServiceBusMessage
-from azure.functions.timer import TimerRequest
 
 import function_app
 from shared.order_workflow import ORDERS
@@ -23,6 +22,7 @@ from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import HAPPY_PATH, body
+from tests.support.functions_worker import FunctionsWorker, WorkerFailure, functions_worker
 
 CANARY = "CANARY-payload-value-7731"
 
@@ -61,19 +61,33 @@ class InvocationContext(func.Context):
 
 def sb_message(
     raw: bytes, *, session: str = "cust-1", message_id: str, delivery_count: int = 1, seq: int = 1
-) -> ServiceBusMessage:
-    enqueued = datetime.now(UTC) - timedelta(milliseconds=250)
-    return ServiceBusMessage(
+) -> SimpleNamespace:
+    """A received message as the Service Bus SDK hands it to the host (delivery_count: .NET's, 1-based)."""
+    return SimpleNamespace(
         body=raw,
         message_id=message_id,
         session_id=session,
-        delivery_count=delivery_count,
-        sequence_number=seq,
-        enqueued_time_utc=enqueued,
         content_type="application/json",
-        application_properties={"source": "test"},
-        user_properties={"source": "test"},
+        correlation_id=None,
+        reply_to=None,
+        reply_to_session_id=None,
+        to=None,
+        subject=None,
+        partition_key=None,
+        delivery_count=delivery_count - 1,  # the AMQP header counts prior attempts
+        sequence_number=seq,
+        enqueued_time_utc=datetime.now(UTC) - timedelta(milliseconds=250),
+        expires_at_utc=None,
+        lock_token=uuid.uuid4(),
+        dead_letter_source=None,
+        application_properties={b"source": b"test"},
     )
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[FunctionsWorker]:
+    with functions_worker() as w:
+        yield w
 
 
 @pytest.fixture
@@ -87,8 +101,19 @@ def service(tmp_path: Path) -> Iterator[OrderService]:
     reset_service(None)
 
 
-def trigger(msg: ServiceBusMessage) -> None:
-    function_app.process_order_step(msg, InvocationContext("process_order_step"))
+_WORKER: list[FunctionsWorker] = []
+
+
+@pytest.fixture(autouse=True)
+def _current_worker(worker: FunctionsWorker) -> Iterator[None]:
+    _WORKER.append(worker)
+    yield
+    _WORKER.pop()
+
+
+def trigger(received: SimpleNamespace) -> None:
+    """One InvocationRequest for process_order_step; WorkerFailure when the worker answers Failure."""
+    _WORKER[-1].servicebus(received)
 
 
 def outcome_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -183,37 +208,36 @@ def test_transient_store_failure_raises_so_the_host_abandons(
         raise StoreUnavailable("table endpoint unreachable")
 
     monkeypatch.setattr(service.store, "commit", down)
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(WorkerFailure) as failed:
         trigger(sb_message(body("order.placed", 1), message_id="ord-1:1", delivery_count=5))
+    assert failed.value.type_name == "StoreUnavailable"
     retry = [r for r in caplog.records if getattr(r, "outcome", None) == "retry"]
     assert retry and getattr(retry[0], "final_attempt", None) is True and retry[0].levelno == logging.WARNING
     assert any("last delivery attempt" in r.getMessage() for r in caplog.records)
 
 
-def test_timer_purges_old_idempotency_records(service: OrderService) -> None:
+def test_timer_purges_old_idempotency_records(service: OrderService, worker: FunctionsWorker) -> None:
     trigger(sb_message(body("order.placed", 1), message_id="ord-1:1"))
     assert service.store.count_idempotency_records() == 1
     assert service.purge_idempotency_records(now=datetime.now(UTC) + timedelta(days=13)) == 0
-    function_app.purge_idempotency_records(
-        TimerRequest(past_due=False), InvocationContext("purge_idempotency_records")
-    )
+    worker.timer("purge_idempotency_records", function_app.PURGE_SCHEDULE, None, None)
     assert service.store.count_idempotency_records() == 1
     assert service.purge_idempotency_records(now=datetime.now(UTC) + timedelta(days=15)) == 1
     [ledger] = service.store.list_ledgers()
     assert ledger.applied  # purging records never touches order state
 
 
-def test_http_endpoint_returns_the_customers_orders(service: OrderService) -> None:
+def test_http_endpoint_returns_the_customers_orders(service: OrderService, worker: FunctionsWorker) -> None:
     trigger(sb_message(body("order.placed", 1), message_id="ord-1:1"))
-    req = func.HttpRequest(
-        "GET", "/api/customers/cust-1/orders", body=b"", route_params={"customer_id": "cust-1"}
-    )
-    resp = function_app.get_customer_orders(req, InvocationContext("get_customer_orders"))
-    assert resp.status_code == 200
-    doc = json.loads(resp.get_body())
+    url = "http://127.0.0.1/api/customers/cust-1/orders"
+    resp = worker.http("get_customer_orders", url, {"customer_id": "cust-1"})
+    assert resp.status == 200
+    doc = json.loads(resp.body)
     assert doc["orders"][0]["state"] == "PLACED" and doc["orders"][0]["applied_steps"] == ["order.placed"]
-    bad = func.HttpRequest("GET", "/api/customers/x/orders", body=b"", route_params={"customer_id": "../etc"})
-    assert function_app.get_customer_orders(bad, InvocationContext("get_customer_orders")).status_code == 400
+    bad = worker.http(
+        "get_customer_orders", "http://127.0.0.1/api/customers/x/orders", {"customer_id": "../etc"}
+    )
+    assert bad.status == 400
 
 
 HOSTILE_OVERRIDES: list[dict[str, Any]] = [
@@ -237,10 +261,9 @@ def test_body_overrides_are_harmless_with_the_binary_binding(
 ) -> None:
     """The message the host builds for the shipped (binary) binding, through azure.functions' own
     converter: the body cannot change the session, message id, delivery count or any other metadata."""
-    from devstack.host.discovery import binding_data_type, discover_functions
-    from devstack.host.payload import servicebus_message
+    from tests.support.worker_convert import servicebus_message
 
-    [spec] = [f for f in discover_functions(function_app.app, ".") if f.name == "process_order_step"]
+    data_type = str(_WORKER[-1].binding("process_order_step")["dataType"]).lower()
     doc = json.loads(body("order.placed", 1))
     raw = json.dumps({**doc, **override}).encode()
     received = SimpleNamespace(
@@ -262,11 +285,11 @@ def test_body_overrides_are_harmless_with_the_binary_binding(
         dead_letter_source=None,
         application_properties={b"source": b"test"},
     )
-    msg = servicebus_message(received, binding_data_type(spec.trigger))
+    msg = servicebus_message(received, data_type)
     assert (msg.session_id, msg.message_id, msg.delivery_count) == ("cust-1", "ord-1:1", 1)
     assert (msg.sequence_number, msg.content_type, msg.correlation_id) == (5, "application/json", "corr")
     assert msg.application_properties == {"source": "test"} and msg.get_body() == raw
-    trigger(msg)
+    trigger(received)
     records = service.store.list_quarantine() + [
         a for x in service.store.list_ledgers() for a in x.applied if x.customer_id == "cust-1"
     ]

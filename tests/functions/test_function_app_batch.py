@@ -1,5 +1,6 @@
-"""function_app with ORDERS_TRIGGER_CARDINALITY=many: registered as a batch trigger, fed the list the host
-builds (`...Array` metadata decoded by azure.functions' converter), one log line per message, one commit."""
+"""function_app with ORDERS_TRIGGER_CARDINALITY=many, loaded by Azure's worker library: registered as a batch
+trigger, invoked with the list the host builds (`...Array` metadata, decoded by the worker's converter), one
+log line per message, one commit."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import CARDINALITY_SETTING, AppSettings, SettingsError
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
-from tests.functions.test_function_app import InvocationContext, outcome_records
+from tests.functions.test_function_app import outcome_records
 from tests.support.builders import HAPPY_PATH, body
+from tests.support.functions_worker import WorkerFailure, functions_worker
 
 
 def reload_app(monkeypatch: pytest.MonkeyPatch, cardinality: str | None) -> ModuleType:
@@ -72,20 +74,23 @@ def received(raw: bytes, message_id: str, seq: int, *, session: str = "cust-1", 
 
 
 def invoke(app: ModuleType, batch: list[Any]) -> None:
-    """As the local host does it: the binding's dataType, the host's payload, the library's converter."""
-    from devstack.host.discovery import binding_data_type, discover_functions
-    from devstack.host.payload import servicebus_messages
-
-    [spec] = [f for f in discover_functions(app.app, ".") if f.name == "process_order_step"]
-    msgs = servicebus_messages(batch, binding_data_type(spec.trigger))
-    app.process_order_steps(msgs, InvocationContext("process_order_step"))
+    """As the local host does it: a worker that loaded the app as it is now configured, one
+    InvocationRequest with the batch."""
+    with functions_worker() as worker:
+        worker.servicebus_batch(batch)
 
 
-def test_many_registers_the_same_function_as_a_batch_trigger(batch_app: ModuleType) -> None:
-    from devstack.host.discovery import discover_functions
+def _trigger_binding(cardinality: str | None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    reload_app(monkeypatch, cardinality)
+    with functions_worker() as worker:
+        return worker.binding("process_order_step")
 
-    [spec] = [f for f in discover_functions(batch_app.app, ".") if f.name == "process_order_step"]
-    sb = spec.trigger  # as function.json would have it (what the host reads)
+
+def test_many_registers_the_same_function_as_a_batch_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        sb = _trigger_binding("many", monkeypatch)  # as the worker reports it to the host
+    finally:
+        reload_app(monkeypatch, None)
     assert (
         str(sb["cardinality"]).lower() == "many" and sb["name"] == "msgs" and sb["isSessionsEnabled"] is True
     )
@@ -94,12 +99,12 @@ def test_many_registers_the_same_function_as_a_batch_trigger(batch_app: ModuleTy
 
 
 def test_one_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from devstack.host.discovery import discover_functions
-
-    for value in (None, "one", " ONE "):
-        app = reload_app(monkeypatch, value)
-        [spec] = [f for f in discover_functions(app.app, ".") if f.name == "process_order_step"]
-        assert str(spec.trigger.get("cardinality", "one")).lower() == "one" and spec.trigger["name"] == "msg"
+    try:
+        for value in (None, "one", " ONE "):
+            sb = _trigger_binding(value, monkeypatch)
+            assert str(sb.get("cardinality", "one")).lower() == "one" and sb["name"] == "msg"
+    finally:
+        reload_app(monkeypatch, None)
 
 
 def test_a_bad_value_fails_indexing_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,8 +170,9 @@ def test_a_transient_failure_fails_the_whole_batch_with_a_retry_line_each(
         received(body("order.placed", 1), "ord-1:1", 1, attempts=4),
         received(body("order.placed", 1, order="ord-2"), "ord-2:1", 2),
     ]
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(WorkerFailure) as failed:
         invoke(batch_app, steps)
+    assert failed.value.type_name == "StoreUnavailable"
     retry = [r for r in caplog.records if getattr(r, "outcome", None) == "retry"]
     assert [r.__dict__["message_id"] for r in retry] == ["ord-1:1", "ord-2:1"]
     assert [r.__dict__["final_attempt"] for r in retry] == [True, False]

@@ -8,12 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devstack.host.payload import (
-    servicebus_batch_binding_data,
-    servicebus_batch_invocation,
-    servicebus_messages,
-)
+from devstack.host.payload import servicebus_batch_binding_data, servicebus_batch_invocation
 from shared.functions_adapter import envelopes_from_messages
+from tests.support.worker_convert import servicebus_messages
 from tests.unit.test_host_payload import ENQUEUED, Received
 
 
@@ -55,10 +52,11 @@ def test_binding_data_has_one_array_per_member_as_the_extension_5x_sends() -> No
 def test_the_converter_builds_the_list_the_function_receives() -> None:
     received = batch()
     invocation = servicebus_batch_invocation(received, "binary")
-    assert invocation.data.type == "collection_bytes"
-    assert invocation.metadata["MessageIdArray"].type == "collection_string"
-    assert invocation.metadata["SequenceNumberArray"].type == "collection_sint64"
-    assert invocation.metadata["DeliveryCountArray"].type == "json"  # int[]: no typed collection
+    kind = {name: typed.WhichOneof("data") for name, typed in invocation.metadata.items()}
+    assert invocation.data.WhichOneof("data") == "collection_bytes"
+    assert kind["MessageIdArray"] == "collection_string"
+    assert kind["SequenceNumberArray"] == "collection_sint64"
+    assert kind["DeliveryCountArray"] == "json"  # int[]: no typed collection
 
     msgs = servicebus_messages(received, "binary")
     assert [m.get_body() for m in msgs] == [r.body for r in received]

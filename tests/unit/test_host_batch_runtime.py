@@ -4,17 +4,37 @@ empty receive, and one receiver per batch function (one session at a time per ho
 
 from __future__ import annotations
 
-import concurrent.futures
+import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from devstack.host.bindings import Listener
-from devstack.host.discovery import FunctionSpec
 from devstack.host.runtime import LocalHost
 from tests.unit.test_host_payload import Received
+
+SCRATCH_APP = """
+import typing
+
+import azure.functions as func
+
+app = func.FunctionApp()
+seen = []
+fail = []
+
+
+@app.function_name("process_order_step")
+@app.service_bus_queue_trigger(
+    arg_name="msgs", queue_name="q", connection="ServiceBusConnection", is_sessions_enabled=True,
+    cardinality=func.Cardinality.MANY, data_type=func.DataType.BINARY,
+)
+def process_order_steps(msgs: typing.List[func.ServiceBusMessage]) -> None:
+    if fail:
+        raise RuntimeError("store down")
+    seen.append([m.message_id for m in msgs])
+"""
 
 
 class FakeReceiver:
@@ -37,38 +57,43 @@ class FakeReceiver:
         self.abandoned.append(message.message_id)
 
 
-def _host(tmp_path: Path, fn: Any) -> tuple[LocalHost, Listener]:
-    host = LocalHost(tmp_path, configure_logging=False, poll_interval=0.05)
-    host.options = replace(host.options, max_message_batch_size=32)
-    host._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-    trigger = {"type": "serviceBusTrigger", "name": "msgs", "cardinality": "many", "dataType": "binary"}
-    spec = FunctionSpec(
-        name="process_order_step",
-        trigger_type="serviceBusTrigger",
-        trigger=trigger,
-        trigger_arg="msgs",
-        bindings=(trigger,),
-        user_function=fn,
-        takes_context=False,
-        is_async=False,
-        directory=".",
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[LocalHost]:
+    """A host whose worker (azure-functions-runtime) loaded a scratch batch function."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "function_app.py").write_text(SCRATCH_APP)
+    (app_dir / "host.json").write_text('{"version": "2.0"}')
+    host = LocalHost(
+        app_dir,
+        settings_path=tmp_path / "none.json",
+        settings_overrides={
+            "ServiceBusConnection": "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=x;"
+            "UseDevelopmentEmulator=true"
+        },
+        configure_logging=False,
+        poll_interval=0.05,
     )
-    return host, Listener(spec, "servicebus", entity="q", sessions=True, batch=True)
+    host.prepare()
+    host.options = replace(host.options, max_message_batch_size=32)
+    yield host
+    host.stop()
+
+
+def _listener(host: LocalHost) -> Listener:
+    [listener] = [x for x in host._listeners if x.kind == "servicebus"]
+    assert listener.batch and listener.sessions
+    return listener
 
 
 def batch(prefix: str, n: int) -> list[Received]:
     return [Received(message_id=f"{prefix}:{i}", body=f"{prefix}{i}".encode()) for i in range(n)]
 
 
-def test_each_receive_is_one_invocation_settled_together(tmp_path: Path) -> None:
-    seen: list[list[str]] = []
-    host, listener = _host(tmp_path, lambda msgs: seen.append([m.message_id for m in msgs]))
+def test_each_receive_is_one_invocation_settled_together(host: LocalHost) -> None:
+    seen = sys.modules["function_app"].seen
     receiver = FakeReceiver([batch("a", 3), batch("b", 2)])
-    try:
-        reason = host._pump(receiver, listener, 0.2, "cust-a")
-    finally:
-        assert host._pool is not None
-        host._pool.shutdown()
+    reason = host._pump(receiver, _listener(host), 0.2, "cust-a")
     assert reason == "idle"  # released after a receive waited sessionIdleTimeout and got nothing
     assert seen == [["a:0", "a:1", "a:2"], ["b:0", "b:1"]]
     assert receiver.completed == ["a:0", "a:1", "a:2", "b:0", "b:1"] and receiver.abandoned == []
@@ -76,23 +101,16 @@ def test_each_receive_is_one_invocation_settled_together(tmp_path: Path) -> None
     assert host.counters.invocations == 2 and host.counters.completed == 5
 
 
-def test_a_failed_invocation_abandons_the_whole_batch(tmp_path: Path) -> None:
-    def fails(msgs: Any) -> None:
-        raise RuntimeError("store down")
-
-    host, listener = _host(tmp_path, fails)
+def test_a_failed_invocation_abandons_the_whole_batch(host: LocalHost) -> None:
+    sys.modules["function_app"].fail.append(True)
     receiver = FakeReceiver([batch("a", 4)])
-    try:
-        host._pump(receiver, listener, 0.1, "cust-a")
-    finally:
-        assert host._pool is not None
-        host._pool.shutdown()
+    host._pump(receiver, _listener(host), 0.1, "cust-a")
     assert receiver.abandoned == ["a:0", "a:1", "a:2", "a:3"] and receiver.completed == []
     assert host.counters.abandoned == 4 and host.counters.failed == 1
 
 
 @pytest.mark.parametrize("batched, expected", [(True, 1), (False, 16)])
-def test_a_batch_function_gets_one_receiver(tmp_path: Path, batched: bool, expected: int) -> None:
-    host, listener = _host(tmp_path, lambda msgs: None)
+def test_a_batch_function_gets_one_receiver(host: LocalHost, batched: bool, expected: int) -> None:
+    listener = _listener(host)
     host.options = replace(host.options, max_concurrent_sessions=16)
     assert host._receivers_for(replace(listener, batch=batched)) == expected

@@ -140,17 +140,19 @@ def test_connections_the_functions_way() -> None:
         resolve_servicebus_connection("ServiceBusConnection", {})
 
 
-def test_binding_discovery_from_function_app() -> None:
-    from devstack.host.discovery import discover_functions, load_function_app
+def test_specs_come_from_the_worker_metadata() -> None:
+    """The host reads each function from the worker's FunctionMetadataResponse (raw bindings)."""
+    from devstack.host.discovery import DiscoveryError, spec_from_worker
+    from devstack.host.worker import LoadedFunction
 
-    specs = {s.name: s for s in discover_functions(load_function_app(REPO_ROOT), str(REPO_ROOT))}
-    sb = specs["process_order_step"]
-    assert sb.trigger_type == "serviceBusTrigger"
-    assert sb.trigger["queueName"] == "%ORDERS_QUEUE_NAME%"
-    assert sb.trigger["connection"] == "ServiceBusConnection"
-    assert sb.trigger["isSessionsEnabled"] is True
-    assert sb.trigger_arg == "msg" and sb.takes_context and not sb.is_async
-    timer = specs["purge_idempotency_records"]
-    assert timer.trigger_type == "timerTrigger" and timer.trigger["schedule"] == "0 30 2 * * *"
-    assert timer.trigger["runOnStartup"] is False
-    assert specs["get_customer_orders"].trigger_type == "httpTrigger"
+    trigger = (
+        '{"direction": "IN", "dataType": "BINARY", "type": "serviceBusTrigger", "name": "msg", '
+        '"connection": "ServiceBusConnection", "queueName": "%ORDERS_QUEUE_NAME%", "isSessionsEnabled": true}'
+    )
+    sb = spec_from_worker(LoadedFunction("id-1", "process_order_step", "/app", (trigger,)))
+    assert (sb.function_id, sb.trigger_type, sb.trigger_arg) == ("id-1", "serviceBusTrigger", "msg")
+    assert sb.trigger["queueName"] == "%ORDERS_QUEUE_NAME%" and sb.trigger["isSessionsEnabled"] is True
+    http = ('{"type": "httpTrigger", "name": "req"}', '{"type": "http", "name": "$return"}')
+    assert spec_from_worker(LoadedFunction("id-2", "h", "/app", http)).trigger_type == "httpTrigger"
+    with pytest.raises(DiscoveryError):
+        spec_from_worker(LoadedFunction("id-3", "none", "/app", ('{"type": "http", "name": "$return"}',)))
