@@ -47,4 +47,6 @@ def http_request(*args: Any, **kwargs: Any) -> func.HttpRequest:
 
 
 def timer_request(schedule: str, last: datetime | None, next_: datetime | None, *, past_due: bool) -> Any:
-    return decode("timerTrigger", payload.timer_request(schedule, last, next_, past_due=past_due), func.TimerRequest)
+    return decode(
+        "timerTrigger", payload.timer_request(schedule, last, next_, past_due=past_due), func.TimerRequest
+    )
