@@ -88,7 +88,17 @@ class InvocationFailed(RuntimeError):
         self.message = str(exception.message or "unknown failure")
         self.stack_trace = str(exception.stack_trace or "")
         self.type_name = self.message.split(":", 1)[0].strip() if ":" in self.message else "Exception"
+        # Raised by the worker's argument conversion (azure-functions-runtime `from_incoming_proto`)
+        # before any frame of the function: the trigger input, not the app, is at fault.
+        self.before_user_code = "in from_incoming_proto" in self.stack_trace
         super().__init__(self.message)
+
+    def conversion_detail(self) -> str:
+        """Which trigger metadata field failed (the library names it), never its value."""
+        m = re.search(r"field '([^']+)' in trigger metadata", self.message)
+        if m:
+            return f"trigger metadata field {m.group(1)!r} could not be converted ({self.type_name})"
+        return f"the trigger input could not be converted ({self.type_name})"
 
 
 class WorkerRestarted(RuntimeError):
@@ -738,7 +748,13 @@ class LocalHost:
             return
         if isinstance(error, InvocationFailed):
             extra["error"] = error.type_name
-            if error.type_name in self.expected_failures:
+            if error.before_user_code:
+                # The worker could not convert the trigger input: what failed, never the value (it may
+                # come from the message body). One WARNING line, no traceback: not a bug in the app.
+                extra["conversion"] = True
+                extra["detail"] = error.conversion_detail()
+                log.warning("invocation", extra=extra)
+            elif error.type_name in self.expected_failures:
                 # Expected (a store outage outlasting the retry burst): the app already logged the burst
                 # as one line with its detail; the redelivery is the retry. One line, no traceback.
                 extra["expected"] = True
