@@ -4,6 +4,7 @@ JSON line instead (what tests and benchmarks parse)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import datetime
@@ -121,3 +122,32 @@ class ConsoleHandler(logging.StreamHandler[TextIO]):
         ):
             return False
         return bool(super().filter(record))
+
+
+# The fields of the app's per-message line a terminal shows after its message, in this order.
+# (The session and message id are on the host's invocation line that follows.)
+_APP_FIELDS = ("outcome", "reason", "order_id", "sequence", "step", "delivery_count")
+_RPC_LEVEL_NAMES = {0: "trace", 1: "debug", 2: "info", 3: "warning", 4: "error", 5: "critical", 6: "none"}
+
+
+def render_rpc_log(rpc_log: Any, record: logging.LogRecord, *, human: bool) -> str:
+    """An RpcLog from the worker as the host prints it. JSON form: the message as the worker formatted it
+    (the app's JSON line). Human form, like `func start`: `[time] message`, with the app's per-message
+    fields (outcome, reason, ids) after it when the message is one of its JSON lines."""
+    text = str(rpc_log.message)
+    if not human:
+        return text
+    level = _RPC_LEVEL_NAMES.get(int(rpc_log.level), "info")
+    prefix = f"[{_time(record)}]" + (f" {level}" if level not in ("info", "debug", "trace") else "")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return f"{prefix} {text}"
+    if not isinstance(doc, dict):
+        return f"{prefix} {text}"
+    found = doc.get("extra")
+    extra: dict[str, Any] = found if isinstance(found, dict) else {}
+    fields = [f"{k}={extra[k]}" for k in _APP_FIELDS if extra.get(k) not in (None, "", [])]
+    line = " ".join([prefix, str(doc.get("message", "")), *fields])
+    stack = doc.get("exception")
+    return line + (f"\n{stack}" if stack and int(rpc_log.level) >= 4 else "")

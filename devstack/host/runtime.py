@@ -32,11 +32,12 @@ from devstack.host.payload import (
 )
 from devstack.host.rpc import protos
 from devstack.host.timespan import TimeSpanError, parse_timespan
-from devstack.host.worker import LanguageWorker, WorkerInitError
+from devstack.host.worker import LanguageWorker, WorkerInitError, in_worker
 
 log = logging.getLogger("devstack.host")
 
 SDK_LOGGERS = ("azure", "uamqp", "urllib3", "msal")
+_PRINT_LOCK = threading.Lock()  # one RpcLog line at a time on the console
 
 
 @dataclass
@@ -72,6 +73,9 @@ def configure_logging(level: int = logging.INFO, log_format: str = "json") -> lo
         handler = ConsoleHandler(sys.stderr) if log_format == "human" else logging.StreamHandler(sys.stderr)
         setattr(handler, "_devstack_host", True)  # noqa: B010
         handler.setFormatter(JsonFormatter())
+        # The worker's records reach the host as RpcLog messages (LocalHost._on_worker_log), as from
+        # Azure's worker process; this handler prints the host's own.
+        handler.addFilter(lambda record: not in_worker())
         root.addHandler(handler)
     root.setLevel(level)
     for name in SDK_LOGGERS:
@@ -240,7 +244,7 @@ class LocalHost:
         if isinstance(http_ext, dict) and isinstance(http_ext.get("routePrefix"), str):
             self.http_route_prefix = http_ext["routePrefix"].strip("/")
 
-        worker = LanguageWorker(self.app_dir)
+        worker = LanguageWorker(self.app_dir, on_log=self._on_worker_log if self.configure_logging else None)
         try:
             worker.start()
         except WorkerInitError as exc:
@@ -380,6 +384,20 @@ class LocalHost:
         self._stopped.set()
         log.info("local host stopped", extra={**self.counters.as_dict(), "stuck_threads": alive or None})
         self._restore_env()
+
+    def _on_worker_log(self, rpc_log: Any, record: logging.LogRecord) -> None:
+        """An RpcLog from the worker, printed as the Functions host prints a worker's logs: the app's
+        (User) records from Information up; the worker library's own (System) from Warning up."""
+        from devstack.host.console import render_rpc_log
+
+        if rpc_log.log_category == protos.RpcLog.System and rpc_log.level < protos.RpcLog.Warning:
+            return
+        if rpc_log.level < protos.RpcLog.Information:
+            return
+        line = render_rpc_log(rpc_log, record, human=self.log_format == "human")
+        with _PRINT_LOCK:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
     def _stop_worker(self) -> None:
         if self.worker is not None:

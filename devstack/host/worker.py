@@ -36,6 +36,58 @@ HOST_VERSION = "4.1044.0.0"  # what WorkerInitRequest.host_version reports: a Fu
 HOST_CAPABILITIES = {"FunctionDataCache": "false"}
 
 
+_LEVELS = (
+    (logging.CRITICAL, "Critical"),
+    (logging.ERROR, "Error"),
+    (logging.WARNING, "Warning"),
+    (logging.INFO, "Information"),
+    (logging.DEBUG, "Debug"),
+)
+SYSTEM_LOGGERS = ("azure.functions", "azure_functions_runtime", "azure_functions_worker")
+
+
+def in_worker() -> bool:
+    """Whether the record being logged comes from the worker's side of the process: its asyncio loop
+    (init, indexing, argument conversion, async functions) or a sync function on the library's thread
+    pool (which sets the library's invocation-id context variable around the call)."""
+    if threading.current_thread().name == WORKER_LOOP_THREAD:
+        return True
+    try:
+        from azure_functions_runtime import invocation_id_cv
+    except ImportError:
+        return False
+    return invocation_id_cv.get() is not None
+
+
+class RpcLogHandler(logging.Handler):
+    """What the proxy worker puts on the worker's root logger (`AsyncLoggingHandler`): every record the
+    worker side emits becomes an RpcLog (level, category = logger name, User or System, the invocation id)
+    sent to the host, which prints it. Formatted by whatever formatter the app sets on root handlers (ours
+    sets azure_functions_logging's JsonFormatter), as in Azure."""
+
+    def __init__(self, sink: Callable[[Any, logging.LogRecord], None]) -> None:
+        super().__init__()
+        self.sink = sink
+        self.addFilter(lambda record: in_worker())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from azure_functions_runtime import invocation_id_cv
+
+            level = next((name for number, name in _LEVELS if record.levelno >= number), "None")
+            system = record.name.startswith(SYSTEM_LOGGERS)
+            message = protos.RpcLog(
+                level=getattr(protos.RpcLog, level),
+                message=self.format(record),
+                category=record.name,
+                log_category=protos.RpcLog.System if system else protos.RpcLog.User,
+                invocation_id=invocation_id_cv.get() or getattr(record, "invocation_id", None) or "",
+            )
+            self.sink(message, record)
+        except Exception:
+            self.handleError(record)
+
+
 class WorkerInitError(RuntimeError):
     """WorkerInitResponse / FunctionLoadResponse failed: the app is not served at all (as in Azure,
     where a failed init or load leaves the app with no function)."""
@@ -70,8 +122,15 @@ def _failure(result: Any) -> str:
 class LanguageWorker:
     """One Python language worker for one function app directory."""
 
-    def __init__(self, app_dir: Path, *, script_file: str = "function_app.py") -> None:
+    def __init__(
+        self,
+        app_dir: Path,
+        *,
+        script_file: str = "function_app.py",
+        on_log: Callable[[Any, logging.LogRecord], None] | None = None,
+    ) -> None:
         self.app_dir = app_dir
+        self.log_handler = RpcLogHandler(on_log) if on_log is not None else None
         self.script_file = script_file
         self.functions: dict[str, LoadedFunction] = {}  # by function name
         self.worker_metadata: Any = None
@@ -87,6 +146,8 @@ class LanguageWorker:
         import azure_functions_runtime as lib
 
         self._lib = lib
+        if self.log_handler is not None:  # before init: what the app logs while it is indexed is the worker's
+            logging.getLogger().addHandler(self.log_handler)
         self._start_loop()
         # A fresh import of the app, as a new worker process would make (a previous worker in this
         # process, e.g. a test's, imported it with other settings).
@@ -145,6 +206,8 @@ class LanguageWorker:
             self._lib.start_threadpool_executor()
 
     def stop(self) -> None:
+        if self.log_handler is not None:
+            logging.getLogger().removeHandler(self.log_handler)
         if self._lib is not None:
             try:
                 executor = self._lib.get_threadpool_executor()
