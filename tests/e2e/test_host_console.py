@@ -31,7 +31,8 @@ def _host_output(emulator: Any, queue: str, tmp_path: Path, *extra: str) -> str:
             }
         )
     )
-    command = [sys.executable, "-m", "devstack.host", "--app-dir", str(REPO_ROOT), "--settings", str(settings)]
+    command = [sys.executable, "-m", "devstack.host", "--app-dir", str(REPO_ROOT)]
+    command += ["--settings", str(settings)]
     proc = subprocess.run(
         [*command, "--until-idle", "3", "--session-idle-timeout", "0.5", *extra],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
