@@ -1,0 +1,155 @@
+"""Per-message cost of running function_app.py in Azure's worker library (the local host's path since
+issue 18) against the in-process call it replaced, same messages, same store, one run.
+
+    python -m bench.bench_worker_path [--messages 2000] [--rounds 5]
+
+in-process  the old local host: the host's trigger input decoded by azure.functions' converter in the
+            caller's thread (the worker library's `from_incoming_proto`, no protobuf round trip through
+            its handlers), then `process_order_step(msg, context)` called on a thread pool.
+worker      the local host now: one FunctionRpc InvocationRequest per message to azure-functions-runtime
+            (`invocation_request`: context, conversion, the library's thread pool, InvocationResponse).
+Both build the same TypedData payload from the same received messages and commit to a fresh SQLite store;
+each round processes one order (5 ordered steps) per customer over `--messages` messages. Rounds
+alternate; the fastest round of each counts. Figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bench.common import machine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _received(count: int, run: str) -> list[SimpleNamespace]:
+    from tests.support.builders import HAPPY_PATH, body
+
+    out: list[SimpleNamespace] = []
+    for n in range(count // len(HAPPY_PATH)):
+        customer, order = f"{run}-c{n}", f"{run}-o{n}"
+        for seq, name in enumerate(HAPPY_PATH, start=1):
+            out.append(
+                SimpleNamespace(
+                    body=body(name, seq, order=order, customer=customer),
+                    message_id=f"{order}:{seq}",
+                    session_id=customer,
+                    content_type="application/json",
+                    correlation_id=None,
+                    reply_to=None,
+                    reply_to_session_id=None,
+                    to=None,
+                    subject=None,
+                    partition_key=None,
+                    delivery_count=0,
+                    sequence_number=seq,
+                    enqueued_time_utc=datetime.now(UTC),
+                    expires_at_utc=None,
+                    lock_token=uuid.uuid4(),
+                    dead_letter_source=None,
+                    application_properties={b"source": b"bench"},
+                )
+            )
+    return out
+
+
+def _fresh_service(workdir: Path) -> None:
+    from shared.order_workflow import ORDERS
+    from shared.service import OrderService, reset_service
+    from shared.settings import AppSettings
+    from shared.store.sqlite import SqliteOrderStore
+
+    store = SqliteOrderStore(workdir / f"{uuid.uuid4().hex}.db", codec=ORDERS)
+    reset_service(OrderService(AppSettings(store_retry_seconds=0), store))
+
+
+def _in_process(messages: list[Any], pool: concurrent.futures.ThreadPoolExecutor) -> float:
+    import function_app
+    from devstack.host.payload import servicebus_invocation
+    from tests.support.worker_convert import decode
+
+    class Context:
+        invocation_id = "bench"
+        function_name = "process_order_step"
+        function_directory = str(REPO)
+        trace_context = None
+        retry_context = None
+        thread_local_storage = None
+
+    import azure.functions as func
+
+    started = time.perf_counter()
+    for received in messages:
+        msg = decode("serviceBusTrigger", servicebus_invocation(received, "binary"), func.ServiceBusMessage)
+        pool.submit(function_app.process_order_step, msg, Context()).result()
+    return time.perf_counter() - started
+
+
+def _worker(messages: list[Any], worker: Any) -> float:
+    from tests.support.functions_worker import FunctionsWorker
+
+    harness = FunctionsWorker(worker)
+    started = time.perf_counter()
+    for received in messages:
+        harness.servicebus(received)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    logging.getLogger().addHandler(logging.NullHandler())
+    logging.getLogger("orders").propagate = False  # the log line is formatted, not printed (both paths)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        os.environ.update(
+            {
+                "FUNCTIONS_WORKER_RUNTIME": "python",
+                "ServiceBusConnection": "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=x;"
+                "UseDevelopmentEmulator=true",
+                "ORDERS_QUEUE_NAME": "bench",
+                "OrderStoreConnection": f"sqlite:///{workdir / 'unused.db'}",
+                "ORDERS_TRIGGER_CARDINALITY": "one",
+            }
+        )
+        from devstack.host.worker import LanguageWorker
+
+        worker = LanguageWorker(REPO)
+        worker.start()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4))
+        best = {"in-process": float("inf"), "worker": float("inf")}
+        try:
+            for r in range(args.rounds):
+                for name in ("in-process", "worker"):
+                    _fresh_service(workdir)
+                    messages = _received(args.messages, f"r{r}{name[0]}")
+                    took = _in_process(messages, pool) if name == "in-process" else _worker(messages, worker)
+                    best[name] = min(best[name], took / len(messages))
+        finally:
+            pool.shutdown()
+            worker.stop()
+    print(machine())
+    print(f"messages per round: {args.messages // 5 * 5}, rounds: {args.rounds} (fastest round counts)")
+    for name, per in best.items():
+        print(f"  {name:<11} {per * 1e6:8.0f} µs/message  {1 / per:8.0f} msg/s")
+    print(
+        f"  worker path costs {(best['worker'] - best['in-process']) * 1e6:.0f} µs more per message "
+        f"({best['worker'] / best['in-process']:.2f}x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
