@@ -77,22 +77,32 @@ def test_a_bad_setting_is_one_line_exit_2_and_nothing_is_consumed(
     assert not (tmp_path / "orders.db").exists()  # nor was the store opened
 
 
-def test_function_app_refuses_to_load_with_a_bad_store_setting(tmp_path: Path) -> None:
-    """What the Functions worker does when it indexes the app: import function_app. It must fail, so
-    the host starts no Service Bus listener (rather than consuming and dead-lettering the queue)."""
-    env = {**_clean_env(), "OrderStoreConnection": "bogus://x"}
+_WORKER_INIT = (
+    "import sys; from pathlib import Path; from devstack.host.worker import LanguageWorker, WorkerInitError\n"
+    "w = LanguageWorker(Path(sys.argv[1]))\n"
+    "try:\n    w.start()\nexcept WorkerInitError as exc:\n    print(exc); sys.exit(3)\n"
+    "finally:\n    w.stop()\n"
+    "print(sorted(w.functions))"
+)
+
+
+def test_the_worker_refuses_to_load_the_app_with_a_bad_store_setting(tmp_path: Path) -> None:
+    """What Azure's worker (azure-functions-runtime) does when it indexes the app: function_app raises at
+    import, so WorkerInitResponse fails and the host serves no function and starts no Service Bus
+    listener (rather than consuming and dead-lettering the queue)."""
+    env = {**_clean_env(), "OrderStoreConnection": "bogus://x", "PYTHONPATH": str(hostrun.REPO)}
     proc = subprocess.run(
-        [sys.executable, "-c", "import function_app"],
-        cwd=str(hostrun.REPO),
+        [sys.executable, "-c", _WORKER_INIT, str(hostrun.REPO)],
+        cwd=str(tmp_path),
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0
-    assert "SettingsError: OrderStoreConnection must be sqlite:///PATH" in proc.stderr
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "SettingsError: OrderStoreConnection must be sqlite:///PATH" in proc.stdout
     ok = subprocess.run(
-        [sys.executable, "-c", "import function_app"],
+        [sys.executable, "-c", _WORKER_INIT, str(hostrun.REPO)],
         cwd=str(tmp_path),  # no local.settings.json here: defaults only
         env={**_clean_env(), "PYTHONPATH": str(hostrun.REPO)},
         capture_output=True,
@@ -100,6 +110,7 @@ def test_function_app_refuses_to_load_with_a_bad_store_setting(tmp_path: Path) -
         timeout=60,
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "process_order_step" in ok.stdout
 
 
 def _clean_env() -> dict[str, str]:
