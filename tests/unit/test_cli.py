@@ -13,6 +13,7 @@ from orders_cli import cli, publish, traffic
 from orders_cli.sender import PublishSummary
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.envelope import SessionEnvelope
+from shared.message_ids import replay_message_id
 from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.store.sqlite import SqliteOrderStore
 
@@ -273,7 +274,9 @@ def test_replay_original_body(capsys: pytest.CaptureFixture[str], populated: Any
     (message,) = call["messages"]
     original = next(m for m in messages if m.message_id == record["message_id"])
     assert message.session_id == original.session_id
-    assert message.message_id == original.message_id  # the original body keeps its message id
+    # a new id derived from the record: the queue's duplicate detection still remembers the original's
+    assert message.message_id == replay_message_id(record["id"], original.body, None)
+    assert message.message_id != original.message_id
     assert message.body == original.body
     assert message.content_type == "application/json"
     assert message.application_properties["replayed-from"] == record["id"]
@@ -321,7 +324,7 @@ def test_replay_corrected_body(capsys: pytest.CaptureFixture[str], populated: An
     assert call["queue"] == "other-queue"
     (message,) = call["messages"]
     assert message.body == fixed.read_bytes()
-    assert message.message_id.startswith(f"{record['order_id']}:{record['sequence']}:replay-")
+    assert message.message_id == replay_message_id(record["id"], fixed.read_bytes(), None)
     assert json.loads(out)["message_id"] == message.message_id
 
 
@@ -396,7 +399,8 @@ def test_replay_uses_settings_for_connection_and_queue(
     assert code == 0, err
     (call,) = send.calls
     assert call["namespace"] == "from-env.servicebus.windows.net" and call["queue"] == "q-from-env"
-    assert ":replay-" in call["messages"][0].message_id
+    # --new-message-id is still accepted (old scripts); every replay gets a new derived id anyway
+    assert call["messages"][0].message_id == replay_message_id(record["id"], call["messages"][0].body, None)
 
 
 # --- publish ----------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_step_messages_are_valid_order_steps_with_exact_totals() -> None:
     for m in messages:
         step = parse_order_step(m.body)
         assert step.customer_id == m.session_id
-        assert m.message_id == f"{step.order_id}:{step.sequence}"
+        assert m.message_id == f"{step.customer_id}:{step.order_id}:{step.sequence}"
         assert (m.order_id, m.sequence, m.step) == (step.order_id, step.sequence, step.step)
         assert re.fullmatch(ID_PATTERN, step.customer_id) and re.fullmatch(ID_PATTERN, step.order_id)
         assert re.fullmatch(r"cust-\d{4}", step.customer_id) and re.fullmatch(
