@@ -375,18 +375,26 @@ def _poison(
         )
     elif recipe == "schema-violation":
         doc = _step_body(cust, oid, 1, PLACED, {"items": [], "currency": "euro"}, at)
-        yield ("any", 0.0), poison(step_message_id(cust, oid, 1), encode(doc), order_id=oid, sequence=1, step=PLACED)
+        yield (
+            ("any", 0.0),
+            poison(step_message_id(cust, oid, 1), encode(doc), order_id=oid, sequence=1, step=PLACED),
+        )
     elif recipe == "session-mismatch":
         other = next((x for x in customers if x != cust), f"{cust}-elsewhere")
         doc = _step_body(other, oid, 1, PLACED, _order_placed_data(), at)
-        yield ("any", 0.0), poison(step_message_id(cust, oid, 1), encode(doc), order_id=oid, sequence=1, step=PLACED)
+        yield (
+            ("any", 0.0),
+            poison(step_message_id(cust, oid, 1), encode(doc), order_id=oid, sequence=1, step=PLACED),
+        )
     elif recipe in ("rule-violation", "invalid-transition"):
         # A dedicated order, so the quarantined step blocks nothing that matters.
         placed = _step_message(cust, cust, oid, 1, PLACED, _order_placed_data(), at)
         chain = [placed]
         if recipe == "rule-violation":
             bad = _step_body(cust, oid, 2, PAID, {"payment_id": f"pay-{oid}", "amount": "1.01"}, at)
-            chain.append(poison(step_message_id(cust, oid, 2), encode(bad), order_id=oid, sequence=2, step=PAID))
+            chain.append(
+                poison(step_message_id(cust, oid, 2), encode(bad), order_id=oid, sequence=2, step=PAID)
+            )
         else:
             cancel = _step_message(cust, cust, oid, 2, CANCELLED, {"reason": "customer request"}, at)
             late = _step_body(cust, oid, 3, SHIPPED, {"carrier": "DHL", "tracking_number": "TRK1"}, at)

@@ -118,5 +118,17 @@ def replay(
         corrected=corrected is not None,
     )
     send(message)
-    store.mark_replayed(record.id, now)
+    try:
+        store.mark_replayed(record.id, now)
+    except Exception as exc:
+        raise ReplayError(
+            f"{record.id} was sent as message id {message_id}, but marking it replayed failed "
+            f"({_describe(exc)}); run the same replay again to mark it (the queue drops the repeated id "
+            "within its duplicate window, so the app sees it once)"
+        ) from exc
     return message
+
+
+def _describe(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -102,7 +102,9 @@ def test_a_replay_inside_the_duplicate_window_is_delivered_and_applied(
     )
 
     monkeypatch.setenv("ServiceBusConnection", servicebus_emulator.connection_string)
-    code = orders(["quarantine", "replay", record.id, "--queue", queue, "--store", f"sqlite:///{db}", "--json"])
+    code = orders(
+        ["quarantine", "replay", record.id, "--queue", queue, "--store", f"sqlite:///{db}", "--json"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert servicebus_emulator.active_count(queue) == 1  # the broker kept it

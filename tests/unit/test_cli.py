@@ -294,6 +294,32 @@ def test_replay_original_body(capsys: pytest.CaptureFixture[str], populated: Any
     assert "already replayed" in err
 
 
+def test_replay_sent_but_not_marked_is_a_one_line_error_and_a_rerun_repeats_the_id(
+    capsys: pytest.CaptureFixture[str], populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = populated
+    record = _record(capsys, store, "rule-violation")
+    mark = SqliteOrderStore.mark_replayed
+
+    def store_down(self: SqliteOrderStore, *args: Any) -> None:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(SqliteOrderStore, "mark_replayed", store_down)
+    send = FakeSend()
+    args = ["quarantine", "replay", record["id"], "--store", store, "--connection", "Endpoint=sb://x/"]
+    code, out, err = run(capsys, *args, send=send)
+    assert code == 1 and out == ""
+    assert_one_line_error(err)
+    (first,) = send.calls[0]["messages"]
+    assert f"sent as message id {first.message_id}, but marking it replayed failed (OSError" in err
+    monkeypatch.setattr(SqliteOrderStore, "mark_replayed", mark)
+    code, _, err = run(capsys, *args, send=send)
+    assert code == 0, err
+    assert send.calls[1]["messages"][0].message_id == first.message_id  # the broker drops this repeat
+    _, out, _ = run(capsys, "quarantine", "list", "--json", "--store", store)
+    assert record["id"] not in {r["id"] for r in json.loads(out)["quarantine"]}
+
+
 def test_replay_corrected_body(capsys: pytest.CaptureFixture[str], populated: Any, tmp_path: Path) -> None:
     store, messages = populated
     record = _record(capsys, store, "rule-violation")

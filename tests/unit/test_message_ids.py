@@ -13,8 +13,8 @@ from azure.servicebus._common.constants import MESSAGE_PROPERTY_MAX_LENGTH
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.contract import ID_PATTERN, MAX_ID_LENGTH, MAX_SEQUENCE, parse_order_step
 from orders_cli.samples import T0
+from shared.contract import ID_PATTERN, MAX_ID_LENGTH, MAX_SEQUENCE, parse_order_step
 from shared.engine.outcomes import Outcome
 from shared.engine.records import IdempotencyRecord
 from shared.message_ids import (
@@ -59,9 +59,7 @@ def test_an_id_is_plain_up_to_128_characters_and_hashed_beyond() -> None:
 
 
 @given(ids, ids, sequences, ids, ids, sequences)
-def test_step_ids_are_legal_and_name_one_step(
-    c1: str, o1: str, s1: int, c2: str, o2: str, s2: int
-) -> None:
+def test_step_ids_are_legal_and_name_one_step(c1: str, o1: str, s1: int, c2: str, o2: str, s2: int) -> None:
     a, b = step_message_id(c1, o1, s1), step_message_id(c2, o2, s2)
     assert len(a) <= MAX_MESSAGE_ID_LENGTH and a.isascii()
     assert (a == b) == ((c1, o1, s1) == (c2, o2, s2))

@@ -111,7 +111,7 @@ def test_a_rerun_after_an_unmarked_send_repeats_the_id_and_a_forced_replay_gets_
     raw = body("payment.authorized", 2)
     record = quarantined(store, raw)
     sent: list[ReplayMessage] = []
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ReplayError, match=r"was sent as message id .* marking it replayed failed \(Conn"):
         replay(store, record, sent.append, parse=ORDERS.parse, now=NOW)
     open_record = store.get_quarantine(record.id)
     assert open_record is not None and open_record.status == "open"
