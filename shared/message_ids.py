@@ -2,6 +2,8 @@
 
 Why a scheme at all: the queue's duplicate detection (RequiresDuplicateDetection, 10-minute window) is
 queue-wide and keyed on the message id alone, and it drops a repeated id *silently* (the send succeeds).
+("No other parts of the message other than the MessageId are considered":
+https://learn.microsoft.com/azure/service-bus-messaging/duplicate-detection.)
 So an id must name exactly one thing to send, across all customers, and it must be deterministic, so that
 re-sending the same thing (a publisher retry, a rerun after a crash) is what the broker drops.
 Service Bus refuses a message id longer than 128 characters (the SDK raises ValueError before sending:
@@ -15,7 +17,8 @@ Three derivations, never equal to one another (docs/contract.md, "Message ids"):
   resubmit  a name-based UUID of the dead-lettered copy's message id and DLQ sequence number
             (`resubmit_message_id`, unchanged since `orders dlq resubmit` was written, so a run interrupted
             before an upgrade derives the same ids after it).
-A step id always holds a `:`; the other two never do, and the UUIDs use their own namespaces.
+A plain step id holds a `:` and a hashed one starts with `sha256-`; a UUID has neither, and the two
+UUIDs use their own namespaces.
 
 The app never reads a message id for a decision (idempotency is (session, order, sequence) + content),
 so messages sent with an older id format are processed the same.
@@ -38,8 +41,8 @@ REPLAY_NAMESPACE = uuid.UUID("0b6f1f4e-9a5d-4c1e-8f3a-6d2c7e41a9b5")
 def composite_id(*parts: str | int) -> str:
     """`part:part:...`, or `sha256-{hex}` of that text when it is over 128 characters.
 
-    At least two parts, none empty and none holding `:` (so the text names its parts unambiguously and a
-    composite id always holds a `:`, which a hashed or UUID id never does)."""
+    At least two parts, none empty and none holding `:`: so the text names its parts unambiguously, and a
+    plain id holds a `:`, which neither a hashed id (`sha256-` + hex) nor a UUID does."""
     texts = [str(p) for p in parts]
     if len(texts) < 2 or any(not t or SEPARATOR in t for t in texts):
         raise ValueError(f"message id parts must be 2 or more non-empty texts without {SEPARATOR!r}")
