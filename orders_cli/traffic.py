@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from shared.contract import CONTENT_TYPE, ID_PATTERN, SCHEMA_ID, STEP_NAMES
+from shared.contract import CONTENT_TYPE, ID_PATTERN, MAX_ID_LENGTH, SCHEMA_ID, STEP_NAMES
 from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.envelope import SessionEnvelope
 from shared.message_ids import composite_id, step_message_id
@@ -110,7 +110,23 @@ class PublishPlan:
             import re
 
             if not re.fullmatch(ID_PATTERN, f"{self.id_prefix}-ord-0001-01"):
-                raise PublishUsageError("--id-prefix must be letters, digits, '.', '_' or '-'")
+                raise PublishUsageError(
+                    f"--id-prefix must be letters, digits, '.', '_' or '-', at most {MAX_ID_LENGTH - 12} "
+                    "characters"
+                )
+        # The longest ids this plan generates must be contract ids, or valid steps would be quarantined.
+        longest = [
+            customer_id(self, self.customers),
+            order_id(self, self.customers, self.orders_per_customer),
+        ]
+        if self.poison:
+            longest.append(order_id(self, self.customers, f"p{self.poison:02d}"))
+        too_long = max(longest, key=len)
+        if len(too_long) > MAX_ID_LENGTH:
+            raise PublishUsageError(
+                f"this plan's ids reach {len(too_long)} characters ({too_long[:24]}...); the contract allows "
+                f"{MAX_ID_LENGTH}: use a shorter --id-prefix or fewer customers/orders"
+            )
 
 
 @dataclass(frozen=True, slots=True)
