@@ -215,8 +215,6 @@ class Queue:
             target = self.broker.queues.get(self.props.forward_to.lower())
             if target is not None and target is not self:
                 return target.enqueue(m, now)
-        if self.is_duplicate(m, now):
-            return False
         if self.requires_session and not m.session_id:
             raise BrokerError(
                 INVALID_FIELD,
@@ -224,6 +222,10 @@ class Queue:
                 "Entities that have session support enabled can only receive messages that have the "
                 "SessionId set to a valid value.",
             )
+        # After the checks: a refused send never entered the queue, so its id is not remembered (a
+        # corrected resend under the same id must not be dropped).
+        if self.is_duplicate(m, now):
+            return False
         if not keep_seq:
             m.seq = seq if seq is not None else self.broker.next_seq()
             m.enqueued_ms = now

@@ -185,6 +185,17 @@ def test_duplicate_detection_is_queue_wide_and_outlives_the_message(servicebus_e
     assert servicebus_emulator.counts(q)["total"] == 1  # both sends "succeeded"; only the new id is kept
 
 
+def test_a_refused_send_does_not_enter_the_duplicate_history(servicebus_emulator, fresh_queue):
+    """A message the queue refuses (no session id on a session queue) was never sent into it, so the
+    corrected resend under the same id is kept, not silently dropped."""
+    q = fresh_queue(requires_session=True, requires_duplicate_detection=True, duplicate_window="PT10M")
+    with client(servicebus_emulator.connection_string) as c, c.get_queue_sender(q) as s:
+        with pytest.raises(ServiceBusError):
+            s.send_messages(ServiceBusMessage("no session", message_id="cust-a:ord-1:1"))
+        s.send_messages(ServiceBusMessage("fixed", session_id="cust-a", message_id="cust-a:ord-1:1"))
+    assert servicebus_emulator.counts(q)["total"] == 1
+
+
 def test_duplicate_window_expires(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_duplicate_detection=True, duplicate_window="PT0.3S")
     import time
