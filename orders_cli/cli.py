@@ -79,11 +79,8 @@ def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> One
     p.add_argument("id", metavar="ID")
     p.add_argument("--body-file", metavar="F", help="send this corrected JSON body instead of the original")
     add_servicebus_target(p)
-    p.add_argument(
-        "--new-message-id",
-        action="store_true",
-        help="send the original body under a new message id (the queue drops a repeated id for 10 minutes)",
-    )
+    # Every replay now gets a new derived message id (shared/replay.py); the flag stays for old scripts.
+    p.add_argument("--new-message-id", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replay even if already replayed or invalid")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=lambda args: _quarantine_replay(args, send))
@@ -426,7 +423,6 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
                 send_one,
                 parse=ORDERS.parse,
                 corrected=corrected,
-                new_message_id=args.new_message_id,
                 force=args.force,
             )
         except ReplayError as exc:

@@ -4,14 +4,16 @@
 expected to do with it when the session's messages are processed in the order generated (sessions are
 FIFO). orders_cli/sender.py sends them with the Service Bus SDK, preserving that order.
 
-Message ids (see docs/cli.md):
-  step             `{order_id}:{sequence}`
-  duplicate        `{order_id}:{sequence}:dup-1` -- identical body, DIFFERENT message id: the queue's
-                   duplicate detection would silently drop an exact resend within its window, so only a
-                   new message id reaches (and exercises) the app's own idempotency.
-  poison           `{order_id}:{sequence}` when the body has them, else `{order_id}:{recipe}` (a dedicated
-                   order id, `ord-0001-p01`, that no other message uses); the
-                   conflicting duplicate uses `{order_id}:{sequence}:conflict-{n}` for the same reason.
+Message ids follow shared/message_ids.py (docs/contract.md, "Message ids"): the customer (session) id is
+always part of it, because the queue's duplicate detection is queue-wide; any id over 128 characters is
+hashed (`sha256-{hex}`).
+  step             `{customer_id}:{order_id}:{sequence}`
+  duplicate        `{customer_id}:{order_id}:{sequence}:dup-1` -- identical body, DIFFERENT message id: the
+                   queue's duplicate detection would silently drop an exact resend within its window, so
+                   only a new message id reaches (and exercises) the app's own idempotency.
+  poison           `{customer_id}:{order_id}:{sequence}` when the body has them, else
+                   `{customer_id}:{order_id}:{recipe}` (a dedicated order id, `ord-0001-p01`, that no other
+                   message uses); the conflicting duplicate adds `:conflict-{n}` for the same reason.
 
 Besides published traffic it builds what the tests and benches feed the processor directly: single step
 bodies with fixed valid data (`step_doc`, `DEFAULT_DATA`), and `build_workload(...)`, a sized stream of
@@ -30,9 +32,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from shared.contract import CONTENT_TYPE, ID_PATTERN, SCHEMA_ID, STEP_NAMES
+from shared.contract import CONTENT_TYPE, ID_PATTERN, MAX_ID_LENGTH, SCHEMA_ID, STEP_NAMES
 from shared.engine.outcomes import Outcome, QuarantineReason
 from shared.envelope import SessionEnvelope
+from shared.message_ids import composite_id, step_message_id
 
 PLACED, PAID, RESERVED, SHIPPED, DELIVERED, CANCELLED = STEP_NAMES
 HAPPY_PATH = (PLACED, PAID, RESERVED, SHIPPED, DELIVERED)
@@ -107,7 +110,23 @@ class PublishPlan:
             import re
 
             if not re.fullmatch(ID_PATTERN, f"{self.id_prefix}-ord-0001-01"):
-                raise PublishUsageError("--id-prefix must be letters, digits, '.', '_' or '-'")
+                raise PublishUsageError(
+                    f"--id-prefix must be letters, digits, '.', '_' or '-', at most {MAX_ID_LENGTH - 12} "
+                    "characters"
+                )
+        # The longest ids this plan generates must be contract ids, or valid steps would be quarantined.
+        longest = [
+            customer_id(self, self.customers),
+            order_id(self, self.customers, self.orders_per_customer),
+        ]
+        if self.poison:
+            longest.append(order_id(self, self.customers, f"p{self.poison:02d}"))
+        too_long = max(longest, key=len)
+        if len(too_long) > MAX_ID_LENGTH:
+            raise PublishUsageError(
+                f"this plan's ids reach {len(too_long)} characters ({too_long[:24]}...); the contract allows "
+                f"{MAX_ID_LENGTH}: use a shorter --id-prefix or fewer customers/orders"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +246,7 @@ def _session(
         original = regular[i]
         duplicate = replace(
             original,
-            message_id=f"{original.message_id}:dup-1",
+            message_id=_variant_id(original, "dup-1"),
             kind="duplicate",
             expected=Expected(Outcome.DUPLICATE),
             application_properties=_props("duplicate"),
@@ -327,7 +346,7 @@ def _step_message(
 ) -> OutgoingMessage:
     return OutgoingMessage(
         session_id=session,
-        message_id=f"{oid}:{seq}",
+        message_id=step_message_id(session, oid, seq),
         body=encode(_step_body(cust, oid, seq, step, data, at)),
         content_type=CONTENT_TYPE,
         application_properties=_props("step"),
@@ -364,32 +383,40 @@ def _poison(
 
     if recipe == "malformed-json":
         body = encode(_step_body(cust, oid, 1, PLACED, {}, at))[:-17]  # cut off mid-document
-        yield ("any", 0.0), poison(f"{oid}:{recipe}", body)
+        yield ("any", 0.0), poison(composite_id(cust, oid, recipe), body)
     elif recipe == "non-utf8":
         yield (
             ("any", 0.0),
-            poison(f"{oid}:{recipe}", b'{"schema": "order-step/v1", "note": "\xc3\x28\xff"}'),
+            poison(composite_id(cust, oid, recipe), b'{"schema": "order-step/v1", "note": "\xc3\x28\xff"}'),
         )
     elif recipe == "schema-violation":
         doc = _step_body(cust, oid, 1, PLACED, {"items": [], "currency": "euro"}, at)
-        yield ("any", 0.0), poison(f"{oid}:1", encode(doc), order_id=oid, sequence=1, step=PLACED)
+        yield (
+            ("any", 0.0),
+            poison(step_message_id(cust, oid, 1), encode(doc), order_id=oid, sequence=1, step=PLACED),
+        )
     elif recipe == "session-mismatch":
         other = next((x for x in customers if x != cust), f"{cust}-elsewhere")
         doc = _step_body(other, oid, 1, PLACED, _order_placed_data(), at)
-        yield ("any", 0.0), poison(f"{oid}:1", encode(doc), order_id=oid, sequence=1, step=PLACED)
+        yield (
+            ("any", 0.0),
+            poison(step_message_id(cust, oid, 1), encode(doc), order_id=oid, sequence=1, step=PLACED),
+        )
     elif recipe in ("rule-violation", "invalid-transition"):
         # A dedicated order, so the quarantined step blocks nothing that matters.
         placed = _step_message(cust, cust, oid, 1, PLACED, _order_placed_data(), at)
         chain = [placed]
         if recipe == "rule-violation":
             bad = _step_body(cust, oid, 2, PAID, {"payment_id": f"pay-{oid}", "amount": "1.01"}, at)
-            chain.append(poison(f"{oid}:2", encode(bad), order_id=oid, sequence=2, step=PAID))
+            chain.append(
+                poison(step_message_id(cust, oid, 2), encode(bad), order_id=oid, sequence=2, step=PAID)
+            )
         else:
             cancel = _step_message(cust, cust, oid, 2, CANCELLED, {"reason": "customer request"}, at)
             late = _step_body(cust, oid, 3, SHIPPED, {"carrier": "DHL", "tracking_number": "TRK1"}, at)
             chain += [
                 cancel,
-                poison(f"{oid}:3", encode(late), order_id=oid, sequence=3, step=SHIPPED),
+                poison(step_message_id(cust, oid, 3), encode(late), order_id=oid, sequence=3, step=SHIPPED),
             ]
         keys = sorted(rng.uniform(0, len(regular)) for _ in chain)
         for key, message in zip(keys, chain, strict=True):  # ascending keys: the chain stays in order
@@ -402,13 +429,19 @@ def _poison(
         yield (
             ("after", float(index)),
             poison(
-                f"{original.message_id}:conflict-{number + 1}",
+                _variant_id(original, f"conflict-{number + 1}"),
                 encode(doc),
                 order_id=original.order_id,
                 sequence=original.sequence,
                 step=original.step,
             ),
         )
+
+
+def _variant_id(original: OutgoingMessage, variant: str) -> str:
+    """Another message id for the same step (a duplicate or a conflicting resend of `original`)."""
+    assert original.order_id is not None and original.sequence is not None
+    return composite_id(original.session_id, original.order_id, original.sequence, variant)
 
 
 def _order_placed_data() -> dict[str, Any]:
@@ -519,7 +552,7 @@ def build_workload(
             env = SessionEnvelope(
                 body=encode(step_doc(customer, order, seq, name)),
                 session_id=customer,
-                message_id=f"{order}:{seq}",
+                message_id=step_message_id(customer, order, seq),
             )
             per_session.setdefault(customer, []).append(env)
             uniques.append(env)

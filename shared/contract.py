@@ -38,8 +38,13 @@ from shared.envelope import MAX_BODY_BYTES
 
 SCHEMA_ID = "order-step/v1"  # also the Literal of `_StepBase.schema_` (a type needs a literal)
 CONTENT_TYPE = "application/json"  # of every order-step message
-# Ids end up in storage keys and in `message_id` = "{order_id}:{sequence}": keep them plain.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# Ids end up in the session id, in storage keys and in message ids (shared/message_ids.py): keep them plain.
+# 128 characters: Service Bus's session id limit (customer_id is the session id). With only [A-Za-z0-9._-]
+# nothing is escaped in a Table key (at most 128 + 17 characters of the 1 KiB a key may hold), SQLite keys
+# have no limit, and the step message id `{customer_id}:{order_id}:{sequence}` (<= 265 characters) is
+# hashed to 71 when it is over Service Bus's 128. No `:` (it separates the message id's parts).
+MAX_ID_LENGTH = 128
+ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_LENGTH - 1}}}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 # Amounts: finite, 0 <= amount < AMOUNT_LIMIT, at most 6 decimal places (trailing zeros do not count). With

@@ -17,19 +17,18 @@ real SDK to them.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from shared.message_ids import resubmit_message_id
+
 # Properties the broker adds when it dead-letters a message: not re-sent.
 DEAD_LETTER_PROPERTIES = frozenset({"DeadLetterReason", "DeadLetterErrorDescription"})
 RESUBMITTED_FROM = "orders-resubmitted-from"  # original message id, for traceability
 RESUBMITTED_REASON = "orders-resubmitted-reason"  # the DeadLetterReason it was resubmitted from
-# Fixed namespace of the derived ids: uuid5(this, message id + DLQ sequence number).
-RESUBMIT_NAMESPACE = uuid.UUID("5f0c3a52-6c1e-4d55-9a43-0d7e2b9b8c11")
 NO_REASON = "(none)"
 SEQUENCE_PREFIX = "seq:"
 
@@ -148,8 +147,9 @@ def find(letters: Iterable[DeadLetter], ref: str) -> list[DeadLetter]:
 def resubmit_id(letter: DeadLetter) -> str:
     """The new message id: the same for every run over one DLQ copy (so a second send of it is dropped
     by duplicate detection), different from the original id (so the first one is not), and different for
-    two DLQ copies that share an original id (the DLQ sequence number is part of it)."""
-    return str(uuid.uuid5(RESUBMIT_NAMESPACE, f"{letter.message_id or ''}\n{letter.sequence_number}"))
+    two DLQ copies that share an original id (the DLQ sequence number is part of it). The derivation is
+    shared/message_ids.py's, with the project's other message ids."""
+    return resubmit_message_id(letter.message_id, letter.sequence_number)
 
 
 def cannot_resubmit(letter: DeadLetter) -> str | None:

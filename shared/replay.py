@@ -1,10 +1,14 @@
 """The quarantine replay use case behind `orders quarantine replay`: send a quarantined message again.
 
-The original body is re-sent under its original message id (the app then sees the same message again),
-or under a new one when asked; a corrected body always gets a new id (`replay_message_id`), so the
-queue's duplicate detection does not take it for the original. A corrected body the app would quarantine
-again (the workflow's `parse` refuses it, or it names another session) is refused unless forced; a record
-whose body was too large to keep needs a body to send. The
+Every replay goes out under a NEW message id derived from the record (`shared.message_ids.replay_message_id`:
+the record id, the body sent and the record's previous replay time), never under the original id: the
+queue's duplicate detection remembers the original for its window (10 min) and would drop the replay
+silently while the send reports success. Derived, not random: if the replay was sent but the record could
+not be marked (the run stopped, the store failed), running it again sends the same id and the broker drops
+that second copy, so the app sees the replay once. A forced replay of a replayed record gets another id.
+
+A corrected body the app would quarantine again (the workflow's `parse` refuses it, or it names another
+session) is refused unless forced; a record whose body was too large to keep needs a body to send. The
 record is marked replayed only after the send succeeded.
 
 Like shared/dlq.py this knows nothing of argparse, rich or the SDK, nor of orders: the caller passes a
@@ -21,6 +25,7 @@ from typing import Any
 from shared.engine.records import QuarantineRecord, utcnow
 from shared.engine.workflow import ContractError, Step
 from shared.envelope import MAX_BODY_BYTES
+from shared.message_ids import replay_message_id
 from shared.store.base import OrderStore
 
 Parse = Callable[[bytes], Step[Any]]  # a workflow's parse: body -> step, or ContractError
@@ -43,18 +48,6 @@ class ReplayMessage:
     sequence: int | None = None
     step: str | None = None
     corrected: bool = False
-
-
-def replay_message_id(record: QuarantineRecord, step: Step[Any] | None, now: datetime) -> str:
-    """Message id for a replay under a new id: `{stream_key}:{sequence}:replay-{UTC time}`, from the
-    corrected body's step when there is one (else from the record), so the queue's duplicate detection
-    does not take it for the original."""
-    stream_key, sequence = record.stream_key, record.sequence
-    if step is not None:
-        stream_key, sequence = step.stream_key, step.sequence
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    base = f"{stream_key}:{sequence}" if stream_key and sequence is not None else record.message_id
-    return f"{base}:replay-{stamp}"[-128:]
 
 
 def body_not_kept(record: QuarantineRecord) -> str:
@@ -80,13 +73,6 @@ def check_corrected_body(body: bytes, session_id: str, parse: Parse) -> Step[Any
     return step
 
 
-def _step_or_none(body: bytes, parse: Parse) -> Step[Any] | None:
-    try:
-        return parse(body)
-    except ContractError:
-        return None
-
-
 def replay(
     store: OrderStore,
     record: QuarantineRecord,
@@ -94,11 +80,11 @@ def replay(
     *,
     parse: Parse,
     corrected: bytes | None = None,
-    new_message_id: bool = False,
     force: bool = False,
     now: datetime | None = None,
 ) -> ReplayMessage:
-    """Send `record` again (or `corrected` in its place) through `send`, then mark it replayed."""
+    """Send `record` again (or `corrected` in its place) through `send` under a derived message id, then
+    mark it replayed."""
     if not record.session_id:
         raise ReplayError(f"quarantined message {record.id} has no session id; cannot replay it")
     if corrected is None and record.body_encoding == "omitted":
@@ -109,15 +95,12 @@ def replay(
         )
     now = now or utcnow()
     if corrected is not None:
-        step = (
-            _step_or_none(corrected, parse)
-            if force
-            else check_corrected_body(corrected, record.session_id, parse)
-        )
-        body, message_id = corrected, replay_message_id(record, step, now)
+        if not force:
+            check_corrected_body(corrected, record.session_id, parse)
+        body = corrected
     else:
         body = record.raw_body
-        message_id = replay_message_id(record, None, now) if new_message_id else record.message_id
+    message_id = replay_message_id(record.id, body, record.replayed_at)
     props = {
         str(k): v
         for k, v in (record.metadata.get("application_properties") or {}).items()
@@ -135,5 +118,17 @@ def replay(
         corrected=corrected is not None,
     )
     send(message)
-    store.mark_replayed(record.id, now)
+    try:
+        store.mark_replayed(record.id, now)
+    except Exception as exc:
+        raise ReplayError(
+            f"{record.id} was sent as message id {message_id}, but marking it replayed failed "
+            f"({_describe(exc)}); run the same replay again to mark it (the queue drops the repeated id "
+            "within its duplicate window, so the app sees it once)"
+        ) from exc
     return message
+
+
+def _describe(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -88,6 +88,9 @@ class Store(Protocol):
     def save_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
         """Persist session state."""
 
+    def save_message_id(self, entity: str, message_id: str, expires_ms: int) -> None:
+        """Remember a message id in the duplicate-detection history until `expires_ms`."""
+
     def commit(self) -> None:
         """Make everything saved so far durable."""
 
@@ -102,6 +105,9 @@ class NullStore:
         """No-op."""
 
     def save_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
+        """No-op."""
+
+    def save_message_id(self, entity: str, message_id: str, expires_ms: int) -> None:
         """No-op."""
 
     def commit(self) -> None:
@@ -201,7 +207,15 @@ class Queue:
                 return True
             self._dedupe[key] = now
             self._dedupe_order.append((now, key))
+            self.store.save_message_id(self.name, key, now + int(self.props.duplicate_window * 1000))
         return False
+
+    def restore_message_id(self, message_id: str, expires_ms: int) -> None:
+        """A persisted duplicate-detection entry (oldest first): Service Bus keeps the history across
+        restarts, so a resend after one is still dropped within the window."""
+        seen = expires_ms - int(self.props.duplicate_window * 1000)
+        self._dedupe[message_id] = seen
+        self._dedupe_order.append((seen, message_id))
 
     def enqueue(
         self, m: Message, now: int | None = None, *, keep_seq: bool = False, seq: int | None = None
@@ -215,8 +229,6 @@ class Queue:
             target = self.broker.queues.get(self.props.forward_to.lower())
             if target is not None and target is not self:
                 return target.enqueue(m, now)
-        if self.is_duplicate(m, now):
-            return False
         if self.requires_session and not m.session_id:
             raise BrokerError(
                 INVALID_FIELD,
@@ -224,6 +236,10 @@ class Queue:
                 "Entities that have session support enabled can only receive messages that have the "
                 "SessionId set to a valid value.",
             )
+        # After the checks: a refused send never entered the queue, so its id is not remembered (a
+        # corrected resend under the same id must not be dropped).
+        if self.is_duplicate(m, now):
+            return False
         if not keep_seq:
             m.seq = seq if seq is not None else self.broker.next_seq()
             m.enqueued_ms = now

@@ -1,4 +1,5 @@
-"""Optional SQLite persistence (`--data`): messages and session state survive restarts, locks do not.
+"""Optional SQLite persistence (`--data`): messages, session state and the duplicate-detection history
+survive restarts, locks do not.
 
 Writes are coalesced per event-loop batch and committed before any acknowledgement for that batch
 leaves the server, so an accepted send is on disk (WAL, synchronous=FULL) before the client hears
@@ -11,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from .broker import now_ms
 from .message import Message
 
 _SCHEMA = """
@@ -26,7 +28,15 @@ CREATE TABLE IF NOT EXISTS session_state (
     state BLOB,
     PRIMARY KEY (entity, session_id)
 );
+CREATE TABLE IF NOT EXISTS message_ids (
+    entity TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (entity, message_id)
+);
 """
+# Expired duplicate-detection entries are deleted once every this many commits (and at start).
+_PRUNE_EVERY = 512
 
 
 class SqliteStore:
@@ -45,6 +55,8 @@ class SqliteStore:
         self.db.executescript(_SCHEMA)
         self._pending: dict[tuple[str, int], Message | None] = {}
         self._states: dict[tuple[str, str], bytes | None] = {}
+        self._message_ids: dict[tuple[str, str], int] = {}
+        self._commits = 0
 
     def save(self, entity: str, message: Message) -> None:
         """Remember the latest version; written at the next commit."""
@@ -58,12 +70,18 @@ class SqliteStore:
         """Session state, written at the next commit."""
         self._states[(entity.lower(), session_id)] = state
 
+    def save_message_id(self, entity: str, message_id: str, expires_ms: int) -> None:
+        """A duplicate-detection entry, written at the next commit (with the message it came with)."""
+        self._message_ids[(entity.lower(), message_id)] = expires_ms
+
     def commit(self) -> None:
         """Durably write everything pending in one transaction."""
-        if not self._pending and not self._states:
+        if not self._pending and not self._states and not self._message_ids:
             return
         pending, self._pending = self._pending, {}
         states, self._states = self._states, {}
+        message_ids, self._message_ids = self._message_ids, {}
+        self._commits += 1
         upserts = [(e, s, m.to_record()) for (e, s), m in pending.items() if m is not None]
         deletes = [(e, s) for (e, s), m in pending.items() if m is None]
         cur = self.db.cursor()
@@ -81,6 +99,13 @@ class SqliteStore:
                         "INSERT OR REPLACE INTO session_state (entity, session_id, state) VALUES (?,?,?)",
                         (e, sid, st),
                     )
+            if message_ids:
+                cur.executemany(
+                    "INSERT OR REPLACE INTO message_ids (entity, message_id, expires_ms) VALUES (?,?,?)",
+                    [(e, mid, exp) for (e, mid), exp in message_ids.items()],
+                )
+            if self._commits % _PRUNE_EVERY == 0:
+                cur.execute("DELETE FROM message_ids WHERE expires_ms < ?", (now_ms(),))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -95,6 +120,12 @@ class SqliteStore:
         """Every stored session state."""
         for entity, sid, state in self.db.execute("SELECT entity, session_id, state FROM session_state"):
             yield entity, sid, bytes(state)
+
+    def load_message_ids(self) -> Iterator[tuple[str, str, int]]:
+        """Every unexpired duplicate-detection entry, oldest first (expired ones are deleted)."""
+        self.db.execute("DELETE FROM message_ids WHERE expires_ms < ?", (now_ms(),))
+        query = "SELECT entity, message_id, expires_ms FROM message_ids ORDER BY expires_ms"
+        yield from self.db.execute(query)
 
     def close(self) -> None:
         """Flush and close."""

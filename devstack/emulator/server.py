@@ -85,6 +85,11 @@ def _load_persisted(broker: Broker, store: Any) -> int:
         except BrokerError:
             continue
         q._session(sid).state = state
+    for entity, message_id, expires_ms in store.load_message_ids():
+        try:
+            broker.resolve(entity).restore_message_id(message_id, expires_ms)
+        except BrokerError:
+            continue
     return count
 
 

@@ -87,8 +87,6 @@ class Topic(Queue):
     ) -> bool:
         """Fan out. All-or-nothing: a copy a session subscription cannot take fails the whole send."""
         now = now or now_ms()
-        if self.is_duplicate(m, now):
-            return False
         view = MessageView.of(m)
         targets = [(s, rules) for s in self.subscriptions.values() if (rules := s.matching_rules(view))]
         for sub, _ in targets:
@@ -98,6 +96,8 @@ class Topic(Queue):
                     f"The SessionId was not set on a message, and it cannot be sent to the entity. "
                     f"Subscription '{sub.subscription_name}' of topic '{self.name}' requires sessions.",
                 )
+        if self.is_duplicate(m, now):  # after the checks: a refused send's id is not remembered
+            return False
         m.seq = self.broker.next_seq()
         for sub, rules in targets:
             copy = dataclasses.replace(m, annotations=list(m.annotations))

@@ -167,6 +167,35 @@ def test_duplicate_detection_by_message_id(servicebus_emulator, fresh_queue):
     assert servicebus_emulator.counts(q)["active"] == 2
 
 
+def test_duplicate_detection_is_queue_wide_and_outlives_the_message(servicebus_emulator, fresh_queue):
+    """As Service Bus (not partitioned): the id alone is the key, whatever the session, and it is remembered
+    for the window after the first message was received and completed (a replay under it is dropped)."""
+    q = fresh_queue(requires_session=True, requires_duplicate_detection=True, duplicate_window="PT10M")
+    with client(servicebus_emulator.connection_string) as c:
+        with c.get_queue_sender(q) as s:
+            s.send_messages(ServiceBusMessage("a", session_id="cust-a", message_id="ord-1:1"))
+        with c.get_queue_receiver(q, session_id="cust-a", max_wait_time=2) as r:
+            [m] = r.receive_messages(max_message_count=1, max_wait_time=2)
+            r.complete_message(m)
+        assert servicebus_emulator.counts(q)["total"] == 0
+        with c.get_queue_sender(q) as s:
+            s.send_messages(ServiceBusMessage("again", session_id="cust-a", message_id="ord-1:1"))
+            s.send_messages(ServiceBusMessage("b", session_id="cust-b", message_id="ord-1:1"))
+            s.send_messages(ServiceBusMessage("b", session_id="cust-b", message_id="cust-b:ord-1:1"))
+    assert servicebus_emulator.counts(q)["total"] == 1  # both sends "succeeded"; only the new id is kept
+
+
+def test_a_refused_send_does_not_enter_the_duplicate_history(servicebus_emulator, fresh_queue):
+    """A message the queue refuses (no session id on a session queue) was never sent into it, so the
+    corrected resend under the same id is kept, not silently dropped."""
+    q = fresh_queue(requires_session=True, requires_duplicate_detection=True, duplicate_window="PT10M")
+    with client(servicebus_emulator.connection_string) as c, c.get_queue_sender(q) as s:
+        with pytest.raises(ServiceBusError):
+            s.send_messages(ServiceBusMessage("no session", message_id="cust-a:ord-1:1"))
+        s.send_messages(ServiceBusMessage("fixed", session_id="cust-a", message_id="cust-a:ord-1:1"))
+    assert servicebus_emulator.counts(q)["total"] == 1
+
+
 def test_duplicate_window_expires(servicebus_emulator, fresh_queue):
     q = fresh_queue(requires_duplicate_detection=True, duplicate_window="PT0.3S")
     import time

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
 
@@ -57,6 +58,45 @@ def test_messages_survive_restart_but_locks_do_not(tmp_path):
             with c.get_queue_sender("durable") as s:
                 s.send_messages(ServiceBusMessage("new", session_id="s"))
         assert srv2.queue_counts("durable")["total"] == 1
+    finally:
+        srv2.stop()
+
+
+def test_the_duplicate_detection_history_survives_restart(tmp_path):
+    """As on Service Bus, a restart does not forget the ids seen within the window: a resend after it is
+    still dropped (the send succeeds); an id whose window has passed is accepted again."""
+    cfg = make_config(
+        {
+            "dedup": QueueProperties(requires_session=True, requires_duplicate_detection=True),
+            "short": QueueProperties(requires_duplicate_detection=True, duplicate_window=0.5),
+        }
+    )
+    data = tmp_path / "sb.sqlite3"
+    srv = EmulatorServer(cfg, data=data)
+    srv.start()
+    try:
+        with client(srv.connection_string) as c:
+            with c.get_queue_sender("dedup") as s:
+                s.send_messages(ServiceBusMessage("a", session_id="cust-a", message_id="cust-a:ord-1:1"))
+            with c.get_queue_receiver("dedup", session_id="cust-a", max_wait_time=1) as r:
+                [m] = r.receive_messages(max_wait_time=2)
+                r.complete_message(m)
+            with c.get_queue_sender("short") as s:
+                s.send_messages(ServiceBusMessage("b", message_id="short-1"))
+    finally:
+        srv.stop()
+    time.sleep(0.6)  # the "short" queue's window has passed
+    srv2 = EmulatorServer(cfg, data=data)
+    srv2.start()
+    try:
+        with client(srv2.connection_string) as c:
+            with c.get_queue_sender("dedup") as s:
+                s.send_messages(ServiceBusMessage("a", session_id="cust-a", message_id="cust-a:ord-1:1"))
+                s.send_messages(ServiceBusMessage("b", session_id="cust-b", message_id="cust-b:ord-1:1"))
+            with c.get_queue_sender("short") as s:
+                s.send_messages(ServiceBusMessage("b again", message_id="short-1"))
+        assert srv2.queue_counts("dedup")["total"] == 1  # only cust-b's
+        assert srv2.queue_counts("short")["total"] == 2
     finally:
         srv2.stop()
 

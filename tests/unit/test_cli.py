@@ -13,6 +13,7 @@ from orders_cli import cli, publish, traffic
 from orders_cli.sender import PublishSummary
 from orders_cli.traffic import PublishPlan, expected_final_state, generate_messages
 from shared.envelope import SessionEnvelope
+from shared.message_ids import replay_message_id
 from shared.order_workflow import ORDERS, OrderStepProcessor
 from shared.store.sqlite import SqliteOrderStore
 
@@ -273,7 +274,9 @@ def test_replay_original_body(capsys: pytest.CaptureFixture[str], populated: Any
     (message,) = call["messages"]
     original = next(m for m in messages if m.message_id == record["message_id"])
     assert message.session_id == original.session_id
-    assert message.message_id == original.message_id  # the original body keeps its message id
+    # a new id derived from the record: the queue's duplicate detection still remembers the original's
+    assert message.message_id == replay_message_id(record["id"], original.body, None)
+    assert message.message_id != original.message_id
     assert message.body == original.body
     assert message.content_type == "application/json"
     assert message.application_properties["replayed-from"] == record["id"]
@@ -289,6 +292,32 @@ def test_replay_original_body(capsys: pytest.CaptureFixture[str], populated: Any
     assert code == 1
     assert_one_line_error(err)
     assert "already replayed" in err
+
+
+def test_replay_sent_but_not_marked_is_a_one_line_error_and_a_rerun_repeats_the_id(
+    capsys: pytest.CaptureFixture[str], populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = populated
+    record = _record(capsys, store, "rule-violation")
+    mark = SqliteOrderStore.mark_replayed
+
+    def store_down(self: SqliteOrderStore, *args: Any) -> None:
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(SqliteOrderStore, "mark_replayed", store_down)
+    send = FakeSend()
+    args = ["quarantine", "replay", record["id"], "--store", store, "--connection", "Endpoint=sb://x/"]
+    code, out, err = run(capsys, *args, send=send)
+    assert code == 1 and out == ""
+    assert_one_line_error(err)
+    (first,) = send.calls[0]["messages"]
+    assert f"sent as message id {first.message_id}, but marking it replayed failed (OSError" in err
+    monkeypatch.setattr(SqliteOrderStore, "mark_replayed", mark)
+    code, _, err = run(capsys, *args, send=send)
+    assert code == 0, err
+    assert send.calls[1]["messages"][0].message_id == first.message_id  # the broker drops this repeat
+    _, out, _ = run(capsys, "quarantine", "list", "--json", "--store", store)
+    assert record["id"] not in {r["id"] for r in json.loads(out)["quarantine"]}
 
 
 def test_replay_corrected_body(capsys: pytest.CaptureFixture[str], populated: Any, tmp_path: Path) -> None:
@@ -321,7 +350,7 @@ def test_replay_corrected_body(capsys: pytest.CaptureFixture[str], populated: An
     assert call["queue"] == "other-queue"
     (message,) = call["messages"]
     assert message.body == fixed.read_bytes()
-    assert message.message_id.startswith(f"{record['order_id']}:{record['sequence']}:replay-")
+    assert message.message_id == replay_message_id(record["id"], fixed.read_bytes(), None)
     assert json.loads(out)["message_id"] == message.message_id
 
 
@@ -396,7 +425,8 @@ def test_replay_uses_settings_for_connection_and_queue(
     assert code == 0, err
     (call,) = send.calls
     assert call["namespace"] == "from-env.servicebus.windows.net" and call["queue"] == "q-from-env"
-    assert ":replay-" in call["messages"][0].message_id
+    # --new-message-id is still accepted (old scripts); every replay gets a new derived id anyway
+    assert call["messages"][0].message_id == replay_message_id(record["id"], call["messages"][0].body, None)
 
 
 # --- publish ----------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_run_id_gives_fresh_ids_and_no_warning(capsys: pytest.CaptureFixture[str
     assert err == "" and doc["recently_sent_ids"] == 0
     prefix = doc["plan"]["id_prefix"]
     assert prefix.startswith("r-") and len(prefix) == len("r-HHMMSS")
-    assert all(i.startswith(f"{prefix}-ord-") for i in send.sent[1])
+    assert all(i.startswith(f"{prefix}-cust-") and f":{prefix}-ord-" in i for i in send.sent[1])
     assert not set(send.sent[0]) & set(send.sent[1])
     doc, _ = publish(capsys, send, "--run-id", "demo2")
     assert doc["plan"]["id_prefix"] == "demo2"

@@ -63,7 +63,7 @@ def test_step_messages_are_valid_order_steps_with_exact_totals() -> None:
     for m in messages:
         step = parse_order_step(m.body)
         assert step.customer_id == m.session_id
-        assert m.message_id == f"{step.order_id}:{step.sequence}"
+        assert m.message_id == f"{step.customer_id}:{step.order_id}:{step.sequence}"
         assert (m.order_id, m.sequence, m.step) == (step.order_id, step.sequence, step.step)
         assert re.fullmatch(ID_PATTERN, step.customer_id) and re.fullmatch(ID_PATTERN, step.order_id)
         assert re.fullmatch(r"cust-\d{4}", step.customer_id) and re.fullmatch(
@@ -198,6 +198,9 @@ def test_id_prefix_keeps_runs_apart() -> None:
         ({"duplicates": float("nan")}, "--duplicates"),
         ({"poison": -1}, "--poison"),
         ({"id_prefix": "bad prefix"}, "--id-prefix"),
+        ({"id_prefix": "p" * 117}, "--id-prefix"),
+        ({"id_prefix": "p" * 116, "poison": 1}, "reach 129 characters"),  # ...-ord-0001-p01
+        ({"id_prefix": "p" * 116, "orders_per_customer": 100}, "reach 129 characters"),  # ...-ord-0001-100
     ],
 )
 def test_plan_validation(changes: dict[str, Any], message: str) -> None:
@@ -205,6 +208,16 @@ def test_plan_validation(changes: dict[str, Any], message: str) -> None:
     plan = PublishPlan(**(fields | {"shuffle": False, "poison": 0, "seed": 1} | changes))
     with pytest.raises(PublishUsageError, match=re.escape(message)):
         generate_messages(plan)
+
+
+def test_the_longest_prefix_a_plan_allows_gives_contract_ids_and_legal_message_ids() -> None:
+    plan = PublishPlan(2, 2, 0, 0.5, False, 7, seed=1, id_prefix="p" * 115)  # order ids ...-p07: 128
+    messages = generate_messages(plan)
+    assert max(len(m.session_id) for m in messages) <= 128
+    assert all(len(m.message_id) <= 128 for m in messages)
+    assert len({m.message_id for m in messages}) == len(messages)
+    _, results = feed(messages)
+    assert [r.outcome.value for r in results] == [m.expected_outcome for m in messages]
 
 
 def test_dry_run_json_form_keeps_non_utf8_bodies() -> None:
