@@ -33,33 +33,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _received(count: int, run: str) -> list[SimpleNamespace]:
-    from tests.support.builders import HAPPY_PATH, body
+    """The publisher's messages (one 5-step order per customer) as the SDK would hand them over."""
+    from orders_cli.traffic import PublishPlan, generate_messages
 
+    plan = PublishPlan(customers=max(1, count // 5), orders_per_customer=1, seed=3, id_prefix=run)
     out: list[SimpleNamespace] = []
-    for n in range(count // len(HAPPY_PATH)):
-        customer, order = f"{run}-c{n}", f"{run}-o{n}"
-        for seq, name in enumerate(HAPPY_PATH, start=1):
-            out.append(
-                SimpleNamespace(
-                    body=body(name, seq, order=order, customer=customer),
-                    message_id=f"{order}:{seq}",
-                    session_id=customer,
-                    content_type="application/json",
-                    correlation_id=None,
-                    reply_to=None,
-                    reply_to_session_id=None,
-                    to=None,
-                    subject=None,
-                    partition_key=None,
-                    delivery_count=0,
-                    sequence_number=seq,
-                    enqueued_time_utc=datetime.now(UTC),
-                    expires_at_utc=None,
-                    lock_token=uuid.uuid4(),
-                    dead_letter_source=None,
-                    application_properties={b"source": b"bench"},
-                )
+    for seq, m in enumerate(generate_messages(plan), start=1):
+        out.append(
+            SimpleNamespace(
+                body=m.body,
+                message_id=m.message_id,
+                session_id=m.session_id,
+                content_type="application/json",
+                correlation_id=None,
+                reply_to=None,
+                reply_to_session_id=None,
+                to=None,
+                subject=None,
+                partition_key=None,
+                delivery_count=0,
+                sequence_number=seq,
+                enqueued_time_utc=datetime.now(UTC),
+                expires_at_utc=None,
+                lock_token=uuid.uuid4(),
+                dead_letter_source=None,
+                application_properties={b"source": b"bench"},
             )
+        )
     return out
 
 
@@ -74,9 +74,14 @@ def _fresh_service(workdir: Path) -> None:
 
 
 def _in_process(messages: list[Any], pool: concurrent.futures.ThreadPoolExecutor) -> float:
+    import azure.functions as func
+    from azure_functions_runtime.bindings import meta
+
     import function_app
     from devstack.host.payload import servicebus_invocation
-    from tests.support.worker_convert import decode
+    from devstack.host.rpc import protos
+
+    meta.load_binding_registry()
 
     class Context:
         invocation_id = "bench"
@@ -86,17 +91,22 @@ def _in_process(messages: list[Any], pool: concurrent.futures.ThreadPoolExecutor
         retry_context = None
         thread_local_storage = None
 
-    import azure.functions as func
-
     started = time.perf_counter()
     for received in messages:
-        msg = decode("serviceBusTrigger", servicebus_invocation(received, "binary"), func.ServiceBusMessage)
+        trigger = servicebus_invocation(received, "binary")
+        msg = meta.from_incoming_proto(
+            "serviceBusTrigger",
+            protos.ParameterBinding(name="msg", data=trigger.data),
+            pytype=func.ServiceBusMessage,
+            trigger_metadata=trigger.metadata,
+            function_name="process_order_step",
+        )
         pool.submit(function_app.process_order_step, msg, Context()).result()
     return time.perf_counter() - started
 
 
 def _worker(messages: list[Any], worker: Any) -> float:
-    from tests.support.functions_worker import FunctionsWorker
+    from devstack.host.invoke import FunctionsWorker
 
     harness = FunctionsWorker(worker)
     started = time.perf_counter()

@@ -16,13 +16,13 @@ import azure.functions as func
 import pytest
 
 import function_app
+from devstack.host.invoke import FunctionsWorker, WorkerFailure, functions_worker
 from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import HAPPY_PATH, body
-from tests.support.functions_worker import FunctionsWorker, WorkerFailure, functions_worker
 
 CANARY = "CANARY-payload-value-7731"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from devstack.host.invoke import WorkerFailure, functions_worker
 from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import CARDINALITY_SETTING, AppSettings, SettingsError
@@ -22,7 +23,6 @@ from shared.store.base import StoreUnavailable
 from shared.store.sqlite import SqliteOrderStore
 from tests.functions.test_function_app import outcome_records
 from tests.support.builders import HAPPY_PATH, body
-from tests.support.functions_worker import WorkerFailure, functions_worker
 
 
 def reload_app(monkeypatch: pytest.MonkeyPatch, cardinality: str | None) -> ModuleType:

@@ -1,7 +1,7 @@
-"""function_app.py in Azure's own worker library (azure-functions-runtime), called the way the Functions
-host calls it: an InvocationRequest per invocation, the trigger input built by the local host's payload
-code. The function tests use this instead of calling the Python functions themselves, so what the worker
-would refuse or convert differently fails them too."""
+"""One function at a time, by name, in Azure's worker library (azure-functions-runtime): an
+InvocationRequest per call with the trigger input the local host's payload code builds, without
+receivers or listeners. The function tests and bench/bench_worker_path use it instead of calling the
+Python functions themselves, so what the worker would refuse or convert differently fails them too."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from devstack.host.invocation import new_trace_parent
 from devstack.host.rpc import protos
 from devstack.host.worker import LanguageWorker
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the repository's function_app.py
 
 
 class WorkerFailure(Exception):
