@@ -318,12 +318,12 @@ def render_story(s: Story, problems: list[dict[str, Any]], dlq: dict[str, Any]) 
         f"order {safe(s.stream_key)} of customer {safe(s.session_id)}: {state}, "
         f"last sequence applied {s.last_sequence}",
     )
-    table = compact_table("what happened (UTC)")
+    table = compact_table("what happened (UTC)", pad_edge=False)
     table.add_column("time", no_wrap=True)
     table.add_column("what", no_wrap=True)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("step")
-    table.add_column("reason, id")
+    table.add_column("reason, id", overflow="fold")  # wrapped at spaces; folded, never cut, if too long
     days = {e.at.date() for e in s.events if e.at}
     fmt = "%H:%M:%S" if len(days) <= 1 else "%m-%d %H:%M"
     for e in s.events:
@@ -332,7 +332,7 @@ def render_story(s: Story, problems: list[dict[str, Any]], dlq: dict[str, Any]) 
             note += " (replayed)"
         table.add_row(
             e.at.strftime(fmt) if e.at else "-",
-            e.kind,
+            _KIND_LABELS.get(e.kind, e.kind),
             "-" if e.sequence is None else str(e.sequence),
             safe(e.step or "-"),
             note or "",
@@ -349,6 +349,9 @@ def render_story(s: Story, problems: list[dict[str, Any]], dlq: dict[str, Any]) 
         if p["command"]:
             for line in command_lines(p["command"], indent="   $ "):
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+_KIND_LABELS = {"dead-lettered": "in DLQ"}  # the table's label; JSON keeps the kind
 
 
 def _say(console: Any, text: str, *, first: str = "", rest: str = "") -> None:

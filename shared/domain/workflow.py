@@ -74,7 +74,7 @@ class OrderWorkflow:
     def apply(cls, order: Order, step: str, command: Command) -> Order:
         rule = cls.STEPS.get(step)
         if rule is None:
-            raise InvalidTransition(f"unknown step; expected one of {", ".join(cls.STEPS)}")
+            raise InvalidTransition("unknown step; expected one of " + ", ".join(cls.STEPS))
         if not isinstance(command, rule.command):
             raise TypeError(f"step {step!r} takes {rule.command.__name__}, got {type(command).__name__}")
         if order.state.is_terminal:
