@@ -149,6 +149,12 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
     if getattr(args, "store", None):
         check_store_flag(args.store)
         settings = replace(settings, store_connection=args.store.strip(), store_identity={})
+        from shared.settings import STORE_CONNECTION, SettingsError, store_kind
+
+        try:
+            store_kind(settings)
+        except SettingsError as exc:  # about the flag, not the setting
+            raise CliError(str(exc).replace(STORE_CONNECTION, "--store"), exit_code=2) from None
     args.store_label = store_label(settings)  # errors name the store they searched
     conn = (settings.store_connection or "").strip()
     if conn.startswith("sqlite:") or (not conn and "tableServiceUri" not in settings.store_identity):
