@@ -31,6 +31,7 @@ from orders_cli.console import (
     guarded,
     id_column,
     make_console,
+    print_command,
     print_json,
     safe,
 )
@@ -313,7 +314,7 @@ def render_status(
         reasons.add_row(reason, str(count))
     console.print(reasons)
     if quarantine:
-        console.print(f"see them with: orders quarantine list{store_flag}", markup=False, soft_wrap=True)
+        print_command(console, "see them with", f"orders quarantine list{store_flag}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,7 +363,7 @@ def render_quarantine_list(
     console = make_console()
     console.print(table)
     if rows:
-        console.print(f"details: orders quarantine show ID{store_flag}", markup=False, soft_wrap=True)
+        print_command(console, "details", f"orders quarantine show ID{store_flag}")
 
 
 def _get_record(store: OrderStore, quarantine_id: str, args: argparse.Namespace | None = None) -> Any:

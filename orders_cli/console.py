@@ -164,6 +164,24 @@ def _units(words: list[str]) -> list[str]:
     return units
 
 
+def print_block(
+    console: Any, head: str, lines: list[str], *, width: int = COMMAND_WIDTH, indent: str | None = None
+) -> None:
+    """One item stacked: `head`, then its lines indented under it, each wrapped between words within
+    `width` (an id is never cut; only a word longer than the whole line is folded, every character
+    kept). What a table cannot give at 80 columns when ids and reasons are long."""
+    import textwrap
+
+    indent = " " * (len(head) + 1) if indent is None else indent
+    for number, line in enumerate(lines):
+        wrapped = textwrap.wrap(
+            safe(line), width=width, initial_indent=(head + " ") if number == 0 else indent,
+            subsequent_indent=indent + "  ", break_on_hyphens=False,
+        ) or [head]  # fmt: skip
+        for text in wrapped:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def print_command(console: Any, label: str, command: str, *, width: int = COMMAND_WIDTH) -> None:
     """`label: command` on one line when it fits `width`, else the label, then the command stacked."""
     if len(label) + 2 + len(command) <= width:
