@@ -340,6 +340,13 @@ def render_story(s: Story, problems: list[dict[str, Any]], dlq: dict[str, Any]) 
     console.print(table)
     if not dlq["checked"]:
         _say(console, f"dead-letter queue not checked: {dlq['error']}")
+    else:
+        mine = len(s.dead_letters)
+        _say(
+            console,
+            f"dead-letter queue of {dlq['queue']} at {dlq['endpoint']}: {dlq['total']} messages, "
+            f"{mine} of this order",
+        )
     if not problems:
         _say(console, "nothing to do: no step is missing, quarantined or dead-lettered")
         return

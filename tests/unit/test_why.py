@@ -172,6 +172,9 @@ def test_a_missing_step_in_the_dlq_points_at_dlq_show(
     assert "$ orders dlq show seq:7" in flat
     assert "$ orders dlq show seq:9" in flat  # an unreadable body is matched by its message id
     assert "seq:8" not in flat  # another order's
+    assert "dead-letter queue of orders-with-sessions at fake.servicebus: 3 messages, 2 of this order" in (
+        " ".join(out.split())
+    )
     doc = json.loads(run(capsys, "why", "ord-1", "--store", store, "--json", "--queue", "q2"))
     assert [p["command"] for p in doc["problems"]] == [
         "orders dlq show seq:7 --queue q2",
