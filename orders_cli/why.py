@@ -217,7 +217,7 @@ def _tell(
             | {
                 "customer_id": found.session_id,
                 "order_id": found.stream_key,
-                "stuck_after_minutes": threshold.total_seconds() / 60,
+                "stuck_after_minutes": round(threshold.total_seconds() / 60),
                 "dead_letter_queue": dlq,
                 "problems": problems,
             }

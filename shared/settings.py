@@ -33,8 +33,8 @@ MAX_STORE_RETRY_SECONDS = 120.0
 # step. Read by the operator CLI only; the workbook and the Bicep alert take the same threshold as a
 # parameter (default the same 15 minutes). Not an app setting: the function never reads it.
 STUCK_AFTER_SETTING = "ORDERS_STUCK_AFTER_MINUTES"
-DEFAULT_STUCK_AFTER_MINUTES = 15.0
-MAX_STUCK_AFTER_MINUTES = 7 * 24 * 60.0
+DEFAULT_STUCK_AFTER_MINUTES = 15
+MAX_STUCK_AFTER_MINUTES = 7 * 24 * 60
 
 # Every plain setting the app reads (connections are listed separately: they may be split into
 # `__fullyQualifiedNamespace` / `__tableServiceUri` parts). Infra tests check the Function App provides them.
@@ -86,7 +86,7 @@ class AppSettings:
     max_delivery_count: int = 10
     trigger_cardinality: str = "one"
     store_retry_seconds: float = DEFAULT_STORE_RETRY_SECONDS
-    stuck_after_minutes: float = DEFAULT_STUCK_AFTER_MINUTES
+    stuck_after_minutes: int = DEFAULT_STUCK_AFTER_MINUTES
     store_connection: str | None = None
     # identity-based store connection: OrderStoreConnection__tableServiceUri (+ __credential, __clientId)
     store_identity: dict[str, str] = field(default_factory=dict)
@@ -145,16 +145,15 @@ def _seconds(values: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
-def stuck_after_minutes(raw: str | None, name: str = STUCK_AFTER_SETTING) -> float:
-    """ORDERS_STUCK_AFTER_MINUTES (or the flag `name`) as minutes: more than 0, at most a week."""
+def stuck_after_minutes(raw: str | None, name: str = STUCK_AFTER_SETTING) -> int:
+    """ORDERS_STUCK_AFTER_MINUTES (or the flag `name`) as whole minutes, 1 to a week: the Bicep alert
+    (ordersStuckAfterMinutes, an int) takes the same value from the same azd environment variable."""
     if raw is None or str(raw).strip() == "":
         return DEFAULT_STUCK_AFTER_MINUTES
-    number = _number({name: str(raw).strip()}, name, float, "a number of minutes")
+    number = _number({name: str(raw).strip()}, name, int, "a whole number of minutes")
     assert number is not None
-    if not 0 < number <= MAX_STUCK_AFTER_MINUTES:  # also refuses nan and inf
-        raise SettingsError(
-            f"{name} must be more than 0 and at most {MAX_STUCK_AFTER_MINUTES:g} minutes, not {raw}"
-        )
+    if not 1 <= number <= MAX_STUCK_AFTER_MINUTES:
+        raise SettingsError(f"{name} must be 1 to {MAX_STUCK_AFTER_MINUTES} minutes, not {number}")
     return number
 
 

@@ -99,7 +99,7 @@ def stuck_report(
         store.list_ledgers(session_id), store.list_parked(session_id), now=now, stuck_after=stuck_after
     )
     return {
-        "stuck_after_minutes": stuck_after.total_seconds() / 60,
+        "stuck_after_minutes": round(stuck_after.total_seconds() / 60),
         "stuck": sum(w.stuck for w in waiting),
         "waiting": [w.to_json() for w in waiting],
     }
