@@ -71,11 +71,7 @@ traces
 
 // One query with the workbook's panel: every per-message line carries parked_steps (steps its order holds
 // parked after it); an order is stuck when its latest line still has some and they have waited too long.
-var stuckQuery = replace(
-  loadTextContent('../workbook/stuck-orders.kql'),
-  '__STUCK_AFTER_MINUTES__',
-  string(stuckAfterMinutes)
-)
+var stuckQuery = replace(loadTextContent('../workbook/stuck-orders.kql'), '__STUCK_AFTER_MINUTES__', string(stuckAfterMinutes))
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: actionGroupName
