@@ -78,14 +78,13 @@ def store_flag(args: argparse.Namespace) -> str:
 
 
 def target_flags(args: argparse.Namespace) -> str:
-    """The Service Bus flags the command was given, so a printed `orders dlq ...` works as shown."""
+    """The --queue/--namespace the command was given, so a printed `orders dlq ...` reads the same queue
+    (a --connection is a secret: never printed; pass it again, as for `orders dlq list`'s hint)."""
     flags = ""
     for name in ("queue", "namespace"):
         value = getattr(args, name, None)
         if value:
             flags += f" --{name} {shlex.quote(value)}"
-    if getattr(args, "connection", None):
-        flags += " --connection ..."  # a secret: never printed
     return flags
 
 
@@ -293,8 +292,8 @@ def next_steps(s: Story, dlq: dict[str, Any], args: argparse.Namespace) -> list[
     for m in s.dead_letters:
         if m.sequence_number in handled_letters:
             continue
-        seq = _sequence(s, m)
-        what = f"sequence {seq} " if seq is not None else ""
+        number = _sequence(s, m)
+        what = f"sequence {number} " if number is not None else ""
         problems.append(
             {
                 "problem": f"{what}dead-lettered ({m.reason}); look at it, then resubmit it",

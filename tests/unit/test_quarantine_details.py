@@ -98,7 +98,7 @@ def unprocessable(p: OrderStepProcessor) -> tuple[Any, list[str]]:
         raise ValueError(f"the amount {MARK} broke it")
 
     original = OrderWorkflow.apply
-    OrderWorkflow.apply = explode  # type: ignore[method-assign,assignment]
+    OrderWorkflow.apply = explode  # type: ignore[method-assign]
     try:
         return _send(p, _doc("order.placed", 1, data=_placed())), [MARK]
     finally:
