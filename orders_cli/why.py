@@ -135,7 +135,7 @@ def render_stuck(section: dict[str, Any], *, store_flag: str = "") -> None:
         f"orders why {shlex.quote(first['stream_key'])} --customer {shlex.quote(first['session_id'])}"
         f"{store_flag}"
     )
-    print_command(console, "why" if first["stuck"] else "see one with", command)
+    print_command(console, "see why with" if first["stuck"] else "see one with", command)
 
 
 # --------------------------------------------------------------------------------------------------
