@@ -63,7 +63,7 @@ host: install
 schema: install
 	$(BIN)/python -m shared.contract
 
-# Regenerate infra/workbook/orders-pipeline.workbook.json (tests/infra/test_workbook.py checks it).
+# Regenerate infra/workbook/orders-pipeline.workbook.json and stuck-orders.kql (tests/infra/test_workbook.py checks them).
 workbook: install
 	$(BIN)/python scripts/build_workbook.py
 

@@ -73,8 +73,13 @@ param grantServiceBusScaleRights bool = true
 @description('Let the deploying principal run `orders quarantine replay` (Storage Table Data Contributor instead of read-only).')
 param grantOperatorReplay bool = false
 
-@description('Optional e-mail address for the dead-letter and quarantine alerts.')
+@description('Optional e-mail address for the dead-letter, quarantine and stuck-order alerts.')
 param alertEmail string = ''
+
+@description('The stuck-order alert fires when an order\'s parked steps are older than this (minutes); the same ORDERS_STUCK_AFTER_MINUTES the orders CLI reads.')
+@minValue(1)
+@maxValue(10080)
+param ordersStuckAfterMinutes int = 15
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -203,6 +208,8 @@ module alerts './modules/alerts.bicep' = {
     alertEmail: alertEmail
     deadLetterAlertName: '${abbrs.insightsMetricAlerts}deadletters-${resourceToken}'
     quarantineAlertName: '${abbrs.insightsScheduledQueryRules}quarantined-${resourceToken}'
+    stuckAlertName: '${abbrs.insightsScheduledQueryRules}stuck-${resourceToken}'
+    stuckAfterMinutes: ordersStuckAfterMinutes
     serviceBusNamespaceId: serviceBus.outputs.namespaceId
     ordersQueueName: serviceBus.outputs.queueName
     applicationInsightsId: monitoring.outputs.applicationInsightsId

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from orders_cli import why
 from orders_cli.console import (
     PROG,
     CliError,
@@ -30,6 +31,7 @@ from orders_cli.console import (
     guarded,
     id_column,
     make_console,
+    print_command,
     print_json,
     safe,
 )
@@ -61,7 +63,9 @@ def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> One
     p.add_argument("--customer", metavar="C", help="only this customer (session id)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help="orders shown in the table")
+    why.add_stuck_after(p)
     p.set_defaults(handler=_status)
+    why.add_parser(sub, store_opts, open_store_from)
 
     q = sub.add_parser("quarantine", help="list, show and replay quarantined messages")
     qsub = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
@@ -141,7 +145,15 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
 
     settings = AppSettings.load()
     if getattr(args, "store", None):
+        check_store_flag(args.store)
         settings = replace(settings, store_connection=args.store.strip(), store_identity={})
+        from shared.settings import STORE_CONNECTION, SettingsError, store_kind
+
+        try:
+            store_kind(settings)
+        except SettingsError as exc:  # about the flag, not the setting
+            raise CliError(str(exc).replace(STORE_CONNECTION, "--store"), exit_code=2) from None
+    args.store_label = store_label(settings)  # errors name the store they searched
     conn = (settings.store_connection or "").strip()
     if conn.startswith("sqlite:") or (not conn and "tableServiceUri" not in settings.store_identity):
         path = (conn or DEFAULT_SQLITE_URL).removeprefix("sqlite:///").partition("?")[0]
@@ -155,7 +167,43 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
     except ImportError as exc:
         raise CliError(f"this order store is not available here: {describe(exc)}") from None
     except (ValueError, OSError) as exc:
+        from shared.settings import STORE_CONNECTION, SettingsError
+
+        if isinstance(exc, SettingsError) and getattr(args, "store", None):  # the flag, not the setting
+            raise CliError(str(exc).replace(STORE_CONNECTION, "--store"), exit_code=2) from None
         raise CliError(f"cannot open the order store: {describe(exc)}") from None
+
+
+STORE_FORMS = "sqlite:///PATH, UseDevelopmentStorage=true or a storage connection string"
+
+
+def check_store_flag(value: str) -> None:
+    """--store names its kind: a bare path is a usage error that says how to write it."""
+    import shlex
+
+    text = value.strip()
+    if text.startswith("sqlite:") or "=" in text:
+        return
+    hint = f"; for the SQLite file {text} write --store {shlex.quote('sqlite:///' + text)}" if text else ""
+    raise CliError(f"--store takes {STORE_FORMS}, not {value!r}{hint}", exit_code=2)
+
+
+def store_label(settings: Any) -> str:
+    """The store for a message, without secrets: the SQLite URL, or the table and its account/endpoint."""
+    import re
+
+    conn = (settings.store_connection or "").strip()
+    uri = settings.store_identity.get("tableServiceUri")
+    if not conn and uri:
+        return f"table {settings.table_name} at {uri}"
+    if not conn or conn.startswith("sqlite:"):
+        from shared.settings import DEFAULT_SQLITE_URL
+
+        return (conn or DEFAULT_SQLITE_URL).partition("?")[0]
+    if re.search(r"usedevelopmentstorage\s*=\s*true", conn, re.IGNORECASE):
+        return f"table {settings.table_name} in Azurite (UseDevelopmentStorage=true)"
+    found = re.search(r"(?:^|;)\s*(accountname|tableendpoint)\s*=\s*([^;]+)", conn, re.IGNORECASE)
+    return f"table {settings.table_name} at {found.group(2).strip() if found else 'the connection string'}"
 
 
 def _with_store(args: argparse.Namespace, action: Callable[[OrderStore], int]) -> int:
@@ -196,10 +244,12 @@ def _status(args: argparse.Namespace) -> int:
         from shared.views import status_report
 
         report = status_report(store, args.customer)
+        report["stuck"] = why.stuck_section(args, store)  # orders_cli/why.py: parked steps too old
         if args.json:
             print_json(report)
         else:
             render_status(report, limit=args.limit, customer=args.customer, store_flag=_store_flag(args))
+            why.render_stuck(report["stuck"], store_flag=_store_flag(args))
         return 0
 
     return _with_store(args, show)
@@ -261,7 +311,7 @@ def render_status(
         reasons.add_row(reason, str(count))
     console.print(reasons)
     if quarantine:
-        console.print(f"see them with: orders quarantine list{store_flag}", markup=False, soft_wrap=True)
+        print_command(console, "see them with", f"orders quarantine list{store_flag}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,19 +360,23 @@ def render_quarantine_list(
     console = make_console()
     console.print(table)
     if rows:
-        console.print(f"details: orders quarantine show ID{store_flag}", markup=False, soft_wrap=True)
+        print_command(console, "details", f"orders quarantine show ID{store_flag}")
 
 
-def _get_record(store: OrderStore, quarantine_id: str) -> Any:
+def _get_record(store: OrderStore, quarantine_id: str, args: argparse.Namespace | None = None) -> Any:
     record = store.get_quarantine(quarantine_id)
     if record is None:
-        raise CliError(f"no quarantined message with id {safe(quarantine_id)!r}")
+        where = getattr(args, "store_label", None) or "the order store"
+        raise CliError(
+            f"no quarantined message with id {safe(quarantine_id)!r} in {where} "
+            f"(ids: orders quarantine list --all{_store_flag(args) if args else ''})"
+        )
     return record
 
 
 def _quarantine_show(args: argparse.Namespace) -> int:
     def show(store: OrderStore) -> int:
-        record = _get_record(store, args.id)
+        record = _get_record(store, args.id, args)
         if args.json:
             print_json(record.to_document())
             return 0
@@ -389,7 +443,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
         from shared.replay import replay as replay_record
         from shared.settings import merged_environment
 
-        record = _get_record(store, args.id)
+        record = _get_record(store, args.id, args)
         connection, namespace, queue = sender.resolve_target(
             merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
         )

@@ -129,3 +129,64 @@ def add_servicebus_target(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--connection", metavar="STR", help="connection string (default: ServiceBusConnection)"
     )
+
+
+COMMAND_WIDTH = 80  # printed commands fit this, whatever the terminal (docs/cli.md)
+
+
+def command_lines(command: str, *, width: int = COMMAND_WIDTH, indent: str = "  ") -> list[str]:
+    """A command to copy, as lines of at most `width`: split between words with a shell `\\`
+    continuation, never inside a word (an id or a path stays whole; one longer than the line gets a
+    line of its own). Pasted into a shell, the lines are the one command."""
+    words = _units(command.split(" "))
+    lines: list[str] = []
+    line = indent + words[0]
+    more = " " * len(indent) + "    "
+    for word in words[1:]:
+        if len(line) + 1 + len(word) + 2 <= width:
+            line += " " + word
+        else:
+            lines.append(line + " \\")
+            line = more + word
+    lines.append(line)
+    return lines
+
+
+def _units(words: list[str]) -> list[str]:
+    """Words, with a `--flag` and its value kept together (`--store PATH` is not split)."""
+    units: list[str] = []
+    for word in words:
+        flag = units[-1] if units else ""
+        if flag.startswith("--") and " " not in flag and not word.startswith(("-", "|", "(")):
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    return units
+
+
+def print_block(
+    console: Any, head: str, lines: list[str], *, width: int = COMMAND_WIDTH, indent: str | None = None
+) -> None:
+    """One item stacked: `head`, then its lines indented under it, each wrapped between words within
+    `width` (an id is never cut; only a word longer than the whole line is folded, every character
+    kept). What a table cannot give at 80 columns when ids and reasons are long."""
+    import textwrap
+
+    indent = " " * (len(head) + 1) if indent is None else indent
+    for number, line in enumerate(lines):
+        wrapped = textwrap.wrap(
+            safe(line), width=width, initial_indent=(head + " ") if number == 0 else indent,
+            subsequent_indent=indent + "  ", break_on_hyphens=False,
+        ) or [head]  # fmt: skip
+        for text in wrapped:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_command(console: Any, label: str, command: str, *, width: int = COMMAND_WIDTH) -> None:
+    """`label: command` on one line when it fits `width`, else the label, then the command stacked."""
+    if len(label) + 2 + len(command) <= width:
+        console.print(f"{label}: {command}", markup=False, highlight=False, soft_wrap=True)
+        return
+    console.print(f"{label}:", markup=False, highlight=False, soft_wrap=True)
+    for line in command_lines(command, width=width):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -19,7 +19,10 @@ from orders_cli.console import (
     CliError,
     OneLineArgumentParser,
     add_servicebus_target,
+    compact_table,
     make_console,
+    print_block,
+    print_command,
     print_json,
     safe,
 )
@@ -124,39 +127,67 @@ def _list(args: argparse.Namespace) -> int:
             | {"total": len(letters), "by_reason": by_reason, "messages": [m.summary() for m in letters]}
         )
         return 0
-    from rich.table import Table
-
     console = make_console()
     scope = f" with reason {args.reason!r}" if args.reason is not None else ""
-    reasons = Table(title=f"dead-lettered messages in {where['queue']}{scope}: {len(letters)}")
-    reasons.add_column("DeadLetterReason")
-    reasons.add_column("messages", justify="right")
-    reasons.add_column("sessions", justify="right")
-    reasons.add_column("example description")
-    for reason, count in by_reason.items():
+    console.print(
+        f"dead-lettered messages in {where['queue']}{scope}: {len(letters)}", style="bold", markup=False
+    )
+    for reason, count in by_reason.items():  # stacked, not a table: whole reasons at 80 columns
         mine = [m for m in letters if m.reason == reason]
         sessions = len({m.session_id for m in mine})
-        reasons.add_row(safe(reason), str(count), str(sessions), safe(mine[0].description or "-"))
-    console.print(reasons)
+        plural = "s" if count != 1 else ""
+        print_block(
+            console,
+            f"  {reason}:",
+            [
+                f"{count} message{plural} from {sessions} session{'s' if sessions != 1 else ''}",
+                f"e.g. {mine[0].description or '(no description)'}",
+            ],
+            indent="    ",
+        )
     if letters:
-        table = Table(title="messages (oldest first)")
-        for col in ("seq", "message id", "session", "reason", "enqueued", "deliveries", "bytes"):
-            table.add_column(col, justify="right" if col in ("seq", "deliveries", "bytes") else "left")
+        console.print("messages (oldest first)", style="bold")
         for m in letters[: args.limit]:
-            table.add_row(
-                str(m.sequence_number),
-                safe(m.message_id or "-"),
-                safe(m.session_id or "-"),
-                safe(m.reason),
-                m.enqueued_time.isoformat()[:19] if m.enqueued_time else "-",
-                "-" if m.delivery_count is None else str(m.delivery_count),
-                "-" if m.body is None else str(len(m.body)),
-            )
-        console.print(table)
+            _print_letter(console, m)
         if len(letters) > args.limit:
             console.print(f"... {len(letters) - args.limit} more not shown (use --limit, --reason or --json)")
-        console.print("resubmit with: orders dlq resubmit --all | --reason R | ID ... (try --dry-run first)")
+        print_command(
+            console,
+            "resubmit with (try --dry-run first)",
+            f"orders dlq resubmit --all | --reason R | ID ...{_target_flags(args)}",
+        )
     return 0
+
+
+def _print_letter(console: Any, m: DeadLetter) -> None:
+    """One dead-lettered message, stacked under its `seq:N` (the ID `show` and `resubmit` take), so 80
+    columns hold whole ids and reasons."""
+    when = f"{m.enqueued_time:%Y-%m-%d %H:%M:%S} UTC" if m.enqueued_time else "-"
+    tries = "-" if m.delivery_count is None else str(m.delivery_count)
+    size = "-" if m.body is None else str(len(m.body))
+    print_block(
+        console,
+        f"  seq:{m.sequence_number}",
+        [
+            m.message_id or "(no message id)",
+            f"session {m.session_id or '-'}",
+            m.reason,
+            f"enqueued {when}, {tries} deliveries, {size} bytes",
+        ],
+    )
+
+
+def _target_flags(args: argparse.Namespace) -> str:
+    """The --queue/--namespace the command was given, so a printed command works as shown (a connection
+    string is a secret: never printed)."""
+    import shlex
+
+    flags = ""
+    for name in ("queue", "namespace"):
+        value = getattr(args, name, None)
+        if value:
+            flags += f" --{name} {shlex.quote(value)}"
+    return flags
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,13 +216,11 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(where | {"messages": [m.summary() | _body_doc(m) for m in found]})
         return 0
-    from rich.table import Table
-
     console = make_console()
     for m in found:
-        table = Table(title=f"dead-lettered message seq:{m.sequence_number}", show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value")
+        table = compact_table(f"dead-lettered message seq:{m.sequence_number}", show_header=False)
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
         for key, value in m.summary().items():
             if key == "application_properties":
                 for name, prop in value.items():
@@ -242,15 +271,14 @@ def _resubmit(args: argparse.Namespace) -> int:
 
 
 def _render_report(report: ResubmitReport, queue: str) -> None:
-    from rich.table import Table
-
+    """The summary, then the messages (dry run) or those not resubmitted, each stacked under its seq:N."""
     console = make_console()
     counts = report.counts()
     if not report.items:
         console.print(f"nothing to resubmit in the DLQ of {queue}")
         return
     title = f"{'dry run: ' if report.dry_run else ''}resubmit to {queue}"
-    summary = Table(title=title)
+    summary = compact_table(title)
     summary.add_column("status")
     summary.add_column("messages", justify="right")
     for status in ("resubmitted", "would-resubmit", "skipped", "failed", "not-found"):
@@ -260,20 +288,17 @@ def _render_report(report: ResubmitReport, queue: str) -> None:
     console.print(summary)
     shown = report.items if report.dry_run else [i for i in report.items if i.status != "resubmitted"]
     if shown:
-        table = Table(title="messages" if report.dry_run else "not resubmitted (still in the DLQ)")
-        for col in ("seq", "message id", "session", "reason", "new message id", "status", "detail"):
-            table.add_column(col, justify="right" if col == "seq" else "left")
-        for i in shown:
-            table.add_row(
-                str(i.sequence_number),
-                safe(i.message_id or "-"),
-                safe(i.session_id or "-"),
-                safe(i.reason),
-                i.resubmit_message_id,
-                i.status,
-                safe(i.detail or ""),
-            )
-        console.print(table)
+        title = "messages" if report.dry_run else "not resubmitted (still in the DLQ)"
+        console.print(title, style="bold")
+        for i in shown:  # stacked: old and new ids, session, reason and status whole at 80 columns
+            lines = [
+                i.message_id or "(no message id)",
+                f"new id {i.resubmit_message_id}",
+                f"session {i.session_id or '-'}",
+                i.reason,
+                i.status + (f": {i.detail}" if i.detail else ""),
+            ]
+            print_block(console, f"  seq:{i.sequence_number}", lines)
 
 
 @contextmanager

@@ -102,11 +102,38 @@ def open_client(connection_string: str | None, namespace: str | None) -> tuple[A
     from azure.servicebus import ServiceBusClient
 
     if connection_string:
-        return ServiceBusClient.from_connection_string(connection_string), endpoint_of(connection_string)
+        client = ServiceBusClient.from_connection_string(connection_string)  # checks the form first
+        check_emulator_listens(connection_string)
+        return client, endpoint_of(connection_string)
     from azure.identity import DefaultAzureCredential
 
     assert namespace is not None
     return ServiceBusClient(namespace, DefaultAzureCredential()), namespace
+
+
+EMULATOR_PORT = 5672  # AMQP without TLS: the development emulator's (Config.json, devstack/emulator)
+
+
+def check_emulator_listens(connection_string: str, timeout_s: float = 3.0) -> None:
+    """With UseDevelopmentEmulator=true, a quick TCP connect first: when nothing listens, say so in one
+    line at once (the SDK would retry for several seconds and then print its own text)."""
+    import socket
+
+    parts = {}
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        parts[key.strip().lower()] = value.strip()
+    if parts.get("usedevelopmentemulator", "").lower() != "true":
+        return
+    host, _, port = endpoint_of(connection_string).partition(":")
+    address = (host or "localhost", int(port) if port.isdigit() else EMULATOR_PORT)
+    try:
+        socket.create_connection(address, timeout=timeout_s).close()
+    except OSError:
+        raise PublishError(
+            f"the Service Bus emulator is not running at {address[0]}:{address[1]}: start it with "
+            "`make emulator` (or `orders emulator`)"
+        ) from None
 
 
 def with_trace_context(messages: Sequence[OutgoingMessage], queue: str) -> list[OutgoingMessage]:

@@ -5,6 +5,11 @@ prelude) and names the runbook step it serves. `python scripts/build_workbook.py
 tests/infra/test_workbook.py fails when the committed file and this script disagree.
 
 Placeholders replaced by infra/modules/workbook.bicep: __SERVICEBUS_NAMESPACE_ID__ (dead-letter metric).
+
+It also writes infra/workbook/stuck-orders.kql, the stuck-order query the alert in infra/modules/alerts.bicep
+loads (`loadTextContent`), so the workbook panel and the alert are one query; each replaces
+__STUCK_AFTER_MINUTES__ with its threshold (the workbook's StuckAfterMinutes parameter, the Bicep's
+ordersStuckAfterMinutes; both default to ORDERS_STUCK_AFTER_MINUTES's 15).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = REPO_ROOT / "infra" / "workbook" / "orders-pipeline.workbook.json"
+STUCK_OUTPUT = REPO_ROOT / "infra" / "workbook" / "stuck-orders.kql"
+STUCK_PLACEHOLDER = "__STUCK_AFTER_MINUTES__"
+STUCK_LOOKBACK_MS = 2 * 24 * 3600 * 1000  # how far back a gap is looked for (the alert's P2D query range)
 RUNBOOK_DOC = "docs/operations.md"
 NAMESPACE_PLACEHOLDER = "__SERVICEBUS_NAMESPACE_ID__"
 
@@ -36,6 +44,7 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("duration_ms", "duration_ms", "todouble"),
     ("final_attempt", "final_attempt", "tobool"),
     ("quarantine_ids", "quarantine_ids", "tostring"),
+    ("parked_steps", "parked_steps", "toint"),
 )
 PRELUDE = (
     "let steps = traces\n"
@@ -49,6 +58,35 @@ PRELUDE = (
     )
     + ",\n         trace_id = coalesce(tostring(customDimensions.trace_id), tostring(p.trace_id))\n"
     "| where isnotempty(outcome);\n"
+)
+
+# Stuck orders from the log lines alone: every line of a processed message says how many steps its order
+# holds parked after it (`parked_steps`, shared/service.py). An order is stuck when its latest line still
+# has parked steps and the first `parked` line since its last line with none is older than the threshold.
+STUCK_QUERY = (
+    f"let stuck_after = {STUCK_PLACEHOLDER} * 1m;\n"
+    "let lines = steps | where isnotempty(order_id) and isnotnull(parked_steps);\n"
+    "let latest = lines\n"
+    "    | summarize arg_max(timestamp, parked_steps) by session, order_id\n"
+    "    | where parked_steps > 0\n"
+    "    | project session, order_id, last_line = timestamp, parked_now = parked_steps;\n"
+    "let cleared = lines\n"
+    "    | where parked_steps == 0\n"
+    "    | summarize cleared_at = max(timestamp) by session, order_id;\n"
+    "lines\n"
+    '| where outcome == "parked"\n'
+    "| join kind=inner latest on session, order_id\n"
+    "| join kind=leftouter cleared on session, order_id\n"
+    "| where isnull(cleared_at) or timestamp > cleared_at\n"
+    "| summarize parked_since = min(timestamp), parked_sequences = make_set(sequence),\n"
+    "            parked_now = take_any(parked_now), last_line = take_any(last_line) by session, order_id\n"
+    "| where parked_since < ago(stuck_after)\n"
+    "| extend waiting_minutes = round((now() - parked_since) / 1m, 1)"
+)
+# What the alert evaluates: one row, the number of stuck orders (its measure) and an example to start from.
+STUCK_ALERT_SUMMARY = (
+    "\n| summarize stuck_orders = count(), oldest_since = min(parked_since),"
+    "\n            example_order = take_any(order_id), example_customer = take_any(session)\n"
 )
 
 # (panel name, title, the docs/operations.md heading of the runbook step it serves, query after the
@@ -98,6 +136,15 @@ PANELS: tuple[tuple[str, str, str, str, str], ...] = (
         "table",
     ),
     (
+        "stuck-orders",
+        "Stuck orders: parked steps older than {StuckAfterMinutes} min (last 2 days)",
+        "Why is order X stuck?",
+        STUCK_QUERY.replace(STUCK_PLACEHOLDER, "{StuckAfterMinutes}")
+        + "\n| project order_id, session, waiting_minutes, parked_since, parked_now, parked_sequences,"
+        "\n          last_line\n| order by parked_since asc",
+        "table",
+    ),
+    (
         "order-timeline",
         "One order's timeline ({OrderId})",
         "Why is order X stuck?",
@@ -135,6 +182,10 @@ def _query(name: str, title: str, heading: str, query: str, visualization: str) 
         "customWidth": "50",
         "name": name,
     }
+    if name == "stuck-orders":  # a gap may have opened before the chosen range: look back as the alert does
+        del item["content"]["timeContextFromParameter"]
+        item["content"]["timeContext"] = {"durationMs": STUCK_LOOKBACK_MS}
+        item["content"]["noDataMessage"] = "No order has waited longer than the threshold in the last 2 days."
     if "{OrderId}" in query:
         item["customWidth"] = "100"
         item["conditionalVisibility"] = {
@@ -195,6 +246,16 @@ def build() -> dict[str, Any]:
                     },
                 },
                 {
+                    "id": "5a0c4a43-53a4-4a1b-9a8e-1f8f0c1d2e03",
+                    "version": "KqlParameterItem/1.0",
+                    "name": "StuckAfterMinutes",
+                    "label": "Stuck after (minutes)",
+                    "type": 1,
+                    "isRequired": True,
+                    "value": "15",
+                    "description": "ORDERS_STUCK_AFTER_MINUTES: parked steps older than this are stuck",
+                },
+                {
                     "id": "5a0c4a43-53a4-4a1b-9a8e-1f8f0c1d2e02",
                     "version": "KqlParameterItem/1.0",
                     "name": "OrderId",
@@ -210,7 +271,9 @@ def build() -> dict[str, Any]:
         "intro",
         "## Orders pipeline\n"
         "One JSON log line per message (`shared/service.py`): outcome, reason, session, order, lag, "
-        f"trace id. Each panel names the runbook step it serves ({RUNBOOK_DOC}). Enter an order id "
+        f"trace id. Each panel names the runbook step it serves ({RUNBOOK_DOC}). Stuck orders are those "
+        "whose parked steps have waited longer than the threshold (the alert uses the same query). Enter an "
+        "order id "
         "below for its timeline; its `trace_id` opens the end-to-end transaction (publisher span -> "
         "processing span -> store calls) in Application Insights.",
     )
@@ -231,10 +294,21 @@ def render() -> str:
     return json.dumps(build(), indent=2) + "\n"
 
 
+def render_stuck_alert_query() -> str:
+    """infra/workbook/stuck-orders.kql: the workbook's stuck query, summed up for the alert."""
+    header = (
+        "// Generated by scripts/build_workbook.py (make workbook): the stuck-order query of the workbook,\n"
+        "// summed up for the alert in infra/modules/alerts.bicep, which puts its threshold in stuck_after.\n"
+    )
+    return header + PRELUDE + STUCK_QUERY + STUCK_ALERT_SUMMARY
+
+
 def main() -> int:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(render(), encoding="utf-8")
-    sys.stdout.write(f"wrote {OUTPUT.relative_to(REPO_ROOT)}\n")
+    STUCK_OUTPUT.write_text(render_stuck_alert_query(), encoding="utf-8")
+    for path in (OUTPUT, STUCK_OUTPUT):
+        sys.stdout.write(f"wrote {path.relative_to(REPO_ROOT)}\n")
     return 0
 
 

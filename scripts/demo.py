@@ -265,7 +265,11 @@ def _next_steps(
         "Each poison message was quarantined with its reason (table above) and completed: no session "
         "was blocked, nothing went to the dead-letter queue."
     )
-    commands = [f"orders status --store {store}", f"orders quarantine list --store {store}"]
+    commands = [f"orders status --store {store}"]
+    refused = next((q for q in sorted(records, key=lambda r: r.id) if q.reason == "rule-violation"), None)
+    if refused is not None and refused.stream_key:  # the first incident: why is this order still PLACED?
+        commands.append(f"orders why {refused.stream_key} --customer {refused.session_id} --store {store}")
+    commands.append(f"orders quarantine list --store {store}")
     if records:
         first = sorted(records, key=lambda r: (r.reason, r.id))[0]
         commands.append(f"orders quarantine show {first.id} --store {store}")
@@ -278,9 +282,13 @@ def _next_steps(
     for line in lines:
         console.print(_wrapped(line, width), markup=False, highlight=False, soft_wrap=True)
     console.print()
-    console.print("Try next (after `source .venv/bin/activate`), one command per line:", style="bold")
-    for command in commands:  # never wrapped: they are for copying
-        console.print(f"  $ {command}", markup=False, highlight=False, soft_wrap=True)
+    heading = "Try next (after `source .venv/bin/activate`; a line ending in `\\` goes on):"
+    console.print(heading, style="bold", markup=False)
+    from orders_cli.console import command_lines
+
+    for command in commands:  # for copying: split between words with a `\` continuation, never mid-path
+        for line in command_lines(command, indent="  $ "):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if traces is not None and trace_id:
         note = (
             "The grep shows one message's trace: the publisher's span, the function's span (same trace id) "

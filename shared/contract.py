@@ -321,6 +321,10 @@ def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
         if err["type"] == "union_tag_invalid":  # pydantic's message would echo the input value
             parts.append(f"step: unknown step; expected one of {', '.join(STEP_NAMES)}")
             continue
+        if err["type"] == "extra_forbidden":  # the last part of loc is the sender's key: input, not ours
+            parent = ".".join(str(p) for p in err["loc"][:-1]) or "body"
+            parts.append(f"{parent}: a field the contract does not define")
+            continue
         parts.append(f"{loc}: {err['msg']}")
     more = exc.error_count() - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

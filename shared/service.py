@@ -42,6 +42,8 @@ MESSAGE_LOG_FIELDS: tuple[str, ...] = (
     "reason",
     "duration_ms",
 )
+# A processed message's line also has `parked_steps` (steps its order holds parked after it): the stuck
+# alert (infra/modules/alerts.bicep) and the workbook read when an order's gap opened and closed from it.
 # Plus `trace_id` and `span_id` of the message's span (shared/tracing.py): the JSON formatter writes
 # them at the top of the line, next to `invocation_id`, not under "extra".
 
@@ -181,6 +183,7 @@ class OrderService:
             "applied_sequences": list(result.applied_sequences),
             "quarantine_ids": list(result.quarantine_ids),
             "order_state": result.status,
+            "parked_steps": result.parked,  # after this message: 0 when the order waits for nothing
         }
 
     def _broker_fields(self, envelope: SessionEnvelope) -> dict[str, Any]:

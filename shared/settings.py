@@ -29,6 +29,12 @@ CARDINALITIES = ("one", "many")
 STORE_RETRY_SETTING = "ORDERS_STORE_RETRY_SECONDS"
 DEFAULT_STORE_RETRY_SECONDS = 20.0
 MAX_STORE_RETRY_SECONDS = 120.0
+# When an order's parked steps count as stuck (`orders status`, `orders why`): the age of its oldest parked
+# step. Read by the operator CLI only; the workbook and the Bicep alert take the same threshold as a
+# parameter (default the same 15 minutes). Not an app setting: the function never reads it.
+STUCK_AFTER_SETTING = "ORDERS_STUCK_AFTER_MINUTES"
+DEFAULT_STUCK_AFTER_MINUTES = 15
+MAX_STUCK_AFTER_MINUTES = 7 * 24 * 60
 
 # Every plain setting the app reads (connections are listed separately: they may be split into
 # `__fullyQualifiedNamespace` / `__tableServiceUri` parts). Infra tests check the Function App provides them.
@@ -80,6 +86,7 @@ class AppSettings:
     max_delivery_count: int = 10
     trigger_cardinality: str = "one"
     store_retry_seconds: float = DEFAULT_STORE_RETRY_SECONDS
+    stuck_after_minutes: int = DEFAULT_STUCK_AFTER_MINUTES
     store_connection: str | None = None
     # identity-based store connection: OrderStoreConnection__tableServiceUri (+ __credential, __clientId)
     store_identity: dict[str, str] = field(default_factory=dict)
@@ -95,6 +102,7 @@ class AppSettings:
             max_delivery_count=_int(values, MAX_DELIVERY_SETTING, 10, minimum=1),
             trigger_cardinality=trigger_cardinality(values),
             store_retry_seconds=_seconds(values, STORE_RETRY_SETTING, DEFAULT_STORE_RETRY_SECONDS),
+            stuck_after_minutes=stuck_after_minutes(values.get(STUCK_AFTER_SETTING)),
             store_connection=values.get(STORE_CONNECTION) or None,
             store_identity={k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix) and v},
         )
@@ -134,6 +142,18 @@ def _seconds(values: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= number <= MAX_STORE_RETRY_SECONDS:  # also refuses nan and inf
         raw = values.get(name)
         raise SettingsError(f"{name} must be between 0 and {MAX_STORE_RETRY_SECONDS:g} seconds, not {raw}")
+    return number
+
+
+def stuck_after_minutes(raw: str | None, name: str = STUCK_AFTER_SETTING) -> int:
+    """ORDERS_STUCK_AFTER_MINUTES (or the flag `name`) as whole minutes, 1 to a week: the Bicep alert
+    (ordersStuckAfterMinutes, an int) takes the same value from the same azd environment variable."""
+    if raw is None or str(raw).strip() == "":
+        return DEFAULT_STUCK_AFTER_MINUTES
+    number = _number({name: str(raw).strip()}, name, int, "a whole number of minutes")
+    assert number is not None
+    if not 1 <= number <= MAX_STUCK_AFTER_MINUTES:
+        raise SettingsError(f"{name} must be 1 to {MAX_STUCK_AFTER_MINUTES} minutes, not {number}")
     return number
 
 

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 
 from .config import ConfigError
@@ -39,7 +38,10 @@ def _port(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run until SIGINT/SIGTERM. Returns a process exit code; errors are one line, no traceback."""
+    """Run until SIGINT/SIGTERM. Returns a process exit code; errors are one line, no traceback, as for
+    every `orders` subcommand (devstack/cli_errors.py: `orders: error: ...`, 2 usage, 1 runtime)."""
+    from devstack.cli_errors import USAGE, cannot_listen, fail
+
     from .server import EmulatorServer
 
     logging.basicConfig(
@@ -47,12 +49,10 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server = EmulatorServer(Path(args.config), host=args.host, port=args.port, data=args.data)
-    except ConfigError as exc:
-        print(f"emulator: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:  # --config names a file that is missing or invalid
+        return fail(f"--config {args.config}: {exc}", USAGE)
     except Exception as exc:  # e.g. unusable --data path
-        print(f"emulator: cannot start: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"emulator cannot start: {exc}", USAGE)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -82,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(main())
     except OSError as exc:
-        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return fail(cannot_listen("orders emulator", args.host, args.port, exc))
     except KeyboardInterrupt:
         return 0
 

@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Errors follow devstack/cli_errors.py (`orders: error: ...`; 2 usage, 1 runtime)."""
+    from devstack.cli_errors import USAGE, fail
     from devstack.host.config import HostConfigError
     from devstack.host.discovery import DiscoveryError
     from devstack.host.runtime import LocalHost
@@ -104,19 +106,23 @@ def run(args: argparse.Namespace) -> int:
 
     app_dir = Path(args.app_dir)
     if not (app_dir / "function_app.py").is_file():
-        print(f"orders host: error: no function_app.py in {app_dir.resolve()}", file=sys.stderr)
-        return 2
+        return fail(f"no function_app.py in {app_dir.resolve()}: pass --app-dir DIR", USAGE)
     if args.settings and not Path(args.settings).is_file():
-        print(f"orders host: error: settings file {args.settings} does not exist", file=sys.stderr)
-        return 2
-    from shared.settings import SettingsError, merged_environment, validate_app_settings
+        return fail(f"--settings {args.settings} does not exist", USAGE)
+    from shared.settings import (
+        SERVICE_BUS_CONNECTION,
+        SettingsError,
+        merged_environment,
+        validate_app_settings,
+    )
 
+    settings_file = Path(args.settings) if args.settings else app_dir / "local.settings.json"
     try:  # the same checks function_app runs at import, plus the Service Bus connection; before anything
-        settings_file = Path(args.settings) if args.settings else app_dir / "local.settings.json"
         validate_app_settings(merged_environment(local_settings=settings_file), servicebus=True)
     except SettingsError as exc:
-        print(f"orders host: error: {exc}", file=sys.stderr)
-        return 2
+        if not settings_file.is_file() and SERVICE_BUS_CONNECTION in str(exc):
+            return fail(_no_local_settings(app_dir))  # the usual cause: the file was never made
+        return fail(str(exc))
     overrides: dict[str, object] = {}
     if getattr(args, "session_idle_timeout", None):
         overrides["sessionIdleTimeout"] = _as_timespan(args.session_idle_timeout)
@@ -133,15 +139,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         host.prepare()
     except (HostConfigError, DiscoveryError, TimeSpanError) as exc:
-        print(f"orders host: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     except Exception as exc:  # importing the app failed: say so in one line, keep the detail in the log
         log.debug("function_app import failed", exc_info=True)
-        print(
-            f"orders host: error: could not load function_app.py: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        return 2
+        return fail(f"could not load function_app.py: {type(exc).__name__}: {exc}")
 
     stop_requested = threading.Event()
     received: list[int] = []
@@ -165,9 +166,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             host.start()
-        except HostConfigError as exc:
-            print(f"orders host: error: {exc}", file=sys.stderr)
-            return 2
+        except HostConfigError as exc:  # e.g. the HTTP port is in use
+            return fail(str(exc))
         while not stop_requested.is_set():
             if host._fatal is not None:
                 code = 1
@@ -179,13 +179,22 @@ def run(args: argparse.Namespace) -> int:
         if received:
             log.info("shutdown requested", extra={"signal": signal.Signals(received[0]).name})
     except Exception as exc:
-        print(f"orders host: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
+        code = fail(f"{type(exc).__name__}: {exc}")
     finally:
         host.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
     return code  # Ctrl-C / SIGTERM is how a local host is stopped: exit 0, so `make host` reports no error
+
+
+def _no_local_settings(app_dir: Path) -> str:
+    where = app_dir.resolve()
+    example = where / "local.settings.json.example"
+    make = f"cp {example.name} local.settings.json" if example.is_file() else "create local.settings.json"
+    return (
+        f"no local.settings.json in {where}, so no Service Bus connection: {make} "
+        "(its values are for the local emulator, `make emulator`)"
+    )
 
 
 def _as_timespan(seconds: float) -> str:

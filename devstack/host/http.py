@@ -103,9 +103,9 @@ class LocalHttpServer:
         try:
             self.httpd = ThreadingHTTPServer((address, port), handler)
         except OSError as exc:
-            raise HostConfigError(
-                f"cannot serve HTTP on {address}:{port}: {exc.strerror} (use --port)"
-            ) from None
+            from devstack.cli_errors import cannot_listen
+
+            raise HostConfigError(cannot_listen("orders host", address, port, exc)) from None
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self._thread: threading.Thread | None = None

@@ -3,7 +3,10 @@
 //     filtered on the EntityName dimension),
 //  2. log alert (scheduled query rule) on Application Insights traces: any message the app
 //     quarantined (outcome == "quarantined") in the evaluation window,
-//  3. an action group they both notify (e-mail receiver optional).
+//  3. log alert on the same traces: an order whose parked steps have waited longer than stuckAfterMinutes
+//     (the step before them is missing: never sent, quarantined or dead-lettered). The query is the
+//     workbook's stuck-orders panel, generated into ../workbook/stuck-orders.kql by scripts/build_workbook.py,
+//  4. an action group they all notify (e-mail receiver optional).
 // What each alert means and what to do: docs/operations.md.
 
 @description('Azure region for the scheduled query rule (metric alerts and action groups are global).')
@@ -27,6 +30,14 @@ param deadLetterAlertName string
 
 @description('Scheduled query rule name (quarantines).')
 param quarantineAlertName string
+
+@description('Scheduled query rule name (stuck orders).')
+param stuckAlertName string
+
+@description('Parked steps older than this many minutes make an order stuck (ORDERS_STUCK_AFTER_MINUTES of the orders CLI).')
+@minValue(1)
+@maxValue(10080)
+param stuckAfterMinutes int = 15
 
 @description('Resource id of the Service Bus namespace.')
 param serviceBusNamespaceId string
@@ -57,6 +68,10 @@ traces
 | where outcome == "quarantined"
 | summarize quarantined = count() by reason
 '''
+
+// One query with the workbook's panel: every per-message line carries parked_steps (steps its order holds
+// parked after it); an order is stuck when its latest line still has some and they have waited too long.
+var stuckQuery = replace(loadTextContent('../workbook/stuck-orders.kql'), '__STUCK_AFTER_MINUTES__', string(stuckAfterMinutes))
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: actionGroupName
@@ -145,6 +160,47 @@ resource quarantineAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-prev
               ]
             }
           ]
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+resource stuckAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: stuckAlertName
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Orders stuck'
+    description: 'An order has waited longer than ${stuckAfterMinutes} minutes for a missing step (its later steps are parked). See docs/operations.md#why-is-order-x-stuck.'
+    severity: 2
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    // a gap opens with a `parked` line that may be hours old: the query looks back two days
+    overrideQueryTimeRange: 'P2D'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: stuckQuery
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'stuck_orders'
           operator: 'GreaterThan'
           threshold: 0
           failingPeriods: {

@@ -50,6 +50,9 @@ class ProcessingResult:
     applied_sequences: tuple[int, ...] = ()  # this message's and any parked ones it released
     quarantine_ids: tuple[str, ...] = ()  # this message's and any parked ones that could never apply
     status: str | None = None  # the stream's state label after the message
+    # steps the stream holds parked after the message (None: no stream was read). The log line carries it
+    # so the logs alone tell when a stream's gap opened and when it closed (stuck-order alert, workbook).
+    parked: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,4 +297,5 @@ def _result(
         applied_sequences=tuple(d.applied),
         quarantine_ids=quarantine_ids,
         status=d.workflow.status(d.ledger.state),
+        parked=len(d.ledger.parked),
     )

@@ -160,7 +160,8 @@ def test_readme_commands_run_verbatim_in_a_fresh_clone(tmp_path: Path) -> None:
         assert status["outcomes"]["quarantined"] == 10, status["outcomes"]  # 5 poison per publish
 
         # "Try next", exactly as `make demo` printed it
-        printed = re.findall(r"^  \$ (.+)$", result.stdout.split("Try next", 1)[-1], re.M)
+        try_next = re.sub(r" \\\n\s+", " ", result.stdout.split("Try next", 1)[-1])  # `\` continuations
+        printed = re.findall(r"^  \$ (.+)$", try_next, re.M)
         assert len(printed) >= 3, result.stdout[-3000:]
         for command in printed:
             done = subprocess.run(

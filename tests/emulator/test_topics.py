@@ -415,5 +415,5 @@ def test_cli_reports_a_bad_rule_in_one_line(tmp_path):
     )
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
-        "emulator: topic 't' subscription 's' rule 'r': unexpected 'end of expression'"
+        f"orders: error: --config {path}: topic 't' subscription 's' rule 'r': unexpected 'end of expression'"
     ]

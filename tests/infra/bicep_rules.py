@@ -499,12 +499,25 @@ def check_alerts(parsed: dict[str, Any]) -> list[str]:
     expect(problems, "metric dimension", dims[0].get("name"), "EntityName")
     expect(problems, "metric dimension values", dims[0].get("values"), ["ordersQueueName"])
 
-    sqr = props(parsed, "Microsoft.Insights/scheduledQueryRules")
-    query_var = sqr.get("criteria", {}).get("allOf", [{}])[0].get("query")
-    query = parsed.get("variables", {}).get(str(query_var), {}).get("value", query_var)
+    rules = {
+        str(body(r).get("properties", {}).get("criteria", {}).get("allOf", [{}])[0].get("query")): body(r)
+        for r in resources_of_type(parsed, "Microsoft.Insights/scheduledQueryRules").values()
+    }
+    if set(rules) != {"quarantineQuery", "stuckQuery"}:
+        problems.append(f"expected the quarantine and stuck-order log alerts, found queries {sorted(rules)}")
+    query = parsed.get("variables", {}).get("quarantineQuery", {}).get("value")
     for token in ("traces", "customDimensions", "outcome", '"quarantined"', "reason"):
         if token not in str(query):
             problems.append(f"quarantine query lacks {token!r}")
+    stuck = (rules.get("stuckQuery") or {}).get("properties") or {}
+    criterion = (stuck.get("criteria") or {}).get("allOf", [{}])[0]
+    expect(problems, "stuck measure", criterion.get("metricMeasureColumn"), "stuck_orders")
+    expect(problems, "stuck operator", criterion.get("operator"), "GreaterThan")
+    expect(problems, "stuck threshold", criterion.get("threshold"), 0)
+    if iso_duration(str(stuck.get("overrideQueryTimeRange", "PT0M"))) < timedelta(days=1):
+        problems.append("the stuck query must look back at least a day (overrideQueryTimeRange)")
+    if "stuckAfterMinutes" not in parsed.get("parameters", {}):
+        problems.append("stuckAfterMinutes parameter missing")
     if not props(parsed, "Microsoft.Insights/actionGroups"):
         problems.append("action group missing")
     if "alertEmail" not in parsed.get("parameters", {}):

@@ -96,6 +96,7 @@ def test_every_panel_the_runbook_needs_is_there(workbook: dict[str, Any]) -> Non
         "heading-for-dead-letter",
         "dead-letters",
         "hot-sessions",
+        "stuck-orders",
         "order-timeline",
     }
     queries = {name: p["content"].get("query", "") for name, p in panels.items()}
@@ -116,13 +117,51 @@ def test_every_panel_the_runbook_needs_is_there(workbook: dict[str, Any]) -> Non
     parameters = {
         p["name"] for item in workbook["items"] if item["type"] == 9 for p in item["content"]["parameters"]
     }
-    assert parameters == {"TimeRange", "OrderId"}
+    assert parameters == {"TimeRange", "OrderId", "StuckAfterMinutes"}
     for name, panel in panels.items():
+        if name == "stuck-orders":  # looks back as far as the alert does, whatever the chosen range
+            assert panel["content"]["timeContext"] == {"durationMs": build_workbook.STUCK_LOOKBACK_MS}
+            continue
         assert panel["content"]["timeContextFromParameter"] == "TimeRange", name
         if panel["type"] == 3:
             query = panel["content"]["query"]
             assert query.startswith(build_workbook.PRELUDE), name
             assert query.count("(") == query.count(")"), name
+
+
+def test_the_stuck_panel_and_the_alert_run_one_query_with_the_same_default_threshold(
+    workbook: dict[str, Any], bicep: Parsed
+) -> None:
+    from shared.settings import DEFAULT_STUCK_AFTER_MINUTES
+
+    stuck = build_workbook.STUCK_QUERY
+    panel = _panels(workbook)["stuck-orders"]["content"]["query"]
+    assert panel.startswith(
+        build_workbook.PRELUDE + stuck.replace("__STUCK_AFTER_MINUTES__", "{StuckAfterMinutes}")
+    )
+    assert (
+        "{StuckAfterMinutes}" in panel
+        and "(runbook: docs/operations.md > Why is order X stuck?)"
+        in (_panels(workbook)["stuck-orders"]["content"]["title"])
+    )
+    kql = (rules.INFRA / "workbook" / "stuck-orders.kql").read_text(encoding="utf-8")
+    assert kql == build_workbook.render_stuck_alert_query(), "run: make workbook"
+    assert build_workbook.PRELUDE + stuck in kql and "stuck_orders = count()" in kql
+    assert kql.count("(") == kql.count(")") and kql.count("__STUCK_AFTER_MINUTES__") == 1
+    for field in ("outcome", "parked_steps", "order_id", "session_id"):
+        assert f"x.{field}" in kql, field  # read where the app writes it (the prelude, tested below)
+    [parameter] = [
+        p for item in workbook["items"] if item["type"] == 9 for p in item["content"]["parameters"]
+        if p["name"] == "StuckAfterMinutes"
+    ]  # fmt: skip
+    assert parameter["value"] == str(DEFAULT_STUCK_AFTER_MINUTES)
+    alerts = bicep["alerts.bicep"]
+    assert rules.param_default(alerts, "stuckAfterMinutes") == DEFAULT_STUCK_AFTER_MINUTES
+    assert rules.param_default(bicep["main.bicep"], "ordersStuckAfterMinutes") == DEFAULT_STUCK_AFTER_MINUTES
+    assert (
+        "loadTextContent('../workbook/stuck-orders.kql')"
+        in (rules.INFRA / "modules" / "alerts.bicep").read_text()
+    )
 
 
 def test_each_panel_names_a_runbook_step_that_exists(workbook: dict[str, Any]) -> None:

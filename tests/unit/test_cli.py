@@ -88,7 +88,7 @@ def test_status_json_shape(capsys: pytest.CaptureFixture[str], populated: Any) -
     code, out, err = run(capsys, "status", "--json", "--store", store)
     assert (code, err) == (0, "")
     report = json.loads(out)
-    assert set(report) == {"orders", "outcomes", "quarantine"}
+    assert set(report) == {"orders", "outcomes", "quarantine", "stuck"}
     assert set(report["outcomes"]) == {"applied", "duplicate", "parked", "quarantined"}
     order_keys = {
         "customer_id",
@@ -150,8 +150,9 @@ def test_missing_store_is_a_one_line_error(capsys: pytest.CaptureFixture[str], t
 
 def test_bad_store_connection_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "status", "--store", "mongodb://nope")
-    assert code == 1
+    assert code == 2  # a flag of the wrong form is a usage error
     assert_one_line_error(err)
+    assert "--store takes sqlite:///PATH, UseDevelopmentStorage=true or a storage connection string" in err
 
 
 def test_bad_settings_are_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

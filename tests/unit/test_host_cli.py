@@ -28,9 +28,9 @@ def test_missing_connection_setting(tmp_path: Path) -> None:
     settings = tmp_path / "local.settings.json"
     settings.write_text(json.dumps({"Values": {"ORDERS_QUEUE_NAME": "q"}}))
     proc = run_host("--app-dir", str(REPO_ROOT), "--settings", str(settings), cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # a setting: a runtime failure, as for every `orders` command
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("orders host: error: Service Bus connection")
+    assert proc.stderr.strip().splitlines()[-1].startswith("orders: error: Service Bus connection")
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
