@@ -1,7 +1,8 @@
 """One error convention for `orders emulator` and `orders host`, the same as every `orders` subcommand
-(docs/cli.md): one line on stderr, `orders: error: ...`, saying what to do; exit 2 for usage errors (a bad
-argument, a file an argument names that is not there), 1 for runtime failures (settings, a busy port, an
-app that does not load)."""
+(docs/cli.md): one line on stderr, `orders: error: ...`, saying what to do; exit 2 when what you gave the
+command cannot be used (a bad argument, a file an argument names that is not there, a bad setting, an app
+the Python worker will not load: fix it, retrying will not help), 1 for runtime failures (a store or
+Service Bus that does not answer, a busy port, an unknown id)."""
 
 from __future__ import annotations
 

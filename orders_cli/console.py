@@ -55,7 +55,9 @@ def guarded(action: Callable[[], int], *, prog: str = PROG) -> int:
     except BrokenPipeError:  # `orders status | head`
         return 0
     except Exception as exc:
-        code = getattr(exc, "exit_code", 1)
+        from shared.settings import SettingsError
+
+        code = getattr(exc, "exit_code", 2 if isinstance(exc, SettingsError) else 1)
         message = str(exc) if isinstance(exc, CliError) or hasattr(exc, "exit_code") else describe(exc)
         print_error(prog, message)
         return code if isinstance(code, int) and code > 0 else 1

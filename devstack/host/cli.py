@@ -97,7 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Errors follow devstack/cli_errors.py (`orders: error: ...`; 2 usage, 1 runtime)."""
+    """Errors follow devstack/cli_errors.py (`orders: error: ...`; 2 usage and configuration, 1 runtime). A
+    WorkerInitResponse failure (a setting function_app refuses, an app the worker will not load) is 2 and
+    nothing is consumed: Azure serves no function of such an app."""
     from devstack.cli_errors import USAGE, fail
     from devstack.host.config import HostConfigError
     from devstack.host.discovery import DiscoveryError
@@ -121,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         validate_app_settings(merged_environment(local_settings=settings_file), servicebus=True)
     except SettingsError as exc:
         if not settings_file.is_file() and SERVICE_BUS_CONNECTION in str(exc):
-            return fail(_no_local_settings(app_dir))  # the usual cause: the file was never made
-        return fail(str(exc))
+            return fail(_no_local_settings(app_dir), USAGE)  # the usual cause: the file was never made
+        return fail(str(exc), USAGE)
     overrides: dict[str, object] = {}
     if getattr(args, "session_idle_timeout", None):
         overrides["sessionIdleTimeout"] = _as_timespan(args.session_idle_timeout)
@@ -139,10 +141,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         host.prepare()
     except (HostConfigError, DiscoveryError, TimeSpanError) as exc:
-        return fail(str(exc))
-    except Exception as exc:  # importing the app failed: say so in one line, keep the detail in the log
-        log.debug("function_app import failed", exc_info=True)
-        return fail(f"could not load function_app.py: {type(exc).__name__}: {exc}")
+        return fail(str(exc), USAGE)
+    except Exception as exc:  # the worker could not be started: say so in one line, the detail in the log
+        log.debug("the Python worker failed to start", exc_info=True)
+        return fail(f"could not load function_app.py: {type(exc).__name__}: {exc}", USAGE)
 
     stop_requested = threading.Event()
     received: list[int] = []

@@ -7,10 +7,19 @@ import logging
 
 import pytest
 
-from tests.functions.test_function_app import outcome_records, sb_message, service, trigger
+from tests.functions.test_function_app import (
+    _current_worker,
+    outcome_records,
+    sb_message,
+    service,
+    trigger,
+    worker,
+)
 from tests.support.builders import body
 
-__all__ = ["service"]  # the fixture, imported to be used here
+# The fixtures, imported to be used here: the service, and the worker (azure-functions-runtime) that
+# `trigger` sends each InvocationRequest to.
+__all__ = ["_current_worker", "service", "worker"]
 
 
 def test_parked_steps_rise_while_a_gap_is_open_and_drop_to_zero_when_it_fills(

@@ -137,5 +137,6 @@ def test_orders_host_refuses_an_app_the_worker_refuses_in_one_line(tmp_path: Pat
     )
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and "invalid non-type annotation" in errors[0], proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("orders: error: "), proc.stderr
+    assert "invalid non-type annotation" in errors[0]
     assert "Traceback" not in proc.stderr and "local host started" not in proc.stderr

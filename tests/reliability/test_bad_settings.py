@@ -68,7 +68,7 @@ def test_a_bad_setting_is_one_line_exit_1_and_nothing_is_consumed(
         out, err = proc.communicate(timeout=120)
         lines = [line for line in err.splitlines() if line.strip()]
         print(f"{name}: exit {proc.returncode}: {lines[-1] if lines else ''}")
-        assert proc.returncode == 1, (name, err[-2000:])  # settings: runtime, as for every `orders` command
+        assert proc.returncode == 2, (name, err[-2000:])  # a setting: fix the input, as for every command
         assert len(lines) == 1 and lines[0].startswith("orders: error: "), (name, err[-2000:])
         assert BAD[name][1] in lines[0], name
         assert "Traceback" not in err and out == ""

@@ -158,7 +158,7 @@ def test_bad_store_connection_is_a_one_line_error(capsys: pytest.CaptureFixture[
 def test_bad_settings_are_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "local.settings.json").write_text("{not json")
     code, _, err = run(capsys, "status")
-    assert code == 1
+    assert code == 2  # a bad setting: fix the input (docs/cli.md)
     assert_one_line_error(err)
     assert "local.settings.json" in err
 

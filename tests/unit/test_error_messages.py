@@ -59,7 +59,7 @@ def free_port() -> int:
 def test_host_without_local_settings_says_which_cp_makes_it(tmp_path: Path) -> None:
     for name in ("function_app.py", "local.settings.json.example"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
-    line = one_line(orders("host", cwd=tmp_path), 1)
+    line = one_line(orders("host", cwd=tmp_path), 2)
     assert line == (
         f"orders: error: no local.settings.json in {tmp_path.resolve()}, so no Service Bus connection: "
         "cp local.settings.json.example local.settings.json (its values are for the local emulator, "

@@ -28,7 +28,7 @@ def test_missing_connection_setting(tmp_path: Path) -> None:
     settings = tmp_path / "local.settings.json"
     settings.write_text(json.dumps({"Values": {"ORDERS_QUEUE_NAME": "q"}}))
     proc = run_host("--app-dir", str(REPO_ROOT), "--settings", str(settings), cwd=tmp_path)
-    assert proc.returncode == 1  # a setting: a runtime failure, as for every `orders` command
+    assert proc.returncode == 2  # a setting: fix the input (retrying will not help), as for every command
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("orders: error: Service Bus connection")
 

@@ -229,7 +229,7 @@ def test_unknown_order_names_the_store_and_ambiguous_order_asks_for_the_customer
     fails(capsys, 2, "why", "ord-1", "--store", store, "--stuck-after", "0")
     monkeypatch.setenv("ORDERS_STUCK_AFTER_MINUTES", "soon")
     assert "ORDERS_STUCK_AFTER_MINUTES must be a whole number of minutes" in fails(
-        capsys, 1, "why", "ord-1", "--store", store
+        capsys, 2, "why", "ord-1", "--store", store
     )
 
 
