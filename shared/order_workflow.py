@@ -106,6 +106,14 @@ class OrderSteps:
         )
         return Order(**o)
 
+    # --- AppWorkflow: what the app shows and sends (shared/workflows.py binds the names) ---
+    def view(self, state: Order) -> dict[str, Any]:
+        return {"total": None if state.total is None else str(state.total), "currency": state.currency}
+
+    def message_id(self, step: Step[OrderStep]) -> str:
+        """The publisher's message id of a step (orders_cli/traffic.py, docs/contract.md)."""
+        return f"{step.stream_key}:{step.sequence}"
+
 
 ORDERS = OrderSteps()
 

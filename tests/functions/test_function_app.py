@@ -208,12 +208,12 @@ def test_http_endpoint_returns_the_customers_orders(service: OrderService) -> No
     req = func.HttpRequest(
         "GET", "/api/customers/cust-1/orders", body=b"", route_params={"customer_id": "cust-1"}
     )
-    resp = function_app.get_customer_orders(req, InvocationContext("get_customer_orders"))
+    resp = function_app.get_session_streams(req, InvocationContext("get_customer_orders"))
     assert resp.status_code == 200
     doc = json.loads(resp.get_body())
     assert doc["orders"][0]["state"] == "PLACED" and doc["orders"][0]["applied_steps"] == ["order.placed"]
     bad = func.HttpRequest("GET", "/api/customers/x/orders", body=b"", route_params={"customer_id": "../etc"})
-    assert function_app.get_customer_orders(bad, InvocationContext("get_customer_orders")).status_code == 400
+    assert function_app.get_session_streams(bad, InvocationContext("get_customer_orders")).status_code == 400
 
 
 HOSTILE_OVERRIDES: list[dict[str, Any]] = [
