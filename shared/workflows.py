@@ -41,6 +41,10 @@ class AppWorkflow(Protocol[S, P]):
         """The contract's message id of a step (what the publisher sends it under)."""
         ...
 
+    def examples(self, session_id: str, stream_key: str) -> list[bytes]:
+        """The bodies of one complete stream, in sequence (smoke tests and the guide's first run)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRecord:

@@ -152,5 +152,18 @@ class Accounts:
     def message_id(self, step: Step[Operation]) -> str:
         return f"{step.session_key}:{step.stream_key}:{step.sequence}"
 
+    def examples(self, session_id: str, stream_key: str) -> list[bytes]:
+        """One account's bodies from open to close, in sequence (smoke tests, docs/adapting.md)."""
+        ops: list[dict[str, Any]] = [
+            {"op": "open", "overdraft": 0},
+            {"op": "deposit", "amount": 100},
+            {"op": "withdraw", "amount": 100},
+            {"op": "close"},
+        ]
+        return [
+            json.dumps({"owner": session_id, "account": stream_key, "seq": seq, **op}).encode()
+            for seq, op in enumerate(ops, start=1)
+        ]
+
 
 ACCOUNTS = Accounts()
