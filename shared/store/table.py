@@ -339,7 +339,7 @@ class TableOrderStore(Generic[L]):
         where = f"the Table store {self.table_name}"
         try:
             try:
-                entity: Mapping[str, Any] | None = self._client.get_entity(**key)
+                entity: Mapping[str, Any] | None = self._client.get_entity(WORKFLOW_PARTITION, WORKFLOW_ROW)
             except ResourceNotFoundError:
                 entity = None
             recorded = None if entity is None else WorkflowRecord(str(entity["name"]), str(entity["version"]))
