@@ -117,7 +117,7 @@ class OrderSteps:
 
     def examples(self, session_id: str, stream_key: str) -> list[bytes]:
         """One order's bodies from placed to delivered, in sequence (smoke tests, docs/adapting.md)."""
-        steps = (
+        steps: tuple[tuple[str, dict[str, Any]], ...] = (
             (
                 "order.placed",
                 {"items": [{"sku": "sku-1", "quantity": 2, "unit_price": "10.25"}], "currency": "EUR"},

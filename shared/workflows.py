@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 WORKFLOW_SETTING = "ORDERS_WORKFLOW"
 DEFAULT_WORKFLOW = "orders"
 
-S = TypeVar("S")
+S = TypeVar("S", contravariant=True)
 P = TypeVar("P")
 
 
