@@ -188,3 +188,61 @@ def test_each_registered_workflow_has_the_app_interface() -> None:
         steps = [workflow.parse(b) for b in bodies]
         assert [s.sequence for s in steps] == list(range(1, len(bodies) + 1))
         assert len({workflow.message_id(s) for s in steps}) == len(steps)
+
+
+class RecordingSend:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    def __call__(self, messages: list[Any], **kwargs: Any) -> Any:
+        from orders_cli.sender import PublishSummary
+
+        self.messages.extend(messages)
+        return PublishSummary(sent=len(messages), queue=kwargs["queue"], endpoint="fake")
+
+
+def test_quarantine_list_show_and_replay_use_the_selected_workflow(
+    selected: WorkflowBinding,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A refused step of the selected workflow: listed under its stream's name, and a corrected body is
+    checked with the selected workflow's own parser before it is sent."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORDERS_WORKFLOW", selected.name)
+    path = tmp_path / "store.db"
+    store = SqliteOrderStore(path, codec=selected.load(), workflow=selected.record)
+    service = OrderService(AppSettings(workflow=selected.name), store)
+    first = envelopes(selected)[0]
+    refused = service.handle(SessionEnvelope(first.body, "someone-else", "m-elsewhere"))
+    assert refused.reason is not None and refused.reason.value == "session-mismatch"
+    store.close()
+    url = f"sqlite:///{path}"
+    assert cli.main(["quarantine", "list", "--json", "--store", url]) == 0
+    [row] = json.loads(capsys.readouterr().out)["quarantine"]
+    assert selected.stream_field in row and row["session_id"] == "someone-else"
+    assert cli.main(["quarantine", "list", "--store", url]) == 0
+    assert f"{selected.stream_label} (session)" in capsys.readouterr().out
+    assert cli.main(["quarantine", "show", row["id"], "--store", url]) == 0
+    assert selected.stream_field in capsys.readouterr().out
+
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps(json.loads(first.body)))  # its own session: refused for someone-else
+    send = RecordingSend()
+    replay = ["quarantine", "replay", row["id"], "--body-file", str(fixed), "--store", url]
+    assert (
+        cli.main(
+            [*replay, "--connection", "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=v"], send=send
+        )
+        == 1
+    )
+    assert "session-mismatch" in capsys.readouterr().err and send.messages == []
+    fixed.write_text(json.dumps({"not": "a step"}))
+    assert (
+        cli.main(
+            [*replay, "--connection", "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=v"], send=send
+        )
+        == 1
+    )
+    assert "schema-violation" in capsys.readouterr().err and send.messages == []
