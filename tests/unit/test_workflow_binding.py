@@ -246,3 +246,29 @@ def test_quarantine_list_show_and_replay_use_the_selected_workflow(
         == 1
     )
     assert "schema-violation" in capsys.readouterr().err and send.messages == []
+
+
+def test_function_app_serves_the_selected_workflows_read_route(
+    selected: WorkflowBinding, tmp_path: Path
+) -> None:
+    """function_app.py names its HTTP function and route from the binding, when the worker indexes it."""
+    import os
+    import subprocess
+    import sys
+
+    listing = (
+        "import json, function_app\n"
+        "print(json.dumps({f.get_function_name(): [b.get_dict_repr().get('route') for b in f.get_bindings()]"
+        " for f in function_app.app.get_functions()}))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OrderStore"))}
+    env |= {"ORDERS_WORKFLOW": selected.name, "PYTHONPATH": str(repo), "OTEL_SDK_DISABLED": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", listing], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    functions = json.loads(done.stdout.strip().splitlines()[-1])
+    route = f"{selected.session_plural}/{{{selected.session_field}}}/{selected.stream_plural}"
+    assert route in functions[f"get_{selected.session_label}_{selected.stream_plural}"]
+    assert "process_order_step" in functions
