@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # 2 vCPUs. `make test PYTEST_PARALLEL=` runs it serially.
 PYTEST_PARALLEL ?= -n 4 --dist loadfile
 
-.PHONY: install lock lint test test-fast demo emulator host schema workbook bench clean
+.PHONY: install lock lint test test-engine test-fast demo emulator host schema workbook bench clean
 
 install: $(STAMP)
 
@@ -42,8 +42,13 @@ lint: install
 test: lint
 	bash scripts/ci/infra_checks.sh
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
+	$(MAKE) test-engine
 	bash scripts/ci/emulator_compat.sh
 	bash scripts/ci/secret_scan.sh
+
+# The engine suite with the second workflow: swapping the workflow leaves it green (docs/adapting.md).
+test-engine: install
+	ORDERS_WORKFLOW=accounts $(BIN)/python -m pytest -q -m engine $(PYTEST_PARALLEL) tests/unit tests/integration
 
 # Just the fast layers while you work.
 test-fast: install

@@ -32,7 +32,10 @@ setup_logging(functions_formatter=JsonFormatter(), format="json")
 # import. In Azure that fails the worker's function indexing, so the host starts no listener and no
 # message is consumed (docs/operations.md "Bad configuration"), instead of every message failing
 # until it is dead-lettered. Whether the store answers is not checked here: that is transient.
-validate_app_settings(merged_environment())
+SETTINGS = validate_app_settings(merged_environment())
+# The workflow ORDERS_WORKFLOW selects (shared/workflows.py): its names make the HTTP route below. The
+# workflow object itself (pydantic, the domain) loads with the service, on the first message.
+BINDING = SETTINGS.binding()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -94,23 +97,28 @@ def purge_idempotency_records(timer: func.TimerRequest, context: func.Context) -
         get_service().purge_idempotency_records()
 
 
-@app.function_name("get_customer_orders")
-@app.route(route="customers/{customer_id}/orders", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-def get_customer_orders(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+# `customers/{customer_id}/orders` for the order workflow: one session's streams through the read model.
+@app.function_name(BINDING.http_function_name)
+@app.route(route=BINDING.http_route, methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_session_streams(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     import re
 
     from shared.contract import ID_PATTERN
-    from shared.views import order_view
+    from shared.views import stream_view
 
-    customer_id = req.route_params.get("customer_id", "")
+    b = BINDING
+    session_id = req.route_params.get(b.session_field, "")
     with logging_context(context):
-        if not re.fullmatch(ID_PATTERN, customer_id):
-            return _json({"error": "customer_id must match " + ID_PATTERN}, 400)
-        ledgers = get_service().store.list_ledgers(customer_id)
+        if not re.fullmatch(ID_PATTERN, session_id):
+            return _json({"error": f"{b.session_field} must match {ID_PATTERN}"}, 400)
+        ledgers = get_service().store.list_ledgers(session_id)
         logging.getLogger("orders.http").info(
-            "customer orders read", extra={"customer_id": customer_id, "orders": len(ledgers)}
+            f"{b.session_label} {b.stream_plural} read",
+            extra={b.session_field: session_id, b.stream_plural: len(ledgers)},
         )
-        return _json({"customer_id": customer_id, "orders": [order_view(x) for x in ledgers]}, 200)
+        return _json(
+            {b.session_field: session_id, b.stream_plural: [stream_view(b, x) for x in ledgers]}, 200
+        )
 
 
 def _json(body: object, status: int) -> func.HttpResponse:

@@ -23,6 +23,9 @@ from bench.common import export_and_discard_spans, machine, tracing_environment
 from shared import tracing
 from shared.envelope import SessionEnvelope
 from shared.store.memory import InMemoryOrderStore
+from shared.workflows import ORDERS
+
+ATTRIBUTES = ORDERS.span_attributes()
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 MODES = ("default", "exported", "off")
@@ -42,7 +45,9 @@ def measure(mode: str, rounds: int = 5, per_round: int = 5000) -> float:
             span.log_fields()
             store.get_ledger("cust-1", "ord-1")
             store.get_ledger("cust-1", "ord-1")  # stands in for the commit: same span cost
-            span.record({"outcome": "applied", "order_id": "ord-1", "sequence": 1, "step": "order.placed"})
+            span.record(
+                {"outcome": "applied", "order_id": "ord-1", "sequence": 1, "step": "order.placed"}, ATTRIBUTES
+            )
 
     for _ in range(1000):
         one()

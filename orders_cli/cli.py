@@ -39,6 +39,7 @@ from orders_cli.console import (
 if TYPE_CHECKING:
     from orders_cli.sender import SendFn
     from shared.store.base import OrderStore
+    from shared.workflows import WorkflowBinding
 
 DEFAULT_LIMIT = 20
 
@@ -136,8 +137,19 @@ def main(argv: list[str] | None = None, *, send: SendFn | None = None) -> int:
 # store access
 
 
+def selected_binding() -> WorkflowBinding:
+    """The workflow ORDERS_WORKFLOW selects (environment, then local.settings.json)."""
+    from shared.settings import AppSettings, SettingsError
+
+    try:
+        return AppSettings.load().binding()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
 def open_store_from(args: argparse.Namespace) -> OrderStore:
-    """The store named by --store or the settings; a missing SQLite file is an error, not a new store."""
+    """The store named by --store or the settings; a missing SQLite file is an error, not a new store.
+    The store must belong to the selected workflow (its record, shared/store/workflow_record.py)."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -159,11 +171,14 @@ def open_store_from(args: argparse.Namespace) -> OrderStore:
         path = (conn or DEFAULT_SQLITE_URL).removeprefix("sqlite:///").partition("?")[0]
         if path and path != ":memory:" and not Path(path).is_file():
             raise CliError(f"no order store at {path} (nothing processed yet, or wrong --store?)")
-    from shared.order_workflow import ORDERS
     from shared.store.factory import open_store
+    from shared.store.workflow_record import WorkflowMismatch
 
+    binding = selected_binding()
     try:
-        return open_store(settings, ORDERS)
+        return open_store(settings, binding.load(), binding.record)
+    except WorkflowMismatch as exc:
+        raise CliError(str(exc)) from None
     except ImportError as exc:
         raise CliError(f"this order store is not available here: {describe(exc)}") from None
     except (ValueError, OSError) as exc:
@@ -243,12 +258,19 @@ def _status(args: argparse.Namespace) -> int:
     def show(store: OrderStore) -> int:
         from shared.views import status_report
 
-        report = status_report(store, args.customer)
+        binding = selected_binding()
+        report = status_report(binding, store, args.customer)
         report["stuck"] = why.stuck_section(args, store)  # orders_cli/why.py: parked steps too old
         if args.json:
             print_json(report)
         else:
-            render_status(report, limit=args.limit, customer=args.customer, store_flag=_store_flag(args))
+            render_status(
+                report,
+                limit=args.limit,
+                customer=args.customer,
+                store_flag=_store_flag(args),
+                binding=binding,
+            )
             why.render_stuck(report["stuck"], store_flag=_store_flag(args))
         return 0
 
@@ -256,11 +278,19 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def render_status(
-    report: dict[str, Any], *, limit: int = DEFAULT_LIMIT, customer: str | None = None, store_flag: str = ""
+    report: dict[str, Any],
+    *,
+    limit: int = DEFAULT_LIMIT,
+    customer: str | None = None,
+    store_flag: str = "",
+    binding: WorkflowBinding | None = None,
 ) -> None:
-    """`orders status` for a person: fits 80 columns, ids whole."""
+    """`orders status` for a person: fits 80 columns, ids whole. Names come from the workflow binding."""
     from collections import Counter
 
+    from shared.workflows import ORDERS
+
+    b = binding or ORDERS
     console = make_console()
     scope = f" for {customer}" if customer else ""
     outcomes = compact_table(f"outcomes{scope}")
@@ -270,28 +300,30 @@ def render_status(
     outcomes.add_row(*(str(v) for v in report["outcomes"].values()))
     console.print(outcomes)
 
-    orders = report["orders"]
+    orders = report[b.stream_plural]
     by_state = Counter(o["state"] for o in orders)
-    states = compact_table("orders by state")
+    states = compact_table(f"{b.stream_plural} by state")
     states.add_column("state")
-    states.add_column("orders", justify="right")
+    states.add_column(b.stream_plural, justify="right")
     for state, count in sorted(by_state.items()):
         states.add_row(state, str(count))
     states.add_row("total", str(len(orders)), style="bold")
     console.print(states)
 
     if orders:
-        table = compact_table("orders (steps applied; parked steps wait for the missing sequence)")
-        id_column(table, "customer")
-        id_column(table, "order")
+        table = compact_table(
+            f"{b.stream_plural} (steps applied; parked steps wait for the missing sequence)"
+        )
+        id_column(table, b.session_label)
+        id_column(table, b.stream_label)
         table.add_column("state", no_wrap=True)
         table.add_column("steps", justify="right")
         table.add_column("parked now")
         table.add_column("waiting for", justify="right")
         for o in orders[:limit]:
             table.add_row(
-                safe(o["customer_id"]),
-                safe(o["order_id"]),
+                safe(o[b.session_field]),
+                safe(o[b.stream_field]),
                 o["state"],
                 str(len(o["applied_steps"])),
                 ",".join(str(s) for s in o["parked_sequences"]) or "-",
@@ -300,7 +332,8 @@ def render_status(
         console.print(table)
         if len(orders) > limit:
             console.print(
-                f"... {len(orders) - limit} more orders not shown (use --limit, --customer or --json)"
+                f"... {len(orders) - limit} more {b.stream_plural} not shown"
+                " (use --limit, --customer or --json)"
             )
 
     quarantine = report["quarantine"]
@@ -318,10 +351,10 @@ def render_status(
 # quarantine
 
 
-def _quarantine_row(record: Any) -> dict[str, Any]:
+def _quarantine_row(record: Any, binding: WorkflowBinding) -> dict[str, Any]:
     from shared.views import quarantine_view
 
-    return quarantine_view(record) | {
+    return quarantine_view(binding, record) | {
         "step": record.step,
         "status": record.status,
         "detail": record.detail,
@@ -332,29 +365,37 @@ def _quarantine_row(record: Any) -> dict[str, Any]:
 
 def _quarantine_list(args: argparse.Namespace) -> int:
     def show(store: OrderStore) -> int:
-        rows = [_quarantine_row(r) for r in store.list_quarantine(include_replayed=args.all)]
+        binding = selected_binding()
+        rows = [_quarantine_row(r, binding) for r in store.list_quarantine(include_replayed=args.all)]
         if args.json:
             print_json({"quarantine": rows})
             return 0
-        render_quarantine_list(rows, include_replayed=args.all, store_flag=_store_flag(args))
+        render_quarantine_list(rows, include_replayed=args.all, store_flag=_store_flag(args), binding=binding)
         return 0
 
     return _with_store(args, show)
 
 
 def render_quarantine_list(
-    rows: list[dict[str, Any]], *, include_replayed: bool, store_flag: str = ""
+    rows: list[dict[str, Any]],
+    *,
+    include_replayed: bool,
+    store_flag: str = "",
+    binding: WorkflowBinding | None = None,
 ) -> None:
     """Quarantine ids whole (the first column, for `show`/`replay`); fits 80 columns."""
+    from shared.workflows import ORDERS
+
+    b = binding or ORDERS
     table = compact_table(f"quarantined messages ({len(rows)}{'' if include_replayed else ' open'})")
     id_column(table, "id")
     table.add_column("reason")
-    table.add_column("order (session)")
+    table.add_column(f"{b.stream_label} (session)")
     table.add_column("seq", justify="right")
     if include_replayed:  # without --all every row is open
         table.add_column("status")
     for r in rows:
-        where = safe(r["order_id"]) if r["order_id"] else f"({safe(r['session_id'])})"
+        where = safe(r[b.stream_field]) if r[b.stream_field] else f"({safe(r['session_id'])})"
         cells = [r["id"], r["reason"], where, "-" if r["sequence"] is None else str(r["sequence"])]
         table.add_row(*cells, *([r["status"]] if include_replayed else []))
     console = make_console()
@@ -380,21 +421,24 @@ def _quarantine_show(args: argparse.Namespace) -> int:
         if args.json:
             print_json(record.to_document())
             return 0
-        render_quarantine_record(record)
+        render_quarantine_record(record, selected_binding())
         return 0
 
     return _with_store(args, show)
 
 
-def render_quarantine_record(record: Any) -> None:
+def render_quarantine_record(record: Any, binding: WorkflowBinding | None = None) -> None:
     """One record for a person: '-' for missing values, metadata flattened, the body as text."""
+    from shared.workflows import ORDERS
+
+    b = binding or ORDERS
     table = compact_table(f"quarantined message {record.id}", show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
-    row = _quarantine_row(record)
+    row = _quarantine_row(record, b)
     for key in ("reason", "detail", "status", "quarantined_at", "replayed_at", "session_id", "message_id"):
         table.add_row(key, for_person(row[key]))
-    for key in ("order_id", "sequence", "step"):
+    for key in (b.stream_field, "sequence", "step"):
         table.add_row(key, for_person(row[key]))
     for key, value in record.metadata.items():
         if key in ("session_id", "message_id"):
@@ -438,7 +482,6 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
         from orders_cli import sender
         from orders_cli.traffic import CONTENT_TYPE, Expected, OutgoingMessage
         from shared.engine.outcomes import Outcome
-        from shared.order_workflow import ORDERS
         from shared.replay import ReplayError, ReplayMessage
         from shared.replay import replay as replay_record
         from shared.settings import merged_environment
@@ -475,7 +518,7 @@ def _quarantine_replay(args: argparse.Namespace, send: SendFn | None) -> int:
                 store,
                 record,
                 send_one,
-                parse=ORDERS.parse,
+                parse=selected_binding().load().parse,
                 corrected=corrected,
                 force=args.force,
             )

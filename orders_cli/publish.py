@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--jsonl", metavar="FILE",
+        help="publish the messages in FILE ('-': stdin), one JSON object per line (session_id, message_id, "
+        "body), for any workflow, instead of generating order steps",
+    )  # fmt: skip
+    generator = (*PLAN_FLAGS, "id_prefix", "run_id")
+    parser.set_defaults(generator_defaults={name: parser.get_default(name) for name in generator})
 
 
 def run_id_prefix(value: str | None, now: datetime | None = None) -> str:
@@ -147,13 +154,19 @@ def remember_sent(
         pass  # a hint only: never fail a publish for it
 
 
-def _warn_overlap(overlap: WindowOverlap, total: int, target: str, now: datetime) -> None:
+def _warn_overlap(
+    overlap: WindowOverlap,
+    total: int,
+    target: str,
+    now: datetime,
+    advice: str = "For new orders add --run-id auto (or --id-prefix P).",
+) -> None:
     minutes = max(0, int((now - overlap.last_sent).total_seconds() // 60))
     ago = "less than a minute ago" if minutes == 0 else f"{minutes} min ago"
     sys.stderr.write(
         f"warning: {overlap.count} of these {total} message ids were sent to {target} {ago}; the queue's "
         f"duplicate detection ({int(DUPLICATE_WINDOW.total_seconds() // 60)} min) drops them without an "
-        "error, so the app will not see them. For new orders add --run-id auto (or --id-prefix P).\n"
+        f"error, so the app will not see them. {advice}\n"
     )
     sys.stderr.flush()
 
@@ -161,6 +174,8 @@ def _warn_overlap(overlap: WindowOverlap, total: int, target: str, now: datetime
 def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     from orders_cli import sender, traffic
 
+    if getattr(args, "jsonl", None):
+        return run_jsonl(args, send=send)
     plan = plan_from_args(args)
     messages = traffic.generate_messages(plan)
     out = sys.stdout
@@ -217,6 +232,84 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     table.add_row("rate", f"{summary.messages_per_second} msg/s")
     for outcome, count in outcomes.items():
         table.add_row(f"expected {outcome}", str(count))
+    Console(file=out).print(table)
+    return 0
+
+
+def run_jsonl(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
+    """`--jsonl FILE`: the file's messages (orders_cli/publish_jsonl.py), sent like generated ones: same
+    sender, progress bar, duplicate-window warning and history."""
+    from orders_cli import sender
+    from orders_cli.publish_jsonl import read_jsonl, summary_rows
+    from orders_cli.traffic import PublishUsageError
+    from shared.settings import AppSettings, SettingsError
+
+    defaults = getattr(args, "generator_defaults", {})
+    changed = [
+        f"--{name.replace('_', '-')}" for name, value in defaults.items() if getattr(args, name) != value
+    ]
+    if changed:
+        raise PublishUsageError(
+            f"--jsonl publishes the file as it is: {', '.join(changed)} do not apply to it"
+        )
+    if args.batch_size < 1:
+        raise PublishUsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    try:
+        binding = AppSettings.load().binding()
+    except SettingsError as exc:
+        raise sender.PublishError(str(exc)) from None
+    read = read_jsonl(args.jsonl, binding)
+    messages = read.messages
+    out = sys.stdout
+    if args.dry_run:
+        for m in messages:
+            out.write(json.dumps(m.to_json()) + "\n")
+        return 0
+    from shared.settings import merged_environment
+
+    connection, namespace, queue = sender.resolve_target(
+        merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
+    )
+    target = _target_key(queue, connection, namespace)
+    now = datetime.now(UTC)
+    overlap = window_overlap(messages, target, now=now) if (connection or namespace) else None
+    if overlap is not None:
+        _warn_overlap(
+            overlap, len(messages), target, now, advice="Give them new message_id values to resend."
+        )
+    summary = (send or sender.send_messages)(
+        messages,
+        connection_string=connection,
+        namespace=namespace,
+        queue=queue,
+        batch_size=args.batch_size,
+        progress=not (args.no_progress or args.json),
+    )
+    remember_sent(messages, target, now=now)
+    rows = summary_rows(messages, read.derived_ids)
+    if args.json:
+        doc = summary.to_json() | {
+            "file": args.jsonl,
+            "recently_sent_ids": overlap.count if overlap else 0,
+            **{name.replace(" ", "_"): int(value) for name, value in rows},
+        }
+        out.write(json.dumps(doc) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"published to {summary.queue} @ {summary.endpoint}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("messages sent", str(summary.sent))
+    if overlap is not None:
+        table.add_row("  already sent < 10 min ago", f"{overlap.count} (dropped by the queue)")
+    for name, value in rows:
+        table.add_row(name, value)
+    table.add_row("batches", str(summary.batches))
+    table.add_row("retries", str(summary.retries))
+    table.add_row("elapsed", f"{summary.elapsed_s:.2f} s")
+    table.add_row("rate", f"{summary.messages_per_second} msg/s")
     Console(file=out).print(table)
     return 0
 

@@ -161,10 +161,11 @@ def _report(
     from shared.order_workflow import ORDERS
     from shared.store.sqlite import SqliteOrderStore
     from shared.views import status_report
+    from shared.workflows import ORDERS as ORDERS_BINDING
 
-    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS)
+    store = SqliteOrderStore.from_url(f"sqlite:///{db}", codec=ORDERS, workflow=ORDERS_BINDING.record)
     try:
-        report = status_report(store)
+        report = status_report(ORDERS_BINDING, store)
         ledgers = {(x.order.customer_id, x.order.order_id): x for x in store.list_ledgers()}
         records = store.list_quarantine()
     finally:

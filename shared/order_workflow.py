@@ -8,12 +8,13 @@ This file is the seam: the engine (`shared/engine/`) and the stores know nothing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.contract import OrderStep, content_hash, parse_order_step
+from shared.contract import SCHEMA_ID, OrderStep, content_hash, parse_order_step
 from shared.domain.model import DomainError, LineItem, Order, OrderState
 from shared.domain.workflow import OrderWorkflow
 from shared.engine.ledger import DEFAULT_PARK_LIMIT, Ledger
@@ -105,6 +106,41 @@ class OrderSteps:
             for i in o.get("items") or ()
         )
         return Order(**o)
+
+    # --- AppWorkflow: what the app shows and sends (shared/workflows.py binds the names) ---
+    def view(self, state: Order) -> dict[str, Any]:
+        return {"total": None if state.total is None else str(state.total), "currency": state.currency}
+
+    def message_id(self, step: Step[OrderStep]) -> str:
+        """The publisher's message id of a step (orders_cli/traffic.py, docs/contract.md)."""
+        return f"{step.stream_key}:{step.sequence}"
+
+    def examples(self, session_id: str, stream_key: str) -> list[bytes]:
+        """One order's bodies from placed to delivered, in sequence (smoke tests, docs/adapting.md)."""
+        steps: tuple[tuple[str, dict[str, Any]], ...] = (
+            (
+                "order.placed",
+                {"items": [{"sku": "sku-1", "quantity": 2, "unit_price": "10.25"}], "currency": "EUR"},
+            ),
+            ("payment.authorized", {"payment_id": "pay-1", "amount": "20.50"}),
+            ("inventory.reserved", {"reservation_id": "res-1"}),
+            ("order.shipped", {"carrier": "DHL", "tracking_number": "TRK-1"}),
+            ("order.delivered", {}),
+        )
+        return [
+            json.dumps(
+                {
+                    "schema": SCHEMA_ID,
+                    "customer_id": session_id,
+                    "order_id": stream_key,
+                    "sequence": sequence,
+                    "occurred_at": f"2026-01-01T00:00:{sequence:02d}Z",
+                    "step": name,
+                    "data": data,
+                }
+            ).encode()
+            for sequence, (name, data) in enumerate(steps, start=1)
+        ]
 
 
 ORDERS = OrderSteps()

@@ -1,8 +1,9 @@
 """The app's runtime: settings, store and processor built once per worker, plus the per-message
 report (one structured log line). `function_app.py` and the local host call into this.
 
-This is where the generic engine is bound to the order workflow (`ORDERS`) and where the engine's
-generic result becomes the order log line (customer_id, order_id, order_state).
+The engine is bound here to the workflow ORDERS_WORKFLOW selects (shared/workflows.py), and the engine's
+generic result becomes that workflow's log line: its field names (customer_id, order_id, order_state for
+orders) and span attributes come from the binding, never from this file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shared.settings import AppSettings
 from shared.store import retry
 from shared.store.base import ConcurrencyConflict, OrderStore, TransientStoreError
+from shared.workflows import GENERIC_LOG_FIELDS, ORDERS, WorkflowBinding
 
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
     from shared.engine.processor import ProcessingResult
@@ -26,24 +28,17 @@ if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first m
 T = TypeVar("T")
 log = logging.getLogger("orders.processing")
 
-# The fields every per-message log line carries (the operations runbook's KQL relies on them).
-MESSAGE_LOG_FIELDS: tuple[str, ...] = (
-    "session_id",
-    "message_id",
-    "delivery_count",
-    "sequence_number",
-    "enqueued_time",
-    "lag_ms",
-    "customer_id",
-    "order_id",
-    "sequence",
-    "step",
-    "outcome",
-    "reason",
-    "duration_ms",
-)
-# A processed message's line also has `parked_steps` (steps its order holds parked after it): the stuck
-# alert (infra/modules/alerts.bicep) and the workbook read when an order's gap opened and closed from it.
+
+def message_log_fields(binding: WorkflowBinding) -> tuple[str, ...]:
+    """The fields every per-message log line of this workflow carries (the runbook's KQL relies on them)."""
+    at = GENERIC_LOG_FIELDS.index("sequence")
+    return (*GENERIC_LOG_FIELDS[:at], binding.session_field, binding.stream_field, *GENERIC_LOG_FIELDS[at:])
+
+
+# The order workflow's (the default): customer_id and order_id between lag_ms and sequence.
+MESSAGE_LOG_FIELDS: tuple[str, ...] = message_log_fields(ORDERS)
+# A processed message's line also has `parked_steps` (steps its stream holds parked after it): the stuck
+# alert (infra/modules/alerts.bicep) and the workbook read when a gap opened and closed from it.
 # Plus `trace_id` and `span_id` of the message's span (shared/tracing.py): the JSON formatter writes
 # them at the top of the line, next to `invocation_id`, not under "extra".
 
@@ -57,17 +52,23 @@ class OrderService:
         retry_policy: retry.RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        binding: WorkflowBinding | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.binding = binding or settings.binding()
+        self.log_fields = message_log_fields(self.binding)
+        self._span_attributes = self.binding.span_attributes()
+        self._step_message = self.binding.log_message + " %s"
+        self._retry_message = self.binding.log_message + " will be retried: store failed"
         self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
         self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
         self._clock = clock
         from shared.engine.processor import StreamProcessor
-        from shared.order_workflow import ORDERS
         from shared.tracing import traced_store
 
-        self.processor = StreamProcessor(traced_store(store), ORDERS, park_limit=settings.park_limit)
+        workflow = self.binding.load()
+        self.processor = StreamProcessor(traced_store(store), workflow, park_limit=settings.park_limit)
 
     def handle(self, envelope: SessionEnvelope) -> ProcessingResult:
         """Process one message in its own span, continuing the publisher's trace (shared/tracing.py)."""
@@ -88,13 +89,13 @@ class OrderService:
             result = self._retrying(lambda: self.processor.process(envelope), [envelope.session_id], burst)
         except TransientStoreError as exc:
             fields |= self._retry_fields(exc, burst, started, envelope)
-            span.record(fields)
-            log.warning("order step will be retried: store failed", extra=fields)
+            span.record(fields, self._span_attributes)
+            log.warning(self._retry_message, extra=fields)
             raise
         _log_recovered(burst, fields)
         fields |= self._result_fields(result) | {"duration_ms": _ms_since(started)}
-        span.record(fields)
-        log.info("order step %s", result.outcome.value, extra=fields)
+        span.record(fields, self._span_attributes)
+        log.info(self._step_message, result.outcome.value, extra=fields)
         return result
 
     def handle_batch(self, envelopes: Sequence[SessionEnvelope]) -> list[ProcessingResult]:
@@ -116,8 +117,8 @@ class OrderService:
             for envelope, line in zip(envelopes, fields, strict=True):
                 line |= batch | self._retry_fields(exc, burst, started, envelope)
                 with tracing.message_span(envelope) as span:
-                    span.record(line)
-                    log.warning("order step will be retried: store failed", extra=line | span.log_fields())
+                    span.record(line, self._span_attributes)
+                    log.warning(self._retry_message, extra=line | span.log_fields())
             raise
         _log_recovered(burst, {"session_id": sessions[0] if len(sessions) == 1 else None, **batch})
         duration = _ms_since(started)
@@ -126,8 +127,8 @@ class OrderService:
             # each message's own span (continuing its publisher's trace) carries its outcome and gives its
             # log line trace_id/span_id; the batch's store calls are not its children (docs/performance.md)
             with tracing.message_span(envelope) as span:
-                span.record(line)
-                log.info("order step %s", result.outcome.value, extra=line | span.log_fields())
+                span.record(line, self._span_attributes)
+                log.info(self._step_message, result.outcome.value, extra=line | span.log_fields())
         return results
 
     def _retrying(self, work: Callable[[], T], sessions: Sequence[str], burst: retry.RetryBurst) -> T:
@@ -171,19 +172,19 @@ class OrderService:
             "final_attempt": envelope.delivery_count >= self.settings.max_delivery_count,
         }
 
-    @staticmethod
-    def _result_fields(result: ProcessingResult) -> dict[str, Any]:
+    def _result_fields(self, result: ProcessingResult) -> dict[str, Any]:
+        b = self.binding
         return {
-            "customer_id": result.session_key,
-            "order_id": result.stream_key,
+            b.session_field: result.session_key,
+            b.stream_field: result.stream_key,
             "sequence": result.sequence,
             "step": result.step,
             "outcome": result.outcome.value,
             "reason": result.reason.value if result.reason else None,
             "applied_sequences": list(result.applied_sequences),
             "quarantine_ids": list(result.quarantine_ids),
-            "order_state": result.status,
-            "parked_steps": result.parked,  # after this message: 0 when the order waits for nothing
+            b.status_field: result.status,
+            "parked_steps": result.parked,  # after this message: 0 when the stream waits for nothing
         }
 
     def _broker_fields(self, envelope: SessionEnvelope) -> dict[str, Any]:
@@ -228,12 +229,11 @@ def get_service() -> OrderService:
     if _service is None:
         with _service_lock:
             if _service is None:
-                from shared.order_workflow import ORDERS
                 from shared.settings import merged_environment, validate_app_settings
-                from shared.store.factory import open_store
+                from shared.store.factory import open_workflow_store
 
                 settings = validate_app_settings(merged_environment())
-                _service = OrderService(settings, open_store(settings, ORDERS))
+                _service = OrderService(settings, open_workflow_store(settings))
     return _service
 
 

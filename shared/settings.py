@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from shared.engine.ledger import DEFAULT_PARK_LIMIT  # the engine owns the rule and its default
+from shared.workflows import (
+    DEFAULT_WORKFLOW,
+    WORKFLOW_SETTING,
+    WorkflowBinding,
+    WorkflowSettingError,
+    binding_named,
+)
 
 QUEUE_NAME_SETTING = "ORDERS_QUEUE_NAME"
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
@@ -90,6 +97,15 @@ class AppSettings:
     store_connection: str | None = None
     # identity-based store connection: OrderStoreConnection__tableServiceUri (+ __credential, __clientId)
     store_identity: dict[str, str] = field(default_factory=dict)
+    # ORDERS_WORKFLOW: which workflow the app runs (shared/workflows.py); checked by validate_app_settings
+    workflow: str = DEFAULT_WORKFLOW
+
+    def binding(self) -> WorkflowBinding:
+        """The selected workflow's binding; SettingsError (one line) when ORDERS_WORKFLOW names none."""
+        try:
+            return binding_named(self.workflow)
+        except WorkflowSettingError as exc:
+            raise SettingsError(str(exc)) from None
 
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> AppSettings:
@@ -105,6 +121,7 @@ class AppSettings:
             stuck_after_minutes=stuck_after_minutes(values.get(STUCK_AFTER_SETTING)),
             store_connection=values.get(STORE_CONNECTION) or None,
             store_identity={k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix) and v},
+            workflow=(values.get(WORKFLOW_SETTING) or DEFAULT_WORKFLOW).strip(),
         )
 
     @classmethod
@@ -275,6 +292,7 @@ def validate_app_settings(values: Mapping[str, str], *, servicebus: bool = False
             f"with a letter or digit, not {queue!r}"
         )
     store_kind(settings)
+    settings.binding()
     if servicebus:
         check_servicebus_connection(values)
     return settings

@@ -49,9 +49,9 @@ ATTR_DELIVERY_COUNT = "messaging.servicebus.message.delivery_count"
 ATTR_SEQUENCE_NUMBER = "messaging.servicebus.message.sequence_number"
 ATTR_OUTCOME = "orders.outcome"
 ATTR_REASON = "orders.reason"
-# Log-line fields copied onto the span when the outcome is known (ids only, never payload contents).
-_RESULT_FIELDS = ("customer_id", "order_id", "sequence", "step", "outcome", "reason", "error")
-_RESULT_ATTRIBUTES = {key: f"orders.{key}" for key in _RESULT_FIELDS}
+# Which log-line fields are copied onto the span when the outcome is known, and under which attribute,
+# is the workflow binding's (shared/workflows.py `span_attributes`: `orders.customer_id`, ... for orders;
+# ids and labels only, never payload contents).
 
 _lock = threading.Lock()
 _configured = False
@@ -316,14 +316,15 @@ class MessageSpan:
             )
         return dict(self._ids)
 
-    def record(self, fields: Mapping[str, Any]) -> None:
-        """Copy the log line's result fields onto the span (`orders.outcome`, `orders.reason`, ...)."""
+    def record(self, fields: Mapping[str, Any], attributes: Mapping[str, str]) -> None:
+        """Copy the log line's result fields onto the span: `attributes` maps a log field to its span
+        attribute (the workflow binding's `span_attributes()`, e.g. `orders.outcome`)."""
         if self.span is None or not self.span.is_recording():
             return
         self.span.set_attributes(
             {
-                _RESULT_ATTRIBUTES[key]: value
-                for key in _RESULT_FIELDS
+                attribute: value
+                for key, attribute in attributes.items()
                 if isinstance(value := fields.get(key), str | int | float | bool)
             }
         )

@@ -25,6 +25,8 @@ from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
 from shared.store.base import PARKED_CACHE_MAX_BODY, ConcurrencyConflict, StoreUnavailable
+from shared.store.workflow_record import WorkflowMismatch, check_readable, settle
+from shared.workflows import WorkflowRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (recorded_at);
 CREATE TABLE IF NOT EXISTS quarantine (
     id TEXT PRIMARY KEY, session_id TEXT NOT NULL, status TEXT NOT NULL, quarantined_at TEXT NOT NULL,
     doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workflow (
+    id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, version TEXT NOT NULL,
+    recorded_at TEXT NOT NULL);
 """
 
 _KEYED_TABLES = ("ledgers", "parked", "idempotency")  # databases written before the split say `order_id`
@@ -74,6 +79,7 @@ class SqliteOrderStore(Generic[L]):
         path: str | Path,
         *,
         codec: StateCodec[Any, L],
+        workflow: WorkflowRecord | None = None,
         synchronous: str = "normal",
         busy_timeout_ms: int = 10_000,
         cache_size: int = 4096,
@@ -89,6 +95,7 @@ class SqliteOrderStore(Generic[L]):
         # (reopen()), so a file that is read-only, locked or missing at start does not need a restart.
         self._lock = threading.Lock()
         self._codec = codec
+        self._workflow = workflow  # recorded in the file on first open; another workflow is refused
         self._db: sqlite3.Connection | None = None
         self._wal_checkpoints = str(path) != ":memory:" and checkpoint_interval_s > 0
         with self._lock:
@@ -130,8 +137,15 @@ class SqliteOrderStore(Generic[L]):
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
             _rename_legacy_key_columns(db)
             db.executescript(_SCHEMA)
+            if self._workflow is not None:
+                self._settle_workflow(db, self._workflow)
             if self._wal_checkpoints:
                 db.execute("PRAGMA wal_autocheckpoint = 0")
+        except WorkflowMismatch:
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            raise
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -139,6 +153,36 @@ class SqliteOrderStore(Generic[L]):
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
         return db
+
+    def _settle_workflow(self, db: sqlite3.Connection, running: WorkflowRecord) -> None:
+        """Record the running workflow in a file without a record (after checking it can read a ledger
+        already there), or refuse a file another workflow wrote (WorkflowMismatch)."""
+        row = db.execute("SELECT name, version FROM workflow WHERE id = 1").fetchone()
+        recorded = None if row is None else WorkflowRecord(str(row[0]), str(row[1]))
+        where = f"the SQLite store {self.path}"
+        if recorded is None:
+            sample = db.execute("SELECT doc, session_id, stream_key FROM ledgers LIMIT 1").fetchone()
+            check_readable(
+                None
+                if sample is None
+                else {"doc": sample[0], "session_id": sample[1], "stream_key": sample[2]},
+                lambda found: self._ledger(found["session_id"], found["stream_key"], found["doc"], 0),
+                running,
+                where,
+            )
+        to_write = settle(recorded, running, where)
+        if to_write is not None:
+            db.execute(
+                "INSERT INTO workflow (id, name, version, recorded_at) VALUES (1, ?, ?, datetime('now'))"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version,"
+                " recorded_at = excluded.recorded_at",
+                (to_write.name, to_write.version),
+            )
+
+    def recorded_workflow(self) -> WorkflowRecord | None:
+        """The workflow the file records (None: none yet)."""
+        row = self._query_one("SELECT name, version FROM workflow WHERE id = 1", ())
+        return None if row is None else WorkflowRecord(str(row[0]), str(row[1]))
 
     def _align_companions(self) -> None:
         """SQLite creates -wal/-shm with the database file's mode, and a read-only connection leaves them
@@ -155,14 +199,16 @@ class SqliteOrderStore(Generic[L]):
                     companion.chmod(mode)
 
     @classmethod
-    def from_url(cls, url: str, *, codec: StateCodec[Any, L]) -> SqliteOrderStore[L]:
+    def from_url(
+        cls, url: str, *, codec: StateCodec[Any, L], workflow: WorkflowRecord | None = None
+    ) -> SqliteOrderStore[L]:
         """`sqlite:///relative/path.db`, `sqlite:////abs/path.db`, optional `?synchronous=full`."""
         rest = url.removeprefix("sqlite:///")
         path, _, query = rest.partition("?")
         options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
         if not path:
             raise ValueError("sqlite connection needs a path: sqlite:///.local/orders.db")
-        return cls(path, codec=codec, synchronous=options.get("synchronous", "normal"))
+        return cls(path, codec=codec, workflow=workflow, synchronous=options.get("synchronous", "normal"))
 
     # --- the per-message path ---
     def answers_from_cache(self, session_id: str, stream_key: str) -> bool:

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from azure.core import MatchConditions
@@ -66,8 +66,13 @@ from shared.store.table_entities import (
     quarantine_key,
     utc,
 )
+from shared.store.workflow_record import check_readable, settle
+from shared.workflows import WorkflowRecord
 
 log = logging.getLogger(__name__)
+
+# The one entity that records which workflow the table belongs to (shared/store/workflow_record.py).
+WORKFLOW_PARTITION, WORKFLOW_ROW = "~store", "workflow"
 
 Operation = tuple[Any, ...]  # (verb, entity) or (verb, entity, options), as submit_transaction takes
 
@@ -215,6 +220,7 @@ class TableOrderStore(Generic[L]):
         counter: RequestCounter,
         *,
         codec: StateCodec[Any, L],
+        workflow: WorkflowRecord | None = None,
         cache_ttl_seconds: float = 30.0,
         cache_max_sessions: int = 1024,
         create_table: bool = True,
@@ -231,7 +237,10 @@ class TableOrderStore(Generic[L]):
         self._cache: OrderedDict[str, _Partition] = OrderedDict()
         self._lock = threading.Lock()
         self._table_ready = not create_table
-        if create_table:
+        # The workflow this table belongs to: recorded on first use, another one refused (WorkflowMismatch).
+        self._workflow = workflow
+        self._workflow_settled = workflow is None
+        if create_table or workflow is not None:
             try:
                 self._ensure_table()
             except StoreUnavailable as exc:  # the first operation tries again: starting must not crash
@@ -307,15 +316,64 @@ class TableOrderStore(Generic[L]):
         return str(self._client.table_name)
 
     def _ensure_table(self) -> None:
-        if self._table_ready:
+        """The table exists and belongs to the running workflow (checked once per table, then free)."""
+        if self._table_ready and self._workflow_settled:
             return
+        if not self._table_ready:
+            try:
+                self._client.create_table()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise StoreUnavailable(f"cannot create table {self._client.table_name}: {exc}") from exc
+            self._table_ready = True
+        if self._workflow is not None and not self._workflow_settled:
+            self._settle_workflow(self._workflow)
+            self._workflow_settled = True
+
+    def _settle_workflow(self, running: WorkflowRecord, *, attempts: int = 2) -> None:
+        """Record the running workflow in a table without a record (after checking it can read a ledger
+        already there), or refuse a table another workflow wrote (WorkflowMismatch). The record is one
+        entity outside every session's partition (escaped session ids never start with `~s`)."""
+        key = {"PartitionKey": WORKFLOW_PARTITION, "RowKey": WORKFLOW_ROW}
+        where = f"the Table store {self.table_name}"
         try:
-            self._client.create_table()
+            try:
+                entity: Mapping[str, Any] | None = self._client.get_entity(WORKFLOW_PARTITION, WORKFLOW_ROW)
+            except ResourceNotFoundError:
+                entity = None
+            recorded = None if entity is None else WorkflowRecord(str(entity["name"]), str(entity["version"]))
+            if recorded is None:
+                sample = next(
+                    iter(self._client.query_entities(prefix_filter(LEDGER), results_per_page=1)), None
+                )
+                check_readable(
+                    sample, lambda found: ledger_from_entity(found, "", self._codec), running, where
+                )
+            to_write = settle(recorded, running, where)
+            if to_write is None:
+                return
+            row = key | {"name": to_write.name, "version": to_write.version, "recorded_at": datetime.now(UTC)}
+            if recorded is None:
+                self._client.create_entity(row)  # two first openers race: the loser reads the winner's record
+            else:
+                self._client.update_entity(row, mode=UpdateMode.REPLACE)
         except ResourceExistsError:
-            pass
+            if attempts <= 1:
+                raise StoreUnavailable(f"{where}: its workflow record keeps changing") from None
+            self._settle_workflow(running, attempts=attempts - 1)
         except AzureError as exc:
-            raise StoreUnavailable(f"cannot create table {self._client.table_name}: {exc}") from exc
-        self._table_ready = True
+            raise self._translate(exc, "workflow record") from exc
+
+    def recorded_workflow(self) -> WorkflowRecord | None:
+        """The workflow the table records (None: none yet)."""
+        try:
+            entity = self._client.get_entity(WORKFLOW_PARTITION, WORKFLOW_ROW)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._translate(exc, "workflow record") from exc
+        return WorkflowRecord(str(entity["name"]), str(entity["version"]))
 
     # --- cache ---
     def _cached(self, session_id: str) -> _Partition | None:
@@ -611,6 +669,7 @@ class TableOrderStore(Generic[L]):
             return ConcurrencyConflict(f"{what} on {self.table_name}: {getattr(exc, 'message', exc)}")
         if isinstance(exc, HttpResponseError) and _error_code(exc) == "TableNotFound":
             self._table_ready = False  # someone deleted the table: recreate on the next operation
+            self._workflow_settled = self._workflow is None  # and record the workflow in the new one
         return StoreUnavailable(f"{what} on {self.table_name} failed: {type(exc).__name__}: {exc}")
 
     def _query(

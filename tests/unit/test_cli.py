@@ -88,7 +88,8 @@ def test_status_json_shape(capsys: pytest.CaptureFixture[str], populated: Any) -
     code, out, err = run(capsys, "status", "--json", "--store", store)
     assert (code, err) == (0, "")
     report = json.loads(out)
-    assert set(report) == {"orders", "outcomes", "quarantine", "stuck"}
+    assert set(report) == {"workflow", "orders", "outcomes", "quarantine", "stuck"}
+    assert report["workflow"] == "orders v1"
     assert set(report["outcomes"]) == {"applied", "duplicate", "parked", "quarantined"}
     order_keys = {
         "customer_id",

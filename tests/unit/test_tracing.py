@@ -13,6 +13,7 @@ from orders_cli.sender import with_trace_context
 from orders_cli.traffic import OutgoingMessage, PublishPlan, generate_messages
 from shared import tracing
 from shared.envelope import SessionEnvelope
+from shared.workflows import ORDERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -46,7 +47,9 @@ def test_no_or_malformed_trace_context_starts_a_new_trace(spans: Any, props: dic
         b"{}", "cust-1", "m-1", delivery_count=3, sequence_number=7, application_properties=props
     )
     with tracing.message_span(envelope) as s:
-        s.record({"outcome": "quarantined", "reason": "malformed-json", "order_id": None})
+        s.record(
+            {"outcome": "quarantined", "reason": "malformed-json", "order_id": None}, ORDERS.span_attributes()
+        )
     [span] = spans.get_finished_spans()
     assert span.parent is None and span.context.trace_id != 0
     assert span.attributes[tracing.ATTR_DELIVERY_COUNT] == 3
