@@ -111,7 +111,8 @@ def test_a_gap_older_than_the_threshold_is_stuck_with_what_is_missing_and_since_
     # LONG_AGO is taken when the module is imported: under a loaded parallel run this test may start
     # minutes later, so "40 min ago" may read 41 or more.
     said = re.search(
-        rf"stuck: sequence 2 missing since {LONG_AGO:%H:%M} UTC \((\d+) min ago\), 3 steps parked \(3, 4, 5\)",
+        rf"stuck: sequence 2 missing since {LONG_AGO:%H:%M} UTC \((\d+) min ago\), "
+        r"3 steps parked \(3, 4, 5\)",
         " ".join(out.split()),
     )
     assert said and 40 <= int(said.group(1)) < 60, out
