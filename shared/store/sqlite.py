@@ -174,7 +174,7 @@ class SqliteOrderStore(Generic[L]):
     def _verify_identity(self) -> None:
         """Raise StoreUnavailable, and fence the store for good, when the file at the path is not the file
         this store opened (deleted, or replaced by another file: a restored copy, a new empty database).
-        One stat() (measured: bench/sqlite_identity.py); the caller holds the lock."""
+        One stat() (bench/bench_sqlite_identity.py measures it); the caller holds the lock."""
         if self._identity is None or self._fenced is not None:
             if self._fenced is not None:
                 raise StoreUnavailable(self._fenced)
@@ -311,12 +311,13 @@ class SqliteOrderStore(Generic[L]):
 
     def _transaction(self, write: Callable[[sqlite3.Connection], T], forget: Callable[[], None]) -> T:
         """`write` in one BEGIN IMMEDIATE transaction (the caller holds the lock), then a check that the
-        file at the path is still the one committed into (else StoreUnavailable: the message must not be
-        completed). On any failure the cached state it touched is forgotten and the error is the store's:
-        a refused row or a version mismatch is a ConcurrencyConflict; a value SQLite can never hold
-        (string or blob over SQLITE_LIMIT_LENGTH, an integer beyond 64 bits, text that is not UTF-8) is
-        StoreRejected (not transient: about the message); locked beyond busy_timeout, read-only, disk full,
-        disk I/O, ... is StoreUnavailable."""
+        file at the path is still the one this store opened: a file deleted or replaced before COMMIT
+        returned means StoreUnavailable, so the message is not completed (the check after COMMIT alone is
+        the guarantee; one before as well would only cost a second stat()). On any failure the cached
+        state it touched is forgotten and the error is the store's: a refused row or a version mismatch is
+        a ConcurrencyConflict; a value SQLite can never hold (string or blob over SQLITE_LIMIT_LENGTH, an
+        integer beyond 64 bits, text that is not UTF-8) is StoreRejected (not transient: about the
+        message); locked beyond busy_timeout, read-only, disk full, disk I/O, ... is StoreUnavailable."""
         try:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")

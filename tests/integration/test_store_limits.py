@@ -144,7 +144,7 @@ def test_the_service_refusals_are_store_rejected(open_table: Any) -> None:
         {"PartitionKey": "p", "RowKey": "big", "v": "x" * 40_000},  # a string property holds 32K chars
     ):
         with pytest.raises(StoreRejected, match="refused the transaction for good: 400"):
-            store._submit([("upsert", entity)])  # type: ignore[attr-defined]
+            store._submit([("upsert", entity)])
 
 
 def test_the_table_store_holds_the_largest_park_limit_it_allows(open_table: Any) -> None:
