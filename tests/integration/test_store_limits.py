@@ -86,6 +86,17 @@ def test_a_session_id_no_table_key_holds_is_quarantined_not_retried(open_store: 
     assert store.list_ledgers(EMOJI_SESSION) == [] and store.list_parked(EMOJI_SESSION) == []
 
 
+def test_a_session_id_that_is_not_utf8_text_is_quarantined_on_every_store(open_store: Any) -> None:
+    """A lone surrogate (not encodable as UTF-8): no ledger row could hold it, the quarantine record can."""
+    store = open_store(ORDERS)
+    session = "cust-\ud800"
+    body = json.dumps(valid_doc("cust-1", "ord-1")).encode()
+    result = OrderStepProcessor(store).process(SessionEnvelope(body, session, "m-1", sequence_number=1))
+    assert result.outcome is Outcome.QUARANTINED and result.reason is QuarantineReason.SESSION_MISMATCH
+    [record] = store.list_quarantine()
+    assert record.session_id == session
+
+
 def test_a_valid_step_of_a_session_no_table_key_holds_is_quarantined_naming_the_limit(
     open_store: Any,
 ) -> None:
