@@ -15,6 +15,8 @@ import pytest
 
 from shared.engine.outcomes import Outcome
 from shared.order_workflow import ORDERS, OrderStepProcessor
+from shared.service import OrderService
+from shared.settings import AppSettings
 from shared.store.base import StoreUnavailable, TransientStoreError
 from shared.store.sqlite import SqliteOrderStore
 from tests.support.builders import happy_path
@@ -118,3 +120,18 @@ def test_an_unchanged_file_keeps_working_across_reopen(tmp_path: Path) -> None:
     assert processor.process(steps[1]).outcome is Outcome.APPLIED
     store.close()
     assert _applied(path) == 2
+
+
+def test_the_service_gives_the_message_back_to_the_host(tmp_path: Path) -> None:
+    """Through OrderService, as the function calls it: the invocation raises (the host abandons the
+    message, so it is redelivered), after retrying within its budget without ever reopening the file."""
+    path = tmp_path / "orders.db"
+    store = _store(path)
+    service = OrderService(AppSettings(store_retry_seconds=0.5), store)
+    steps = happy_path("cust-1", "ord-1")
+    assert service.handle(steps[0]).outcome is Outcome.APPLIED
+    path.unlink()
+    with pytest.raises(StoreUnavailable, match="was deleted"):
+        service.handle(steps[1])
+    assert not path.exists()
+    store.close()
