@@ -137,6 +137,7 @@ class SqliteOrderStore(Generic[L]):
         try:
             if self._identity is not None:  # reopening: only the very file this store is, never a new one
                 self._verify_identity()
+                self._align_companions()
                 db = sqlite3.connect(
                     f"{self.path.absolute().as_uri()}?mode=rw",
                     uri=True,
