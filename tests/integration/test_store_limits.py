@@ -180,3 +180,23 @@ def test_the_table_store_holds_the_largest_park_limit_it_allows(open_table: Any)
     stuck = processor.process(SessionEnvelope(account_body(1, "open", owner="bob"), "bob", "b:1"))
     assert stuck.outcome is Outcome.QUARANTINED and stuck.reason is QuarantineReason.STORE_LIMIT
     assert "one Table transaction holds 100" in (stuck.detail or "")
+
+
+def test_a_batch_quarantines_what_the_store_can_never_hold_and_applies_the_rest(open_store: Any) -> None:
+    """Batch mode (cardinality many): the over-long stream key's message is quarantined `store-limit` (on
+    Table) inside the batch, and the batch's other messages of the same session are applied."""
+    from shared.engine.batch import process_batch
+
+    store = open_store(ACCOUNTS)
+    batch = [
+        SessionEnvelope(account_body(1, "open", account="acc-1"), "alice", "acc-1:1"),
+        SessionEnvelope(account_body(1, "open", account=LONG_ACCOUNT), "alice", "long:1"),
+        SessionEnvelope(account_body(2, "deposit", 5, account="acc-1"), "alice", "acc-1:2"),
+    ]
+    results = process_batch(StreamProcessor(store, ACCOUNTS), batch)
+    expected_long = Outcome.APPLIED if open_store.kind == "sqlite" else Outcome.QUARANTINED
+    assert [r.outcome for r in results] == [Outcome.APPLIED, expected_long, Outcome.APPLIED]
+    if open_store.kind == "table":
+        assert results[1].reason is QuarantineReason.STORE_LIMIT
+        assert [q.reason for q in store.list_quarantine()] == ["store-limit"]
+    assert [len(x.applied) for x in store.list_ledgers("alice") if x.stream_key == "acc-1"] == [2]
