@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import typing
+from pathlib import Path
 
 import azure.functions as func
 from azure_functions_logging import JsonFormatter, logging_context, setup_logging
 
 from shared.functions_adapter import envelope_from_message, envelopes_from_messages
+from shared.host_json import load_host_json, validate_host_json
 from shared.service import get_service
 from shared.settings import (
     QUEUE_NAME_SETTING,
@@ -28,11 +30,15 @@ from shared.settings import (
 
 setup_logging(functions_formatter=JsonFormatter(), format="json")
 
-# Fail fast: a malformed setting (e.g. OrderStoreConnection=bogus://x) raises SettingsError here, at
-# import. In Azure that fails the worker's function indexing, so the host starts no listener and no
-# message is consumed (docs/operations.md "Bad configuration"), instead of every message failing
-# until it is dead-lettered. Whether the store answers is not checked here: that is transient.
+# Fail fast: a malformed setting (e.g. OrderStoreConnection=bogus://x), one the store cannot honour (e.g.
+# ORDERS_PARK_LIMIT above what one Table transaction holds) or a host.json value that would break the
+# guarantee (autoCompleteMessages false, a functionTimeout or lock renewal shorter than the store retry
+# budget needs) raises SettingsError here, at import. In Azure that fails the worker's function indexing, so
+# the host starts no listener and no message is consumed (docs/operations.md "Bad configuration"), instead
+# of every message failing until it is dead-lettered. Whether the store answers is not checked here: that
+# is transient. host.json is deployed next to this file (the app directory).
 SETTINGS = validate_app_settings(merged_environment())
+validate_host_json(load_host_json(Path(__file__).resolve().parent), SETTINGS)
 # The workflow ORDERS_WORKFLOW selects (shared/workflows.py): its names make the HTTP route below. The
 # workflow object itself (pydantic, the domain) loads with the service, on the first message.
 BINDING = SETTINGS.binding()

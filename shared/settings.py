@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -241,6 +242,8 @@ def _check_table_name(name: str) -> None:
         raise SettingsError(
             f"{TABLE_NAME_SETTING} must be 3-63 letters and digits starting with a letter, not {name!r}"
         )
+    if name.lower() == "tables":  # reserved by the Table service (its naming rules)
+        raise SettingsError(f"{TABLE_NAME_SETTING} must not be {name!r}: the Table service reserves it")
 
 
 def _connection_string_parts(conn: str, name: str) -> dict[str, str]:
@@ -283,7 +286,8 @@ def check_servicebus_connection(values: Mapping[str, str], name: str = SERVICE_B
 def validate_app_settings(values: Mapping[str, str], *, servicebus: bool = False) -> AppSettings:
     """Every setting the app reads, checked for form before anything is received; SettingsError (one
     line, naming the setting) otherwise. function_app.py calls this at import, so in Azure a bad value
-    fails indexing and no function listens; the local host calls it with servicebus=True first."""
+    fails indexing and no function listens; the local host calls it with servicebus=True first. Values
+    are also checked against the store they will run on (`check_store_limits`)."""
     settings = AppSettings.from_values(values)
     queue = values.get(QUEUE_NAME_SETTING)
     if queue not in (None, "") and not _QUEUE_NAME.fullmatch(str(queue)):
@@ -291,11 +295,67 @@ def validate_app_settings(values: Mapping[str, str], *, servicebus: bool = False
             f"{QUEUE_NAME_SETTING} must be 1-260 letters, digits, '.', '-', '_' or '/', starting and ending "
             f"with a letter or digit, not {queue!r}"
         )
-    store_kind(settings)
+    check_store_limits(settings, store_kind(settings))
     settings.binding()
     if servicebus:
         check_servicebus_connection(values)
     return settings
+
+
+# The earliest date each store holds: Table Storage's Edm.DateTime starts at 1601-01-01 UTC; SQLite keeps
+# ISO text, so Python's datetime (year 1) is its bound. The purge's cutoff (now - retention) must be one.
+_EARLIEST_DATE = {"sqlite": datetime(1, 1, 2, tzinfo=UTC), "table": datetime(1601, 1, 2, tzinfo=UTC)}
+
+
+def check_store_limits(settings: AppSettings, kind: str) -> None:
+    """Each setting against the store `kind` (see `store_kind`) it will run on: SettingsError, one line
+    naming the setting, the store and its limit. Every setting with a store limit is here:
+
+    * ORDERS_PARK_LIMIT: a gap-fill releases every parked step of an order in the one transaction that
+      applies the missing step (its ledger, one delete per parked row, its idempotency set). A Table
+      transaction holds 100 operations, so at most 98 (table_entities.MAX_PARK_LIMIT); SQLite has no
+      per-transaction limit.
+    * IDEMPOTENCY_RETENTION_DAYS: the purge deletes records older than now - retention, a date the store
+      must hold (Table: from 1601-01-01; SQLite: Python's dates, from year 1).
+    * ORDERS_TABLE_NAME (Table): Azure's naming rules, and `tables` is reserved (checked in store_kind).
+    * OrderStoreConnection (SQLite): a file, not `:memory:` (the store must outlive the process and be
+      shared by the host's threads and the operator CLI), and not a directory.
+
+    The others have no store limit: the queue name, ORDERS_MAX_DELIVERY_COUNT and the trigger mode are the
+    broker's; ORDERS_STORE_RETRY_SECONDS is checked against host.json (shared/host_json.py).
+    """
+    store = "sqlite" if kind == "sqlite" else "table"
+    if store == "table":
+        from shared.store.table_entities import MAX_BATCH_OPERATIONS, MAX_PARK_LIMIT
+
+        if settings.park_limit > MAX_PARK_LIMIT:
+            raise SettingsError(
+                f"{PARK_LIMIT_SETTING} must be at most {MAX_PARK_LIMIT} with the Table store (one Table "
+                f"transaction holds {MAX_BATCH_OPERATIONS} operations: a gap-fill releases every parked step "
+                f"with the order's ledger and its idempotency set), not {settings.park_limit}"
+            )
+    earliest = _EARLIEST_DATE[store]
+    most = (datetime.now(UTC) - earliest).days
+    if settings.retention_days > most:
+        name = "Table" if store == "table" else "SQLite"
+        raise SettingsError(
+            f"{RETENTION_SETTING} must be at most {most} with the {name} "
+            f"store (the purge's cutoff must be a date it holds, from {earliest.date()}), not "
+            f"{settings.retention_days}"
+        )
+    if store == "sqlite":
+        path = _sqlite_path(settings.store_connection or DEFAULT_SQLITE_URL)
+        if path == ":memory:" or path.startswith("file:"):
+            raise SettingsError(
+                f"{STORE_CONNECTION}: the SQLite store must be a file path, not {path!r}: an in-memory "
+                "database dies with the process and would forget every order"
+            )
+        if Path(path).is_dir():
+            raise SettingsError(f"{STORE_CONNECTION}: {path!r} is a directory, not an SQLite database file")
+
+
+def _sqlite_path(url: str) -> str:
+    return url.strip().removeprefix("sqlite:///").partition("?")[0]
 
 
 def trigger_cardinality(values: Mapping[str, str]) -> str:

@@ -206,7 +206,8 @@ class LocalHost:
         the worker's init or load failed: its one-line cause) or DiscoveryError."""
         if self._prepared:
             return
-        from shared.settings import SettingsError, merged_environment
+        from shared.host_json import validate_host_json
+        from shared.settings import AppSettings, SettingsError, merged_environment
 
         try:
             values = merged_environment(local_settings=self.settings_path)
@@ -221,6 +222,10 @@ class LocalHost:
         sb.update(self.host_json_overrides)
         host_json = {**host_json, "extensions": {**(host_json.get("extensions") or {}), "serviceBus": sb}}
         self.options = ServiceBusOptions.from_host_json(host_json)
+        try:  # the app's own check, on the host.json in effect (overrides applied); one line, as in Azure
+            validate_host_json(host_json, AppSettings.from_values(values))
+        except SettingsError as exc:
+            raise HostConfigError(str(exc)) from None
         if self.max_concurrent_sessions_override is not None:
             if self.max_concurrent_sessions_override < 1:
                 raise HostConfigError("max concurrent sessions must be at least 1")

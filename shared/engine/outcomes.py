@@ -20,6 +20,9 @@ class QuarantineReason(StrEnum):
     RULE_VIOLATION = "rule-violation"
     CONFLICTING_DUPLICATE = "conflicting-duplicate"
     RESEQUENCE_OVERFLOW = "resequence-overflow"
+    # The store can never hold what the message would write (a key or entity over the store's limit): the
+    # detail names the limit. Never retried: the same message would be refused the same way again.
+    STORE_LIMIT = "store-limit"
     # Anything else that raised while reading or evaluating the message (the detail names the exception
     # type only): it is quarantined, never retried, since the same bytes would fail the same way again.
     UNPROCESSABLE = "unprocessable"

@@ -25,7 +25,13 @@ from shared.engine.outcomes import QuarantineReason
 from shared.engine.records import ParkedMessage, utcnow
 from shared.engine.workflow import ContractError, Step, Workflow
 from shared.envelope import SessionEnvelope
-from shared.store.base import ConcurrencyConflict, OrderStore, StoreUnavailable, TransientStoreError
+from shared.store.base import (
+    ConcurrencyConflict,
+    OrderStore,
+    StoreRejected,
+    StoreUnavailable,
+    TransientStoreError,
+)
 
 S = TypeVar("S")
 P = TypeVar("P")
@@ -76,7 +82,9 @@ class StreamProcessor(Generic[S, P]):
         """Decide and commit. Raises TransientStoreError when the store fails: nothing was written.
 
         Any other failure is about this message (it would fail again on every redelivery), so the message
-        is quarantined instead: `unprocessable` when deciding or committing the decision failed; and when
+        is quarantined instead: `store-limit` when the store refused the decision as beyond one of its
+        limits (StoreRejected: the detail names the limit), `unprocessable` when deciding or committing it
+        failed otherwise; and when
         the store refuses even that record (a size limit), once more without application properties.
         A store that refuses that too is failing: StoreUnavailable.
         """
@@ -116,6 +124,8 @@ class StreamProcessor(Generic[S, P]):
             if isinstance(step, ContractError):
                 return None  # the decision already was this quarantine record
             assert failure is not None
+            if isinstance(failure, StoreRejected):  # its text names the limit, never ids or payload
+                return quarantine_only(envelope, QuarantineReason.STORE_LIMIT, str(failure), now, step=step)
             detail = unprocessable(failure, "evaluating")
             return quarantine_only(envelope, QuarantineReason.UNPROCESSABLE, detail, now, step=step)
         if previous is None or previous.result.reason is None:

@@ -1,4 +1,4 @@
-"""The one interface every store implements, and the errors that mean "try again later".
+"""The one interface every store implements, and its errors: "try again later" (transient) or "never".
 
 Stores keep ledgers, parked and quarantined messages and idempotency records per (session, stream key);
 a ledger's state is the workflow's and reaches the stores as an opaque document (see `StateCodec`).
@@ -28,6 +28,13 @@ class ConcurrencyConflict(TransientStoreError):
 
 class StoreUnavailable(TransientStoreError):
     """The store is unreachable or failed; nothing of ours was written."""
+
+
+class StoreRejected(ValueError):
+    """The store can never accept this request: a key or entity too large, a value it cannot hold, a
+    limit of one transaction. It is about the message, not the store's health, so it is NOT transient:
+    the processor quarantines the message as `store-limit` with this text as the detail. The text names
+    the limit and sizes only (never ids or payload), since it lands in logs and quarantine records."""
 
 
 L = TypeVar("L", bound=Ledger[Any])  # the workflow's ledger type

@@ -19,6 +19,10 @@ from shared.store.base import TransientStoreError
 T = TypeVar("T")
 
 DEFAULT_RETRY_SECONDS = 20.0
+# One store attempt's own worst case, on top of the retry budget: the Table client's read timeout (30 s)
+# bounds one request; SQLite's busy_timeout is 10 s (docs/store.md "Transient failures"). host.json's
+# functionTimeout and lock renewal must outlast budget + this (shared/host_json.py checks it at start).
+ATTEMPT_WORST_CASE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,12 @@
 WAL lets the operator CLI read while the host writes. `synchronous` defaults to NORMAL: a committed
 message survives a process crash (SIGKILL included), not a power cut; pass `?synchronous=full` in the
 connection for that.
+
+The store is the file this instance opened first, by identity (st_dev, st_ino), not by path: a file
+deleted or replaced under a running host is noticed after the next commit (one stat(), see
+`_verify_identity`) and the store refuses from then on (StoreUnavailable: the message is redelivered,
+never completed into a file that is no longer the store) until the process restarts (docs/store.md
+"The file is the store").
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -24,7 +31,7 @@ from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
 from shared.engine.records import ParkedMessage, QuarantineRecord, SessionChanges
 from shared.engine.workflow import StateCodec
-from shared.store.base import PARKED_CACHE_MAX_BODY, ConcurrencyConflict, StoreUnavailable
+from shared.store.base import PARKED_CACHE_MAX_BODY, ConcurrencyConflict, StoreRejected, StoreUnavailable
 from shared.store.workflow_record import WorkflowMismatch, check_readable, settle
 from shared.workflows import WorkflowRecord
 
@@ -97,7 +104,12 @@ class SqliteOrderStore(Generic[L]):
         self._codec = codec
         self._workflow = workflow  # recorded in the file on first open; another workflow is refused
         self._db: sqlite3.Connection | None = None
-        self._wal_checkpoints = str(path) != ":memory:" and checkpoint_interval_s > 0
+        self._on_disk = str(path) != ":memory:"
+        # (st_dev, st_ino) of the file this store first opened: the store IS that file. Once set, opening
+        # never creates a file again (mode=rw), and a different or missing file at the path fences the store.
+        self._identity: tuple[int, int] | None = None
+        self._fenced: str | None = None  # why this store refuses every call (the file is no longer it)
+        self._wal_checkpoints = self._on_disk and checkpoint_interval_s > 0
         with self._lock:
             try:
                 self._conn()
@@ -126,12 +138,24 @@ class SqliteOrderStore(Generic[L]):
         """The open connection, opening it first if needed (caller holds self._lock)."""
         if self._db is not None:
             return self._db
+        if self._fenced is not None:
+            raise StoreUnavailable(self._fenced)
         db: sqlite3.Connection | None = None
         try:
-            if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._identity is not None:  # reopening: only the very file this store is, never a new one
+                self._verify_identity()
                 self._align_companions()
-            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                db = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                if self._on_disk:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._align_companions()
+                db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -141,7 +165,10 @@ class SqliteOrderStore(Generic[L]):
                 self._settle_workflow(db, self._workflow)
             if self._wal_checkpoints:
                 db.execute("PRAGMA wal_autocheckpoint = 0")
-        except WorkflowMismatch:
+            if self._on_disk and self._identity is None:
+                st = os.stat(self.path)
+                self._identity = (st.st_dev, st.st_ino)
+        except (WorkflowMismatch, StoreUnavailable):
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):
                     db.close()
@@ -183,6 +210,41 @@ class SqliteOrderStore(Generic[L]):
         """The workflow the file records (None: none yet)."""
         row = self._query_one("SELECT name, version FROM workflow WHERE id = 1", ())
         return None if row is None else WorkflowRecord(str(row[0]), str(row[1]))
+
+    def _verify_identity(self) -> None:
+        """Raise StoreUnavailable, and fence the store for good, when the file at the path is not the file
+        this store opened (deleted, or replaced by another file: a restored copy, a new empty database).
+        One stat() (bench/bench_sqlite_identity.py measures it); the caller holds the lock."""
+        if self._identity is None or self._fenced is not None:
+            if self._fenced is not None:
+                raise StoreUnavailable(self._fenced)
+            return
+        try:
+            st = os.stat(self.path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return  # cannot tell (e.g. a permission change): the next commit's check will tell
+        if now == self._identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        self._fenced = (
+            f"the store file {self.path} was {what} while this process had it open; this process will not "
+            "complete messages into a file that is no longer the store: restart it to open the file there now"
+        )
+        log.error(
+            "order store file deleted or replaced: refusing every message until restart",
+            extra={"store": "sqlite", "path": str(self.path), "opened": self._identity, "now": now},
+        )
+        # Closing is safe: SQLite skips the checkpoint-on-close (and the -wal deletion) for a database file
+        # that has moved (pager.c databaseIsUnmoved, SQLITE_FCNTL_HAS_MOVED), so the new file is untouched.
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        self._evict_locked(None)
+        raise StoreUnavailable(self._fenced)
 
     def _align_companions(self) -> None:
         """SQLite creates -wal/-shm with the database file's mode, and a read-only connection leaves them
@@ -290,10 +352,14 @@ class SqliteOrderStore(Generic[L]):
                 self._after_commit(session_id, run, version)
 
     def _transaction(self, write: Callable[[sqlite3.Connection], T], forget: Callable[[], None]) -> T:
-        """`write` in one BEGIN IMMEDIATE transaction (the caller holds the lock). On any failure the
-        cached state it touched is forgotten and the error is the store's: a refused row or a version
-        mismatch is a ConcurrencyConflict; locked beyond busy_timeout, read-only, disk I/O, ... is
-        StoreUnavailable."""
+        """`write` in one BEGIN IMMEDIATE transaction (the caller holds the lock), then a check that the
+        file at the path is still the one this store opened: a file deleted or replaced before COMMIT
+        returned means StoreUnavailable, so the message is not completed (the check after COMMIT alone is
+        the guarantee; one before as well would only cost a second stat()). On any failure the cached
+        state it touched is forgotten and the error is the store's: a refused row or a version mismatch is
+        a ConcurrencyConflict; a value SQLite can never hold (string or blob over SQLITE_LIMIT_LENGTH, an
+        integer beyond 64 bits, text that is not UTF-8) is StoreRejected (not transient: about the
+        message); locked beyond busy_timeout, read-only, disk full, disk I/O, ... is StoreUnavailable."""
         try:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
@@ -304,12 +370,19 @@ class SqliteOrderStore(Generic[L]):
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 raise
+            self._verify_identity()
         except (ConcurrencyConflict, StoreUnavailable):
             forget()
             raise
         except sqlite3.IntegrityError as exc:
             forget()
             raise ConcurrencyConflict(str(exc)) from exc
+        except sqlite3.DataError as exc:  # SQLITE_TOOBIG and friends: the same row fails every time
+            forget()
+            raise StoreRejected(f"SQLite refused the commit for good: {exc}") from exc
+        except (OverflowError, UnicodeEncodeError) as exc:
+            forget()
+            raise StoreRejected(f"SQLite cannot hold a value of this message: {_value_error(exc)}") from exc
         except sqlite3.DatabaseError as exc:
             forget()
             raise StoreUnavailable(str(exc)) from exc
@@ -439,7 +512,13 @@ class SqliteOrderStore(Generic[L]):
                 "INSERT OR REPLACE INTO quarantine (id, session_id, status, quarantined_at, doc)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (q.id, q.session_id, q.status, q.quarantined_at.isoformat(), json.dumps(q.to_document()))
+                    (
+                        q.id,
+                        _text_column(q.session_id),  # a quarantine record is always storable
+                        q.status,
+                        q.quarantined_at.isoformat(),
+                        json.dumps(q.to_document()),
+                    )
                     for q in changes.quarantine
                 ],
             )
@@ -505,8 +584,13 @@ class SqliteOrderStore(Generic[L]):
                 # a busy or failing checkpoint is retried next time (on a fresh connection); commits
                 # are unaffected
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                    if conn is None:  # mode=rw: never creates a file where the store's was deleted
+                        conn = sqlite3.connect(
+                            f"{self.path.absolute().as_uri()}?mode=rw",
+                            uri=True,
+                            isolation_level=None,
+                            check_same_thread=False,
+                        )
                         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:
@@ -539,6 +623,22 @@ class SqliteOrderStore(Generic[L]):
                 return self._conn().execute(sql, args).rowcount
             except sqlite3.DatabaseError as exc:
                 raise StoreUnavailable(str(exc)) from exc
+
+
+def _value_error(exc: OverflowError | UnicodeEncodeError) -> str:
+    """What was wrong, without the value (it may be payload)."""
+    if isinstance(exc, UnicodeEncodeError):
+        return "text that is not valid UTF-8 (a lone surrogate); SQLite stores TEXT as UTF-8"
+    return "an integer beyond SQLite's 64-bit INTEGER"
+
+
+def _text_column(value: str) -> str:
+    """An informational TEXT column's value, storable whatever the id holds (the exact id is in `doc`)."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _without_ledgers(session_id: str, runs: list[SessionChanges]) -> SessionChanges:

@@ -27,7 +27,13 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
+from azure.data.tables import (
+    RequestTooLargeError,
+    TableClient,
+    TableEntity,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from shared.engine.changes import chain_version, coalesce
 from shared.engine.ledger import Ledger
@@ -36,6 +42,7 @@ from shared.engine.workflow import StateCodec
 from shared.store.base import (
     PARKED_CACHE_MAX_BODY,
     ConcurrencyConflict,
+    StoreRejected,
     StoreUnavailable,
     TransientStoreError,
 )
@@ -51,6 +58,7 @@ from shared.store.table_entities import (
     QUARANTINE,
     StoreLimitExceeded,
     escape_key,
+    fits_partition_key,
     idempotency_set_entity,
     idempotency_set_record_size,
     ledger_entity,
@@ -59,6 +67,7 @@ from shared.store.table_entities import (
     park_key,
     parked_entity,
     parked_from_entity,
+    partition_key,
     payload_size,
     prefix_filter,
     quarantine_entity,
@@ -110,8 +119,55 @@ def _cacheable(parked: ParkedMessage) -> ParkedMessage | None:
 
 
 def _error_code(exc: AzureError) -> str | None:
+    """The storage error code: `error_code` (set by azure-data-tables' _decode_error and on
+    TableTransactionError), else the x-ms-error-code header or the OData body of the response (the
+    generated client's plain HttpResponseError, e.g. from create_entity, carries neither attribute)."""
     code = getattr(exc, "error_code", None)
+    if code is None:
+        error = getattr(exc, "error", None)
+        code = getattr(error, "code", None)
+    if code is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None) or {}
+        code = headers.get("x-ms-error-code")
     return None if code is None else str(getattr(code, "value", code))
+
+
+# Storage error codes that say the REQUEST's content can never be stored (a key, property or entity over a
+# limit, a value the service refuses): retrying the same message cannot help. Names from azure-data-tables
+# `azure/data/tables/_error.py` TableErrorCode (INVALID_INPUT, OUT_OF_RANGE_INPUT, INVALID_VALUE_TYPE,
+# PROPERTY_VALUE_TOO_LARGE, PROPERTY_NAME_TOO_LONG, PROPERTY_NAME_INVALID, TOO_MANY_PROPERTIES,
+# DUPLICATE_PROPERTIES_SPECIFIED, PROPERTIES_NEED_VALUE, ENTITY_TOO_LARGE, REQUEST_BODY_TOO_LARGE,
+# INVALID_DUPLICATE_ROW) plus KeyValueTooLarge from the Table service error-code list. Everything else
+# stays transient: 409/412 (and 404 in a transaction) are conflicts; 5xx, 429/503 ServerBusy, timeouts and
+# connection errors are availability; 401/403 (AuthenticationFailed, AuthorizationFailure), 400
+# InvalidAuthenticationInfo/InvalidHeaderValue and TableNotFound are the deployment's configuration, never
+# one message's fault: quarantining every message for a wrong key would be the worst answer.
+REQUEST_REFUSED_CODES = frozenset(
+    {
+        "InvalidInput",
+        "OutOfRangeInput",
+        "InvalidValueType",
+        "PropertyValueTooLarge",
+        "PropertyNameTooLong",
+        "PropertyNameInvalid",
+        "TooManyProperties",
+        "DuplicatePropertiesSpecified",
+        "PropertiesNeedValue",
+        "EntityTooLarge",
+        "RequestBodyTooLarge",
+        "KeyValueTooLarge",
+        "InvalidDuplicateRow",
+    }
+)
+
+
+def refuses_request(exc: AzureError) -> bool:
+    """Whether storage refused the request's content for good (413, or 400 with a content code)."""
+    status = getattr(exc, "status_code", None)
+    if status == 413 or isinstance(exc, RequestTooLargeError):
+        return True
+    return status == 400 and _error_code(exc) in REQUEST_REFUSED_CODES
 
 
 def _etag(entity: TableEntity) -> str:
@@ -405,7 +461,7 @@ class TableOrderStore(Generic[L]):
     def _load_partition(self, session_id: str) -> _Partition:
         """One range query over the partition's ledger and `park|` rows (they sort next to each other)."""
         part = _Partition()
-        for entity in self._query(load_filter(), {"pk": escape_key(session_id)}):
+        for entity in self._query(load_filter(), {"pk": partition_key(session_id)}):
             row_key: str = entity["RowKey"]
             if row_key.startswith(LEDGER):
                 ledger = ledger_from_entity(entity, _etag(entity), self._codec)
@@ -454,7 +510,7 @@ class TableOrderStore(Generic[L]):
         """Point read of a parked message whose body the cache does not keep."""
         self._ensure_table()
         try:
-            entity = self._client.get_entity(escape_key(session_id), park_key(stream_key, sequence))
+            entity = self._client.get_entity(partition_key(session_id), park_key(stream_key, sequence))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -465,7 +521,6 @@ class TableOrderStore(Generic[L]):
         if changes.is_empty:
             return
         sid = changes.session_id
-        pk = escape_key(sid)
         atomic: list[Operation] = []
         atomic_size = 0
         ledger = changes.ledger
@@ -487,7 +542,7 @@ class TableOrderStore(Generic[L]):
             atomic_size += payload_size(entity)
         for stream_key, sequence in changes.unpark:
             # unconditional delete; a missing row fails the batch with 404 -> ConcurrencyConflict
-            entity = {"PartitionKey": pk, "RowKey": park_key(stream_key, sequence)}
+            entity = {"PartitionKey": partition_key(sid), "RowKey": park_key(stream_key, sequence)}
             atomic.append(("delete", entity))
             atomic_size += payload_size(entity)
         if changes.idempotency:  # all of them in one entity, committed with the ledger they prove
@@ -555,7 +610,7 @@ class TableOrderStore(Generic[L]):
         redelivered batch then finds the committed runs' messages as duplicates and applies the rest.
         """
         sid = session_id
-        pk = escape_key(sid)
+        pk = escape_key(sid)  # checked by partition_key() wherever a row of the session's partition is built
         sizes: dict[int, int] = {}
 
         def size_of(entity: dict[str, Any]) -> int:
@@ -601,7 +656,7 @@ class TableOrderStore(Generic[L]):
                 entity = parked_entity(sid, parked)
                 group.append((("create", entity), entity["RowKey"], size_of(entity)))
             for stream_key, sequence in run.unpark:
-                entity = {"PartitionKey": pk, "RowKey": park_key(stream_key, sequence)}
+                entity = {"PartitionKey": partition_key(sid), "RowKey": park_key(stream_key, sequence)}
                 group.append((("delete", entity), entity["RowKey"], size_of(entity)))
             if group or run.idempotency:
                 plan.atomic(group, run.idempotency)
@@ -664,7 +719,13 @@ class TableOrderStore(Generic[L]):
         except AzureError as exc:
             raise self._translate(exc, "transaction") from exc
 
-    def _translate(self, exc: AzureError, what: str) -> TransientStoreError:
+    def _translate(self, exc: AzureError, what: str) -> TransientStoreError | StoreRejected:
+        """The store's error for a storage error: StoreRejected when the request can never be accepted
+        (see REQUEST_REFUSED_CODES), ConcurrencyConflict, or StoreUnavailable (availability, throttling,
+        configuration). StoreRejected's text is the status and code only (it becomes a quarantine detail)."""
+        if refuses_request(exc):
+            status = getattr(exc, "status_code", None)
+            return StoreRejected(f"Table storage refused the {what} for good: {status} {_error_code(exc)}")
         if _is_conflict(exc):
             return ConcurrencyConflict(f"{what} on {self.table_name}: {getattr(exc, 'message', exc)}")
         if isinstance(exc, HttpResponseError) and _error_code(exc) == "TableNotFound":
@@ -690,6 +751,8 @@ class TableOrderStore(Generic[L]):
         """By session: one partition; all: a scan of the ledger rows."""
         query, params = prefix_filter(LEDGER), {}
         if session_id is not None:
+            if not fits_partition_key(session_id):
+                return []  # no Table key holds it, so no row of it was ever written
             query, params = f"PartitionKey eq @pk and {query}", {"pk": escape_key(session_id)}
         ledgers = [ledger_from_entity(e, _etag(e), self._codec) for e in self._query(query, params)]
         return sorted(ledgers, key=lambda x: (x.session_id, x.stream_key))
@@ -697,6 +760,8 @@ class TableOrderStore(Generic[L]):
     def list_parked(self, session_id: str | None = None) -> list[ParkedMessage]:
         query, params = prefix_filter(PARK), {}
         if session_id is not None:
+            if not fits_partition_key(session_id):
+                return []
             query, params = f"PartitionKey eq @pk and {query}", {"pk": escape_key(session_id)}
         parked = [parked_from_entity(e) for e in self._query(query, params)]
         return sorted(parked, key=lambda p: (p.session_id, p.stream_key, p.sequence))

@@ -6,6 +6,7 @@ store that sends them. Rows of one session share a PartitionKey; RowKey = kind p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from shared.engine.ledger import Ledger
 from shared.engine.records import IdempotencyRecord, ParkedMessage, QuarantineRecord, stream_key_of
 from shared.engine.workflow import StateCodec
 from shared.envelope import SessionEnvelope
+from shared.store.base import StoreRejected
 
 L = TypeVar("L", bound=Ledger[Any])
 
@@ -27,6 +29,14 @@ CHUNK_SIZE = 60 * 1024  # one binary property holds at most 64 KiB; keep a margi
 # What we let a batch grow to by our own (conservative) estimate, leaving room for multipart framing.
 BATCH_PAYLOAD_BUDGET = MAX_BATCH_PAYLOAD - 256 * 1024
 ENTITY_SIZE_BUDGET = MAX_ENTITY_SIZE - 8 * 1024
+# A PartitionKey or RowKey is "a string value up to 1 KiB in size": 1 KiB of UTF-16, 512 characters (our
+# escaped keys are ASCII). Azurite refuses 513 with 400 InvalidInput, in a single write and in a $batch
+# (measured, docs/store.md "Keys").
+MAX_KEY_CHARS = 512
+# What one message's commit writes atomically besides released parked rows: its ledger and its idempotency
+# set. A gap-fill releases up to ORDERS_PARK_LIMIT parked rows (one delete each) in that one transaction,
+# so the Table store holds a park limit of at most this (shared/settings.py checks it at start).
+MAX_PARK_LIMIT = MAX_BATCH_OPERATIONS - 2
 
 # `order|` is the ledger rows' prefix from before the engine/workflow split, kept so existing tables read
 # unchanged; ledger rows must sort just before `park|` (one range query loads both, see `load_filter`).
@@ -37,8 +47,37 @@ IDEM_SET = "idems|"
 _SAFE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
-class StoreLimitExceeded(ValueError):
+class StoreLimitExceeded(StoreRejected):
     """A change cannot be stored within Table Storage limits; retrying will not help (not transient)."""
+
+
+def _key_limit(key: str, what: str, name: str) -> str:
+    if len(key) > MAX_KEY_CHARS:
+        raise StoreLimitExceeded(
+            f"the {what} is {len(key)} characters as a Table {name} (escaped); a Table key holds at most "
+            f"{MAX_KEY_CHARS} (1 KiB)"
+        )
+    return key
+
+
+def partition_key(session_id: str) -> str:
+    """The session's PartitionKey; StoreLimitExceeded (checked before anything is sent) when the escaped
+    session id is longer than a Table key (a Service Bus session id of 128 emoji escapes to 1,536)."""
+    return _key_limit(escape_key(session_id), "session id", "PartitionKey")
+
+
+def fits_partition_key(session_id: str) -> bool:
+    return len(escape_key(session_id)) <= MAX_KEY_CHARS
+
+
+def quarantine_partition_key(session_id: str) -> str:
+    """Where a session's quarantine rows live: its partition, or, for a session id no Table key can hold,
+    `~~` + the SHA-256 of the id (an escaped key never holds `~~`), so the message that carries such an id
+    can still be quarantined (quarantine rows are found by RowKey, never by partition)."""
+    key = escape_key(session_id)
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return "~~" + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def escape_key(value: str) -> str:
@@ -59,19 +98,19 @@ def escape_key(value: str) -> str:
 
 
 def ledger_key(stream_key: str) -> str:
-    return f"{LEDGER}{escape_key(stream_key)}"
+    return _key_limit(f"{LEDGER}{escape_key(stream_key)}", "stream key (order id)", "RowKey")
 
 
 def park_key(stream_key: str, sequence: int) -> str:
-    return f"{PARK}{escape_key(stream_key)}|{sequence:010d}"
+    return _key_limit(f"{PARK}{escape_key(stream_key)}|{sequence:010d}", "stream key (order id)", "RowKey")
 
 
 def idem_key(stream_key: str, sequence: int) -> str:
-    return f"{IDEM}{escape_key(stream_key)}|{sequence:010d}"
+    return _key_limit(f"{IDEM}{escape_key(stream_key)}|{sequence:010d}", "stream key (order id)", "RowKey")
 
 
 def quarantine_key(quarantine_id: str) -> str:
-    return f"{QUARANTINE}{escape_key(quarantine_id)}"
+    return _key_limit(f"{QUARANTINE}{escape_key(quarantine_id)}", "quarantine id", "RowKey")
 
 
 def prefix_filter(prefix: str) -> str:
@@ -149,7 +188,7 @@ def _checked(entity: dict[str, Any]) -> dict[str, Any]:
     size = _entity_size(entity)
     if size > ENTITY_SIZE_BUDGET:
         raise StoreLimitExceeded(
-            f"{entity['RowKey']!r} would be {size} bytes; a Table entity holds at most {MAX_ENTITY_SIZE}"
+            f"a {entity['kind']} row would be {size} bytes; a Table entity holds at most {MAX_ENTITY_SIZE}"
         )
     return entity
 
@@ -159,7 +198,7 @@ def _checked(entity: dict[str, Any]) -> dict[str, Any]:
 
 def ledger_entity(session_id: str, ledger: Ledger[Any], codec: StateCodec[Any, Any]) -> dict[str, Any]:
     entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
+        "PartitionKey": partition_key(session_id),
         "RowKey": ledger_key(ledger.stream_key),
         "kind": "ledger",
         "session_id": session_id,
@@ -183,7 +222,7 @@ def ledger_from_entity(entity: Mapping[str, Any], etag: str, codec: StateCodec[A
 
 def parked_entity(session_id: str, parked: ParkedMessage) -> dict[str, Any]:
     entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
+        "PartitionKey": partition_key(session_id),
         "RowKey": park_key(parked.stream_key, parked.sequence),
         "kind": "park",
         "session_id": parked.session_id,
@@ -220,7 +259,8 @@ def parked_from_entity(entity: Mapping[str, Any]) -> ParkedMessage:
 def idem_set_key(first: IdempotencyRecord) -> str:
     """Keyed by its first record: each (stream, sequence) is applied, and so recorded, exactly once, so no
     two sets ever share a key (a redelivered batch finds the committed records' steps as duplicates)."""
-    return f"{IDEM_SET}{escape_key(first.stream_key)}|{first.sequence:010d}"
+    key = f"{IDEM_SET}{escape_key(first.stream_key)}|{first.sequence:010d}"
+    return _key_limit(key, "stream key (order id)", "RowKey")
 
 
 # Bytes of a set entity besides its records (keys, properties, multipart framing), for batch planning.
@@ -237,7 +277,7 @@ def idempotency_set_entity(session_id: str, records: Sequence[IdempotencyRecord]
     record (a batch of 32 messages touching 32 orders is 33 operations, not 64). `recorded_at` is the
     latest record's time, so the purge drops a set only when all of its records are past retention."""
     entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
+        "PartitionKey": partition_key(session_id),
         "RowKey": idem_set_key(records[0]),
         "kind": "idems",
         "session_id": session_id,
@@ -276,7 +316,7 @@ def idempotency_entity(session_id: str, record: IdempotencyRecord) -> dict[str, 
     """The one-row-per-record layout of earlier versions (read by tests of the stored format)."""
     return _checked(
         {
-            "PartitionKey": escape_key(session_id),
+            "PartitionKey": partition_key(session_id),
             "RowKey": idem_key(record.stream_key, record.sequence),
             "kind": "idem",
             "session_id": record.session_id,
@@ -291,11 +331,11 @@ def idempotency_entity(session_id: str, record: IdempotencyRecord) -> dict[str, 
 
 def quarantine_entity(session_id: str, record: QuarantineRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {
-        "PartitionKey": escape_key(session_id),
+        "PartitionKey": quarantine_partition_key(session_id),
         "RowKey": quarantine_key(record.id),
         "kind": "quarantine",
         "quarantine_id": record.id,
-        "session_id": record.session_id,
+        "session_id": _short(record.session_id),  # the exact id is in `doc`
         "reason": _short(record.reason),
         "status": record.status,
         "quarantined_at": utc(record.quarantined_at),

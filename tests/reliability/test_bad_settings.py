@@ -30,6 +30,11 @@ BAD = {
     "queue name": ({"ORDERS_QUEUE_NAME": "-orders-"}, "ORDERS_QUEUE_NAME must be"),
     "retry seconds": ({"ORDERS_STORE_RETRY_SECONDS": "forever"}, "ORDERS_STORE_RETRY_SECONDS must be"),
     "park limit": ({"ORDERS_PARK_LIMIT": "0"}, "ORDERS_PARK_LIMIT must be at least 1"),
+    "park limit the table store cannot hold": (  # issue 19, point 2
+        {"OrderStoreConnection": "UseDevelopmentStorage=true", "ORDERS_PARK_LIMIT": "150"},
+        "ORDERS_PARK_LIMIT must be at most 98 with the Table store",
+    ),
+    "in-memory sqlite": ({"OrderStoreConnection": "sqlite:///:memory:"}, "must be a file path"),
     "trigger mode": (
         {"ORDERS_TRIGGER_CARDINALITY": "several"},
         "ORDERS_TRIGGER_CARDINALITY must be one of one, many",

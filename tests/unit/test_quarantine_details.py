@@ -105,6 +105,27 @@ def unprocessable(p: OrderStepProcessor) -> tuple[Any, list[str]]:
         OrderWorkflow.apply = original  # type: ignore[method-assign]
 
 
+def store_limit(p: OrderStepProcessor) -> tuple[Any, list[str]]:
+    """A request the store can never hold (StoreRejected): the store's text names the limit and sizes
+    only; the planted order id must not reach the detail."""
+    from shared.store.base import StoreRejected
+
+    original = p.store.commit
+    refused: list[bool] = []
+
+    def refuse_once(*args: Any, **kwargs: Any) -> Any:  # the step's commit; the quarantine record's is kept
+        if not refused:
+            refused.append(True)
+            raise StoreRejected("the stream key is 600 characters as a Table RowKey; a key holds at most 512")
+        return original(*args, **kwargs)
+
+    p.store.commit = refuse_once  # type: ignore[method-assign]
+    try:
+        return _send(p, _doc("order.placed", 1, order=f"ord-{MARK}", data=_placed())), [MARK]
+    finally:
+        p.store.commit = original  # type: ignore[method-assign]
+
+
 SCENARIOS: dict[str, tuple[QuarantineReason, Callable[[OrderStepProcessor], tuple[Any, list[str]]]]] = {
     "malformed-json": (QuarantineReason.MALFORMED_JSON, malformed_json),
     "not-utf8": (QuarantineReason.MALFORMED_JSON, not_utf8),
@@ -118,6 +139,7 @@ SCENARIOS: dict[str, tuple[QuarantineReason, Callable[[OrderStepProcessor], tupl
     "conflicting-duplicate": (QuarantineReason.CONFLICTING_DUPLICATE, conflicting_duplicate),
     "resequence-overflow": (QuarantineReason.RESEQUENCE_OVERFLOW, resequence_overflow),
     "unprocessable": (QuarantineReason.UNPROCESSABLE, unprocessable),
+    "store-limit": (QuarantineReason.STORE_LIMIT, store_limit),
 }
 
 
