@@ -804,7 +804,11 @@ class Connection(asyncio.Protocol):
                 )
         except BrokerError as e:
             return frames.outcome(frames.REJECTED, [frames.amqp_error(e.condition, e.description)])
-        return state if isinstance(state, Described) else frames.outcome(frames.ACCEPTED)
+        if code == frames.MODIFIED:  # the outcome applied, built afresh (not the peer's decoded values)
+            return frames.outcome(
+                frames.MODIFIED, [bool(field(fields_, 0, False)), bool(field(fields_, 1, False))]
+            )
+        return frames.outcome(code)
 
     # ------------------------------------------------------------------ management replies
     def find_reply_link(self, s: AmqpSession, node: str, reply_to: Any) -> OutgoingLink | None:

@@ -33,20 +33,6 @@ ROLE_RECEIVER = True
 
 _FRAME_HEADER = struct.Struct(">IBBH")
 
-FIELD_COUNTS = {
-    OPEN: 10,
-    BEGIN: 8,
-    ATTACH: 14,
-    FLOW: 11,
-    TRANSFER: 11,
-    DISPOSITION: 6,
-    DETACH: 3,
-    END: 1,
-    CLOSE: 1,
-    SASL_MECHANISMS: 1,
-    SASL_OUTCOME: 2,
-}
-
 
 def pad(fields: list[Any], width: int) -> list[Any]:
     """Extend a composite's field list with nulls to its full width (for strict decoders)."""
@@ -67,12 +53,8 @@ def build_frame(
 ) -> bytes:
     """Encode a performative (and optional transfer payload) into one frame."""
     body = bytearray(_FRAME_HEADER.size)
-    # Always send every field: the spec allows trimming trailing nulls, but older SDK decoders
-    # (azure-servicebus 7.14) index the field list directly.
-    width = FIELD_COUNTS.get(performative, len(fields))
-    if len(fields) < width:
-        fields = fields + [None] * (width - len(fields))
-    encode(Described(performative, fields), body)
+    # every field typed by the spec schema (wire.py) and sent, trailing nulls included
+    encode(wire.composite(performative, fields), body)
     body += payload
     _FRAME_HEADER.pack_into(body, 0, len(body), 2, ftype, channel)
     return bytes(body)
@@ -148,3 +130,6 @@ def describe_descriptor(value: Any) -> int:
             "amqp:target:list": TARGET,
         }.get(str(d), -1)
     return -1
+
+
+from . import wire  # noqa: E402 - wire.py uses this module's constants; build_frame uses wire at call time
