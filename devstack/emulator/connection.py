@@ -467,7 +467,9 @@ class Connection(asyncio.Protocol):
             [
                 "servicebus-emulator-" + uuid.uuid4().hex[:8],
                 field(f, 1),
-                UInt(MAX_FRAME),
+                # no larger than the client's own: uamqp splits transfers to the peer's max-frame-size but
+                # its encoder refuses frames above its own (65536), so a larger offer breaks >64 KiB sends
+                UInt(max(self.max_frame, 512)),  # 512: the smallest legal max-frame-size (2.7.1)
                 UShort(8191),
                 UInt(120000),
             ],
