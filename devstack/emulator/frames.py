@@ -53,8 +53,10 @@ def build_frame(
 ) -> bytes:
     """Encode a performative (and optional transfer payload) into one frame."""
     body = bytearray(_FRAME_HEADER.size)
+    from .wire import composite  # wire.py imports this module's constants (cached after the first call)
+
     # every field typed by the spec schema (wire.py) and sent, trailing nulls included
-    encode(wire.composite(performative, fields), body)
+    encode(composite(performative, fields), body)
     body += payload
     _FRAME_HEADER.pack_into(body, 0, len(body), 2, ftype, channel)
     return bytes(body)
@@ -130,6 +132,3 @@ def describe_descriptor(value: Any) -> int:
             "amqp:target:list": TARGET,
         }.get(str(d), -1)
     return -1
-
-
-from . import wire  # noqa: E402 - wire.py uses this module's constants; build_frame uses wire at call time
