@@ -13,11 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.python_amqp_clients import PythonAmqpClients, python_amqp_clients  # noqa: F401
+from tests.fixtures.python_amqp_clients import (  # noqa: F401 - fixture
+    INSTALL_TIMEOUT_S,
+    PythonAmqpClients,
+    python_amqp_clients,
+)
 
 MODULE = "tests.emulator.side_clients.proton_conformance"
 RUN_TIMEOUT_S = 300
-pytestmark = pytest.mark.timeout(RUN_TIMEOUT_S + 60)
+# the first test's setup may build the side venv, and one fixture runs every check
+pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT_S + RUN_TIMEOUT_S + 60)
 
 # check id -> (what it shows, whether it needs a session-enabled queue)
 CHECKS: dict[str, tuple[str, bool]] = {

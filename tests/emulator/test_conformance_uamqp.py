@@ -18,12 +18,17 @@ import pytest
 from devstack.emulator.server import EmulatorServer
 from tests.emulator.scenarios import BY_ID, applicable, create_entities
 from tests.emulator.test_conformance_python import IMPLEMENTATIONS
-from tests.fixtures.python_amqp_clients import PythonAmqpClients, python_amqp_clients  # noqa: F401
+from tests.fixtures.python_amqp_clients import (  # noqa: F401 - fixture
+    INSTALL_TIMEOUT_S,
+    PythonAmqpClients,
+    python_amqp_clients,
+)
 from tests.fixtures.servicebus_emulator import CONFIG_PATH, ServiceBusEmulator
 
 MODULE = "tests.emulator.side_clients.uamqp_conformance"
 RUN_TIMEOUT_S = 900
-pytestmark = pytest.mark.timeout(RUN_TIMEOUT_S + 60)  # one fixture runs every scenario
+# the first test's setup may build the side venv, and one fixture runs every scenario
+pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT_S + RUN_TIMEOUT_S + 60)
 
 
 @pytest.fixture(scope="module")
