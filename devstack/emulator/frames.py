@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from .codec import Described, Symbol, decode, encode
@@ -48,15 +49,25 @@ OUTCOME_NAMES = {
 }
 
 
+_COMPOSITE: list[Callable[..., Described]] = []
+
+
+def _typed_composite() -> Callable[..., Described]:
+    """wire.composite, imported on first use: wire.py imports this module's constants."""
+    if not _COMPOSITE:
+        from .wire import composite
+
+        _COMPOSITE.append(composite)
+    return _COMPOSITE[0]
+
+
 def build_frame(
     channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0
 ) -> bytes:
     """Encode a performative (and optional transfer payload) into one frame."""
     body = bytearray(_FRAME_HEADER.size)
-    from .wire import composite  # wire.py imports this module's constants (cached after the first call)
-
     # every field typed by the spec schema (wire.py) and sent, trailing nulls included
-    encode(composite(performative, fields), body)
+    encode(_typed_composite()(performative, fields), body)
     body += payload
     _FRAME_HEADER.pack_into(body, 0, len(body), 2, ftype, channel)
     return bytes(body)

@@ -358,27 +358,34 @@ SCHEMA: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+# the schema with each type name resolved to its coercion, once (build_frame runs for every frame)
+_PLAN: dict[int, tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]] = {
+    code: (name, tuple((field_name, TYPES[amqp_type]) for field_name, amqp_type in fields))
+    for code, (name, fields) in SCHEMA.items()
+}
+
+
 def composite(code: int, values: list[Any], *, full_width: bool = True) -> Described:
     """The described list for composite `code`, every field coerced to its AMQP type.
 
     full_width sends every field (trailing nulls included): the spec allows trimming them, but
     azure-servicebus 7.14's decoder indexes performative fields directly.
     """
-    name, fields = SCHEMA[code]
-    if len(values) > len(fields):
-        raise WireTypeError(f"{name} has {len(fields)} fields, got {len(values)}")
-    typed = [None if v is None else _coerce(name, fields[i], v) for i, v in enumerate(values)]
-    if full_width and len(typed) < len(fields):
-        typed += [None] * (len(fields) - len(typed))
+    name, plan = _PLAN[code]
+    if len(values) > len(plan):
+        raise WireTypeError(f"{name} has {len(plan)} fields, got {len(values)}")
+    typed: list[Any] = []
+    for (field_name, coerce), value in zip(plan, values, strict=False):
+        if value is None:
+            typed.append(None)
+            continue
+        try:
+            typed.append(coerce(value))
+        except WireTypeError as exc:
+            raise WireTypeError(f"{name} field {field_name}: {exc}") from None
+    if full_width and len(typed) < len(plan):
+        typed += [None] * (len(plan) - len(typed))
     return Described(ULong(code), typed)
-
-
-def _coerce(composite_name: str, spec: tuple[str, str], value: Any) -> Any:
-    field_name, amqp_type = spec
-    try:
-        return TYPES[amqp_type](value)
-    except WireTypeError as exc:
-        raise WireTypeError(f"{composite_name} field {field_name}: {exc}") from None
 
 
 # constructor code -> the typed int class that re-encodes a decoded integer with its own type (Part 1 1.6)
