@@ -66,7 +66,7 @@ def build_response(
     cbs: bool = False,
     condition: str | None = None,
 ) -> bytes:
-    """Encode a response message with status application properties.
+    """Encode a response message; properties, application properties and body typed by wire.py's schema.
 
     Like Service Bus, the reply's correlation-id is the request's message-id with its AMQP type
     (uamqp's management client reads it as a ulong, the .NET and Python SDKs send a string or uuid).
@@ -79,8 +79,8 @@ def build_response(
         app = {"statusCode": Int(status), "statusDescription": description}
         if condition:
             app["errorCondition"] = Symbol(condition)
-    encode(Described(frames.APPLICATION_PROPERTIES, app), out)
-    encode(Described(frames.AMQP_VALUE, body), out)
+    encode(Described(frames.APPLICATION_PROPERTIES, wire.reply_properties(app)), out)
+    encode(Described(frames.AMQP_VALUE, None if body is None else wire.reply_body(body)), out)
     return bytes(out)
 
 

@@ -358,6 +358,102 @@ SCHEMA: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+def _int(v: Any) -> Int:
+    if isinstance(v, bool) or not isinstance(v, int) or not -(2**31) <= v < 2**31:
+        raise WireTypeError(f"{v!r} is not an int")
+    return v if type(v) is Int else Int(v)
+
+
+def _long(v: Any) -> Long:
+    if isinstance(v, bool) or not isinstance(v, int) or not -(2**63) <= v < 2**63:
+        raise WireTypeError(f"{v!r} is not a long")
+    return v if type(v) is Long else Long(v)
+
+
+def _uuid(v: Any) -> uuid.UUID:
+    if not isinstance(v, uuid.UUID):
+        raise WireTypeError(f"{v!r} is not a uuid")
+    return v
+
+
+def _array_of(element: Callable[[Any], Any], element_type: type) -> Callable[[Any], Any]:
+    def coerce(v: Any) -> Array:
+        if not isinstance(v, list):
+            raise WireTypeError(f"{v!r} is not an array")
+        return Array([element(x) for x in v], element_type)
+
+    return coerce
+
+
+TYPES.update(
+    {
+        "int": _int,
+        "long": _long,
+        "uuid": _uuid,
+        "timestamp[]": _array_of(_timestamp, Timestamp),
+        "long[]": _array_of(_long, Long),
+        "string[]": _array_of(_string, str),
+    }
+)
+
+# Service Bus AMQP management (request-response) replies: application properties and the amqp-value
+# body map, by key. Source: Microsoft Learn, "AMQP 1.0 in Azure Service Bus: request-response-based
+# operations" (service-bus-amqp-request-response) and, for $cbs, the AMQP CBS draft as Service Bus
+# documents it (service-bus-amqp-protocol-guide, "Claims-based authorization").
+REPLY_PROPERTIES: dict[str, str] = {
+    "statusCode": "int",
+    "statusDescription": "string",
+    "errorCondition": "symbol",
+    "status-code": "int",  # $cbs
+    "status-description": "string",
+}
+REPLY_BODY: dict[str, str] = {
+    "expirations": "timestamp[]",  # renew-lock
+    "expiration": "timestamp",  # renew-session-lock
+    "session-state": "binary",  # get-session-state
+    "messages": "messages",  # peek-message, receive-by-sequence-number
+    "sequence-numbers": "long[]",  # schedule-message
+    "sessions-ids": "string[]",  # get-message-sessions
+    "skip": "int",
+}
+REPLY_MESSAGE: dict[str, str] = {"message": "binary", "lock-token": "uuid"}
+
+
+def _string_keyed(schema: dict[str, str], what: str) -> Callable[[Any], dict[str, Any]]:
+    """A map with string keys whose values are typed by `schema`; a key outside it is a bug."""
+
+    def coerce(v: Any) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise WireTypeError(f"{v!r} is not a map")
+        out: dict[str, Any] = {}
+        for key, value in v.items():
+            amqp_type = schema.get(str(key))
+            if amqp_type is None:
+                raise WireTypeError(f"{what} has no key {key!r} in its schema")
+            try:
+                out[_string(key)] = None if value is None else TYPES[amqp_type](value)
+            except WireTypeError as exc:
+                raise WireTypeError(f"{what} {key}: {exc}") from None
+        return out
+
+    return coerce
+
+
+_reply_message = _string_keyed(REPLY_MESSAGE, "reply message")
+
+
+def _messages(v: Any) -> list[dict[str, Any]]:
+    """`messages`: a list of maps, one per message (`message` binary, `lock-token` uuid)."""
+    if not isinstance(v, list):
+        raise WireTypeError(f"{v!r} is not a list")
+    return [_reply_message(m) for m in v]
+
+
+TYPES["messages"] = _messages
+reply_properties = _string_keyed(REPLY_PROPERTIES, "reply application-properties")
+reply_body = _string_keyed(REPLY_BODY, "reply body")
+
+
 # the schema with each type name resolved to its coercion, once (build_frame runs for every frame)
 _PLAN: dict[int, tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]] = {
     code: (name, tuple((field_name, TYPES[amqp_type]) for field_name, amqp_type in fields))

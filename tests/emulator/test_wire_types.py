@@ -521,6 +521,11 @@ def _drive_sdk(conn: str, plain: str, sessions: str) -> None:
             r.complete_message(deferred)
             r.renew_message_lock(got[4])
             r.complete_message(got[4])
+        with c.get_queue_sender(plain) as s:
+            [seq] = s.schedule_messages(
+                ServiceBusMessage("cancelled"), datetime.now(UTC) + timedelta(hours=1)
+            )
+            s.cancel_scheduled_messages(seq)
         with c.get_queue_sender(sessions) as s:
             s.send_messages(ServiceBusMessage("x", session_id="S"))
         with c.get_queue_receiver(sessions, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=2) as r:
@@ -529,6 +534,7 @@ def _drive_sdk(conn: str, plain: str, sessions: str) -> None:
             r.session.renew_lock()
             for m in r.receive_messages(max_wait_time=2):
                 r.complete_message(m)
+        assert list(c.list_queue_sessions(sessions)) == ["S"]  # get-message-sessions
         with c.get_queue_receiver(plain, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
             r.receive_messages(max_wait_time=1)
         with pytest.raises(ServiceBusError), c.get_queue_sender("no-such-queue") as s:
@@ -616,6 +622,91 @@ def test_management_and_cbs_replies_keep_the_request_message_id_type(
         assert status and all(c in CODES["int"] for c in status.values()), (
             f"{label}: status code types {status}"
         )
+
+
+# Service Bus management replies (Microsoft Learn, "AMQP 1.0 in Azure Service Bus: request-response-based
+# operations"): application properties and amqp-value body entries -> (type, array element type)
+REPLY_APPLICATION_PROPERTIES = {
+    "statusCode": "int",
+    "statusDescription": "string",
+    "errorCondition": "symbol",
+    "status-code": "int",  # $cbs
+    "status-description": "string",
+}
+REPLY_BODY: dict[str, tuple[str, str | None]] = {
+    "expirations": ("array", "timestamp"),  # renew-lock
+    "expiration": ("timestamp", None),  # renew-session-lock
+    "session-state": ("binary", None),  # get-session-state
+    "messages": ("list", None),  # peek-message, receive-by-sequence-number: a list of maps
+    "sequence-numbers": ("array", "long"),  # schedule-message
+    "sessions-ids": ("array", "string"),  # get-message-sessions
+    "skip": ("int", None),
+}
+REPLY_MESSAGE = {"message": "binary", "lock-token": "uuid"}
+CODES["long"] = {0x55, 0x81}
+CODES["array"] = {0xE0, 0xF0}
+CODES["list"] = {0x45, 0xC0, 0xD0}
+
+
+def _map_entries(buf: bytes, pos: int) -> list[tuple[str, int]]:
+    """(key, value position) of the map encoded at pos."""
+    code = buf[pos]
+    assert code in CODES["map"], f"not a map: 0x{code:02x}"
+    count, p = (
+        (buf[pos + 2], pos + 3) if code == 0xC1 else (struct.unpack_from(">I", buf, pos + 5)[0], pos + 9)
+    )
+    out = []
+    for _ in range(count // 2):
+        key, after = decode(buf, p)
+        out.append((str(key), after))
+        p = skip(buf, after)
+    return out
+
+
+def _array_element_code(buf: bytes, pos: int) -> int:
+    width = 1 if buf[pos] == 0xE0 else 4
+    return buf[pos + 1 + 2 * width]
+
+
+def test_management_reply_bodies_have_the_service_bus_types(captured: tuple[Checked, list[bytes]]) -> None:
+    _, payloads = captured
+    errors: list[str] = []
+    seen: set[str] = set()
+    for payload in payloads:
+        sections = message_sections(payload)
+        if 0x74 not in sections:
+            continue
+        app = _map_entries(payload, skip(payload, sections[0x74] + 1))
+        if not {"statusCode", "status-code"} & {k for k, _ in app}:
+            continue  # a queue message with application properties, not a reply
+        for key, at in app:
+            want = REPLY_APPLICATION_PROPERTIES.get(key)
+            if want is None or payload[at] not in CODES[want]:
+                errors.append(f"application property {key}: 0x{payload[at]:02x}, want {want}")
+        body_at = skip(payload, sections[0x77] + 1)
+        if payload[body_at] == NULL:
+            continue
+        for key, at in _map_entries(payload, body_at):
+            seen.add(key)
+            kind, element = REPLY_BODY.get(key, ("?", None))
+            code = payload[at]
+            if kind == "?" or (code != NULL and code not in CODES[kind]):
+                errors.append(f"body {key}: 0x{code:02x}, want {kind}")
+            elif (
+                element is not None
+                and code != NULL
+                and _array_element_code(payload, at) not in CODES[element]
+            ):
+                errors.append(
+                    f"body {key}: array of 0x{_array_element_code(payload, at):02x}, want {element}"
+                )
+            elif kind == "list":
+                for item_at in _list_elements(payload, at):
+                    for k, v in _map_entries(payload, item_at):
+                        if payload[v] not in CODES[REPLY_MESSAGE.get(k, "described")]:
+                            errors.append(f"body messages[] {k}: 0x{payload[v]:02x}")
+    assert errors == []
+    assert set(REPLY_BODY) <= seen, f"operations not exercised: {set(REPLY_BODY) - seen}"
 
 
 def _encoded(value: Any) -> bytes:
