@@ -187,19 +187,27 @@ class EmulatorServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+        server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
+        self.port = server.sockets[0].getsockname()[1]
         if self.tls_port is not None:
-            if self._tls_dir is None:
-                self._tls_dir = Path(tempfile.mkdtemp(prefix="servicebus-emulator-tls-"))
-                self._tls_dir_owned = True
-            self.tls_files = make_self_signed(self._tls_dir, self.host)
-            self._tls_server = await loop.create_server(
-                lambda: Connection(self.core), self.host, self.tls_port, ssl=server_context(self.tls_files)
-            )
-            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+            try:
+                await self._open_tls(loop)
+            except BaseException:
+                server.close()
+                raise
+        # set last: the CLI (and start()) treat a set _server as "every listener is up"
+        self._server = server
         self._ticker = loop.create_task(self._tick_forever())
+
+    async def _open_tls(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._tls_dir is None:
+            self._tls_dir = Path(tempfile.mkdtemp(prefix="servicebus-emulator-tls-"))
+            self._tls_dir_owned = True
+        self.tls_files = make_self_signed(self._tls_dir, self.host)
+        self._tls_server = await loop.create_server(
+            lambda: Connection(self.core), self.host, self.tls_port, ssl=server_context(self.tls_files)
+        )
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
 
     async def _tick_forever(self) -> None:
         while True:

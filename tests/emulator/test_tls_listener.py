@@ -6,15 +6,23 @@ uamqp, which speaks only TLS, runs the shared scenarios over it in test_conforma
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, TransportType
 from cryptography import x509
 
 from devstack.emulator.server import EmulatorServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +92,59 @@ def test_the_certificate_directory_is_removed_on_stop() -> None:
     assert ca is not None and ca.exists()
     server.stop()
     assert not ca.parent.exists()
+
+
+def test_cli_tls_port_logs_the_port_and_ca_file_and_serves_tls(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devstack.emulator",
+            "--port",
+            "0",
+            "--tls-port",
+            "0",
+            "--tls-dir",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
+    try:
+        assert proc.stderr is not None
+        assert "listening on 127.0.0.1:" in proc.stderr.readline()
+        line = proc.stderr.readline()
+        found = re.search(r"AMQP over TLS on 127\.0\.0\.1:(\d+), CA certificate for clients: (\S+)", line)
+        assert found, line
+        port, ca = int(found.group(1)), Path(found.group(2))
+        assert ca.parent == tmp_path and ca.exists()
+        ctx = ssl.create_default_context(cafile=str(ca))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"AMQP\x00\x01\x00\x00")
+            assert tls.recv(8) == b"AMQP\x00\x01\x00\x00"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "Traceback" not in err
+        assert ca.exists(), "a --tls-dir the user chose is left in place"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_bad_tls_port_is_a_one_line_error() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "devstack.emulator", "--tls-port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
+    assert res.returncode != 0
+    assert "port out of range: 70000" in res.stderr and "Traceback" not in res.stderr
