@@ -21,6 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=_port, default=5672, help="AMQP port (default 5672; 0 = any free port)"
     )
     parser.add_argument(
+        "--tls-port",
+        type=_port,
+        default=None,
+        help="also listen for AMQP over TLS (amqps; Service Bus uses 5671) with a self-signed certificate "
+        "made at start (0 = any free port; default: no TLS listener)",
+    )
+    parser.add_argument(
+        "--tls-dir",
+        default=None,
+        help="where to write the TLS certificate (the clients' CA file) and key (default: a temporary "
+        "directory, removed on exit)",
+    )
+    parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"official emulator Config.json (default {DEFAULT_CONFIG})"
     )
     parser.add_argument("--data", default=None, help="SQLite file or directory: messages survive restarts")
@@ -48,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level)), format="%(asctime)s %(levelname)s %(message)s"
     )
     try:
-        server = EmulatorServer(Path(args.config), host=args.host, port=args.port, data=args.data)
+        server = EmulatorServer(
+            Path(args.config),
+            host=args.host,
+            port=args.port,
+            data=args.data,
+            tls_port=args.tls_port,
+            tls_dir=args.tls_dir,
+        )
     except ConfigError as exc:  # --config names a file that is missing or invalid
         return fail(f"--config {args.config}: {exc}", USAGE)
     except Exception as exc:  # e.g. unusable --data path
@@ -75,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
         log.info(
             "Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra
         )
+        if server.tls_files is not None:
+            log.info(
+                "AMQP over TLS on %s:%s, CA certificate for clients: %s",
+                args.host,
+                server.tls_port,
+                server.tls_files.cert,
+            )
         await task
         log.info("Service Bus emulator stopped")
         return 0

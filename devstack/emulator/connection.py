@@ -467,7 +467,9 @@ class Connection(asyncio.Protocol):
             [
                 "servicebus-emulator-" + uuid.uuid4().hex[:8],
                 field(f, 1),
-                UInt(MAX_FRAME),
+                # no larger than the client's own: uamqp splits transfers to the peer's max-frame-size but
+                # its encoder refuses frames above its own (65536), so a larger offer breaks >64 KiB sends
+                UInt(max(self.max_frame, 512)),  # 512: the smallest legal max-frame-size (2.7.1)
                 UShort(8191),
                 UInt(120000),
             ],
@@ -804,7 +806,11 @@ class Connection(asyncio.Protocol):
                 )
         except BrokerError as e:
             return frames.outcome(frames.REJECTED, [frames.amqp_error(e.condition, e.description)])
-        return state if isinstance(state, Described) else frames.outcome(frames.ACCEPTED)
+        if code == frames.MODIFIED:  # the outcome applied, built afresh (not the peer's decoded values)
+            return frames.outcome(
+                frames.MODIFIED, [bool(field(fields_, 0, False)), bool(field(fields_, 1, False))]
+            )
+        return frames.outcome(code)
 
     # ------------------------------------------------------------------ management replies
     def find_reply_link(self, s: AmqpSession, node: str, reply_to: Any) -> OutgoingLink | None:

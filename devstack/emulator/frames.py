@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from .codec import Described, Symbol, decode, encode
@@ -33,20 +34,6 @@ ROLE_RECEIVER = True
 
 _FRAME_HEADER = struct.Struct(">IBBH")
 
-FIELD_COUNTS = {
-    OPEN: 10,
-    BEGIN: 8,
-    ATTACH: 14,
-    FLOW: 11,
-    TRANSFER: 11,
-    DISPOSITION: 6,
-    DETACH: 3,
-    END: 1,
-    CLOSE: 1,
-    SASL_MECHANISMS: 1,
-    SASL_OUTCOME: 2,
-}
-
 
 def pad(fields: list[Any], width: int) -> list[Any]:
     """Extend a composite's field list with nulls to its full width (for strict decoders)."""
@@ -62,17 +49,25 @@ OUTCOME_NAMES = {
 }
 
 
+_COMPOSITE: list[Callable[..., Described]] = []
+
+
+def _typed_composite() -> Callable[..., Described]:
+    """wire.composite, imported on first use: wire.py imports this module's constants."""
+    if not _COMPOSITE:
+        from .wire import composite
+
+        _COMPOSITE.append(composite)
+    return _COMPOSITE[0]
+
+
 def build_frame(
     channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0
 ) -> bytes:
     """Encode a performative (and optional transfer payload) into one frame."""
     body = bytearray(_FRAME_HEADER.size)
-    # Always send every field: the spec allows trimming trailing nulls, but older SDK decoders
-    # (azure-servicebus 7.14) index the field list directly.
-    width = FIELD_COUNTS.get(performative, len(fields))
-    if len(fields) < width:
-        fields = fields + [None] * (width - len(fields))
-    encode(Described(performative, fields), body)
+    # every field typed by the spec schema (wire.py) and sent, trailing nulls included
+    encode(_typed_composite()(performative, fields), body)
     body += payload
     _FRAME_HEADER.pack_into(body, 0, len(body), 2, ftype, channel)
     return bytes(body)

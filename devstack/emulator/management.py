@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import frames
+from . import frames, wire
 from .broker import ARGUMENT_ERROR, NOT_FOUND, Broker, BrokerError, Queue
 from .codec import Array, Described, Int, Long, Symbol, Timestamp, decode, encode
 from .message import MessageError, parse_message
@@ -36,12 +36,15 @@ class Request:
         self.body: Any = None
         pos = 0
         while pos < len(payload):
+            start = pos
             section, pos = decode(payload, pos)
             if not isinstance(section, Described):
                 break
             code = section.descriptor
             if code == frames.PROPERTIES:
-                self.message_id = frames.field(section.value, 0)
+                # kept with its own AMQP type: the reply's correlation-id must be the same value and type
+                mid = wire.described_list_field(payload, start, 0)
+                self.message_id = None if mid is None else wire.message_id(mid)
                 self.reply_to = frames.field(section.value, 4)
             elif code == frames.APPLICATION_PROPERTIES and isinstance(section.value, dict):
                 self.app = section.value
@@ -63,18 +66,21 @@ def build_response(
     cbs: bool = False,
     condition: str | None = None,
 ) -> bytes:
-    """Encode a response message with status application properties."""
+    """Encode a response message; properties, application properties and body typed by wire.py's schema.
+
+    Like Service Bus, the reply's correlation-id is the request's message-id with its AMQP type
+    (uamqp's management client reads it as a ulong, the .NET and Python SDKs send a string or uuid).
+    """
     out = bytearray()
-    props = frames.pad([uuid.uuid4(), None, None, None, None, correlation_id], 13)
-    encode(Described(frames.PROPERTIES, props), out)
+    encode(wire.composite(frames.PROPERTIES, [uuid.uuid4(), None, None, None, None, correlation_id]), out)
     if cbs:
         app: dict[Any, Any] = {"status-code": Int(status), "status-description": description}
     else:
         app = {"statusCode": Int(status), "statusDescription": description}
         if condition:
             app["errorCondition"] = Symbol(condition)
-    encode(Described(frames.APPLICATION_PROPERTIES, app), out)
-    encode(Described(frames.AMQP_VALUE, body), out)
+    encode(Described(frames.APPLICATION_PROPERTIES, wire.reply_properties(app)), out)
+    encode(Described(frames.AMQP_VALUE, None if body is None else wire.reply_body(body)), out)
     return bytes(out)
 
 

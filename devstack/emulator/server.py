@@ -6,6 +6,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from .broker import Broker, BrokerError, Store
 from .config import EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
 from .management import Management
+from .tls import TlsFiles, make_self_signed, server_context
 from .topics import add_topic
 
 log = logging.getLogger("devstack.emulator")
@@ -107,8 +110,14 @@ class EmulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         data: str | Path | None = None,
+        tls_port: int | None = None,
+        tls_dir: str | Path | None = None,
     ) -> None:
-        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker."""
+        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker.
+
+        tls_port (0 = any free port) adds an AMQP-over-TLS listener with a certificate made at start
+        (tls.py), written to tls_dir (default: a fresh temporary directory, removed on stop).
+        """
         if config is None:
             cfg = EmulatorConfig("sbemulatorns", ())
         elif isinstance(config, EmulatorConfig):
@@ -121,6 +130,11 @@ class EmulatorServer:
         self.host = host
         self.port = port
         self.data = data
+        self.tls_port = tls_port
+        self._tls_dir = Path(tls_dir) if tls_dir is not None else None
+        self._tls_dir_owned = False
+        self.tls_files: TlsFiles | None = None
+        self._tls_server: asyncio.AbstractServer | None = None
         self._store: Any = None
         if data is not None:
             from .persistence import SqliteStore
@@ -145,6 +159,27 @@ class EmulatorServer:
         return connection_string(self.host, self.port)
 
     @property
+    def tls_ca_file(self) -> Path | None:
+        """The TLS listener's certificate, to hand to a client as its CA file (None without TLS)."""
+        return self.tls_files.cert if self.tls_files is not None else None
+
+    def tls_client_options(self) -> dict[str, Any]:
+        """azure-servicebus keywords that reach the TLS listener: the SDK always uses TLS unless the
+        connection string says UseDevelopmentEmulator=true, and takes the port from
+        custom_endpoint_address."""
+        if self.tls_files is None or self.tls_port is None:
+            raise RuntimeError("the emulator was started without a TLS listener (tls_port)")
+        return {
+            "custom_endpoint_address": f"sb://localhost:{self.tls_port}",
+            "connection_verify": str(self.tls_files.cert),
+        }
+
+    @property
+    def tls_connection_string(self) -> str:
+        """Connection string for TLS clients (no UseDevelopmentEmulator); pair it with tls_client_options."""
+        return f"Endpoint=sb://localhost/;SharedAccessKeyName={SAS_KEY_NAME};SharedAccessKey=local;"
+
+    @property
     def queue_names(self) -> list[str]:
         """Names of all queues."""
         return [q.name for q in self.broker.queues.values() if q.kind == "queue"]
@@ -157,10 +192,27 @@ class EmulatorServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+        server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
+        self.port = server.sockets[0].getsockname()[1]
+        if self.tls_port is not None:
+            try:
+                await self._open_tls(loop)
+            except BaseException:
+                server.close()
+                raise
+        # set last: the CLI (and start()) treat a set _server as "every listener is up"
+        self._server = server
         self._ticker = loop.create_task(self._tick_forever())
+
+    async def _open_tls(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._tls_dir is None:
+            self._tls_dir = Path(tempfile.mkdtemp(prefix="servicebus-emulator-tls-"))
+            self._tls_dir_owned = True
+        self.tls_files = make_self_signed(self._tls_dir, self.host)
+        self._tls_server = await loop.create_server(
+            lambda: Connection(self.core), self.host, self.tls_port, ssl=server_context(self.tls_files)
+        )
+        self.tls_port = self._tls_server.sockets[0].getsockname()[1]
 
     async def _tick_forever(self) -> None:
         while True:
@@ -172,6 +224,8 @@ class EmulatorServer:
             self._ticker.cancel()
         if self._server is not None:
             self._server.close()
+        if self._tls_server is not None:
+            self._tls_server.close()
         for c in list(self.core.connections):
             if c.transport is not None:
                 c.transport.abort()
@@ -179,6 +233,11 @@ class EmulatorServer:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if self._tls_server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tls_server.wait_closed(), 1.0)
+        if self._tls_dir_owned and self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
         self.broker.store.commit()
 
     async def serve(self, stop: asyncio.Event) -> None:

@@ -28,6 +28,9 @@ from tests.emulator.scenarios import applicable, create_entities
 
 Impl = Callable[[str, dict[str, str]], None]
 IMPLEMENTATIONS: dict[str, Impl] = {}
+# extra ServiceBusClient keywords for every client the implementations make: the uamqp run
+# (tests/emulator/side_clients/uamqp_conformance.py) sets uamqp_transport and the TLS endpoint here
+CLIENT_OPTIONS: dict[str, Any] = {}
 
 
 def implements(scenario_id: str) -> Callable[[Impl], Impl]:
@@ -42,6 +45,7 @@ def implements(scenario_id: str) -> Callable[[Impl], Impl]:
 
 
 def _client(conn: str, **kw: Any) -> ServiceBusClient:
+    kw = {**CLIENT_OPTIONS, **kw}
     kw.setdefault("retry_total", 1)
     return ServiceBusClient.from_connection_string(conn, retry_backoff_factor=0.1, **kw)
 
