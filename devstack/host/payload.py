@@ -120,8 +120,8 @@ def servicebus_binding_data(received: Any) -> dict[str, Any]:
     """The Service Bus extension's binding data for one message (single dispatch), .NET-typed.
 
     Not here, as in Azure: LockedUntil, State, EnqueuedSequenceNumber, TimeToLive, DeadLetterReason,
-    DeadLetterErrorDescription, ScheduledEnqueueTimeUtc. Also left out: the MessageReceiver /
-    MessageSession / MessageActions / SessionActions / ReceiveActions / Client objects (no Python use)."""
+    DeadLetterErrorDescription, ScheduledEnqueueTimeUtc. The receiver/actions/client objects are added by
+    the host from its receiver (ReceiverObjects)."""
     enqueued: datetime | None = getattr(received, "enqueued_time_utc", None)
     expires: datetime | None = getattr(received, "expires_at_utc", None)
     props = application_properties(received)
@@ -280,9 +280,55 @@ class TriggerInput:
     metadata: dict[str, Any]
 
 
-def servicebus_invocation(received: Any, data_type: str | None) -> TriggerInput:
+@dataclass(frozen=True)
+class ReceiverObjects:
+    """The .NET objects the Service Bus extension 5.x adds to every invocation's binding data, as the host
+    serializes them for an out-of-process worker (`GrpcMessageConversionExtensions.ToRpcDefault`:
+    `JsonConvert.SerializeObject`, public properties only; nulls skipped).
+
+    Sources (read, not copied): azure-sdk-for-net `Microsoft.Azure.WebJobs.Extensions.ServiceBus`
+    `ServiceBusTriggerBindingStrategy.GetBindingData` puts ONE message-actions object under
+    `MessageReceiver`, `MessageSession`, `MessageActions` and `SessionActions` (the first two kept for
+    back-compat: no receiver is sent in 5.x), `ServiceBusReceiveActions` under `ReceiveActions` and the
+    listener's `ServiceBusClient` under `Client`; `Listeners/ServiceBusListener.cs` builds
+    `ServiceBusSessionMessageActions` for a session trigger (single and batch) and `ServiceBusMessageActions`
+    otherwise. Their public surface (Azure.Messaging.ServiceBus / the extension's API listings):
+    message actions and receive actions have methods only (`{}`), session message actions one property,
+    `SessionLockedUntil` (a DateTimeOffset), and the client `FullyQualifiedNamespace`, `IsClosed`,
+    `TransportType` (enum, as its number: AmqpTcp 0) and `Identifier` (`{namespace}-{guid}` unless set).
+    Batches carry the same six keys once per invocation (no `...Array`)."""
+
+    session_locked_until: datetime | None  # None: not a session trigger
+    namespace: str
+    client_identifier: str
+
+    def binding_data(self) -> dict[str, Any]:
+        actions: dict[str, Any] = {}
+        if self.session_locked_until is not None:
+            actions["SessionLockedUntil"] = NetDateTime(self.session_locked_until.astimezone(UTC), "offset")
+        client = {
+            "FullyQualifiedNamespace": self.namespace,
+            "IsClosed": False,
+            "TransportType": 0,
+            "Identifier": self.client_identifier,
+        }
+        return {
+            "MessageReceiver": actions,
+            "MessageSession": actions,
+            "MessageActions": actions,
+            "SessionActions": actions,
+            "ReceiveActions": {},
+            "Client": client,
+        }
+
+
+def servicebus_invocation(
+    received: Any, data_type: str | None, objects: ReceiverObjects | None = None
+) -> TriggerInput:
     value = trigger_value(message_body(received), data_type)
     binding_data = servicebus_binding_data(received)
+    if objects is not None:
+        binding_data.update(objects.binding_data())
     apply_binding_data(value, binding_data)  # TransformInput
     data = to_typed_data(value)
     assert data is not None
@@ -361,7 +407,9 @@ def _collection(values: list[Any], kind: str) -> Any:
     return protos.TypedData(json=json.dumps(items, separators=(",", ":"), ensure_ascii=False))
 
 
-def servicebus_batch_invocation(messages: list[Any], data_type: str | None) -> TriggerInput:
+def servicebus_batch_invocation(
+    messages: list[Any], data_type: str | None, objects: ReceiverObjects | None = None
+) -> TriggerInput:
     """The trigger input (the bodies as byte[][] for dataType binary, string[] otherwise) and metadata
     the host sends for a batch. No ApplyBindingData: that runs for a single string trigger value only."""
     bodies = [message_body(m) for m in messages]
@@ -372,6 +420,8 @@ def servicebus_batch_invocation(messages: list[Any], data_type: str | None) -> T
     metadata = {
         name: _collection(a.values, a.kind) for name, a in servicebus_batch_binding_data(messages).items()
     }
+    if objects is not None:
+        metadata.update(trigger_metadata(objects.binding_data()))
     return TriggerInput(data, metadata)
 
 

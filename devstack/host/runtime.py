@@ -25,6 +25,7 @@ from devstack.host.config import HostConfigError, ServiceBusOptions, load_host_j
 from devstack.host.discovery import FunctionSpec, binding_data_type, spec_from_worker
 from devstack.host.invocation import new_trace_parent
 from devstack.host.payload import (
+    ReceiverObjects,
     TriggerInput,
     servicebus_batch_invocation,
     servicebus_invocation,
@@ -188,6 +189,7 @@ class LocalHost:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.worker: LanguageWorker | None = None
+        self._client_ids: dict[str, str] = {}  # per Service Bus function: its client's Identifier
         self._renewer: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._prepared = False
@@ -677,11 +679,14 @@ class LocalHost:
         batch whatever autoCompleteMessages says)."""
         spec = listener.spec
         data_type = binding_data_type(spec.trigger)
+        objects = self._receiver_objects(receiver, listener)
         if listener.batch:
-            build: Callable[[], TriggerInput] = lambda: servicebus_batch_invocation(messages, data_type)  # noqa: E731
+            build: Callable[[], TriggerInput] = lambda: servicebus_batch_invocation(  # noqa: E731
+                messages, data_type, objects
+            )
             fields: dict[str, Any] = {"session_id": session_id, "batch_size": len(messages)}
         else:
-            build = lambda: servicebus_invocation(messages[0], data_type)  # noqa: E731
+            build = lambda: servicebus_invocation(messages[0], data_type, objects)  # noqa: E731
             fields = {"message_id": messages[0].message_id, "session_id": session_id}
         ok, _ = self._invoke(spec, build, fields)
         try:
@@ -695,6 +700,18 @@ class LocalHost:
                     self._count(abandoned=1)
         finally:
             self._touch()
+
+    def _receiver_objects(self, receiver: Any, listener: Listener) -> ReceiverObjects:
+        """The extension's receiver/actions/client binding data for this receiver (payload.ReceiverObjects):
+        the session lock's expiry for a session trigger, and the listener's client."""
+        locked_until = None
+        if listener.sessions:
+            session = getattr(receiver, "session", None)
+            locked_until = getattr(session, "locked_until_utc", None) or datetime.now(UTC)
+        namespace = _endpoint(listener).rsplit(":", 1)[0]
+        with self._lock:
+            identifier = self._client_ids.setdefault(listener.spec.name, f"{namespace}-{uuid.uuid4()}")
+        return ReceiverObjects(locked_until, namespace, identifier)
 
     def invoke(
         self, spec: FunctionSpec, build: Callable[[], TriggerInput], fields: dict[str, Any]

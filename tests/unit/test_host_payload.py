@@ -261,3 +261,46 @@ def test_timer_request_through_the_converter() -> None:
     last = datetime(2026, 1, 1, 2, 30, tzinfo=UTC)
     request = timer_request("0 30 2 * * *", last, last + timedelta(days=1), past_due=True)
     assert isinstance(request, func.TimerRequest) and request.past_due is True
+
+
+def test_the_receiver_actions_and_client_objects_are_sent_as_the_host_serializes_them() -> None:
+    """Extension 5.x: one message-actions object under four keys, receive actions, the client; Json.NET
+    writes public properties only, so actions are `{}` (a session trigger's carry SessionLockedUntil)."""
+    from devstack.host.payload import ReceiverObjects
+
+    locked = datetime(2026, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    objects = ReceiverObjects(locked, "ns.servicebus.windows.net", "ns.servicebus.windows.net-0f0e")
+    invocation = servicebus_invocation(Received(), "binary", objects)
+    sent = {k: json.loads(v.json) for k, v in invocation.metadata.items() if v.WhichOneof("data") == "json"}
+    actions = {"SessionLockedUntil": "2026-05-06T07:08:09.123+00:00"}
+    for key in ("MessageReceiver", "MessageSession", "MessageActions", "SessionActions"):
+        assert sent[key] == actions, key
+    assert sent["ReceiveActions"] == {}
+    assert sent["Client"] == {
+        "FullyQualifiedNamespace": "ns.servicebus.windows.net",
+        "IsClosed": False,
+        "TransportType": 0,
+        "Identifier": "ns.servicebus.windows.net-0f0e",
+    }
+    # a queue without sessions: the actions object has no public property
+    plain = servicebus_invocation(Received(), "binary", ReceiverObjects(None, "ns", "ns-1"))
+    assert json.loads(plain.metadata["MessageActions"].json) == {}
+    # the function sees them in msg.metadata, as in Azure (the worker's converter, json -> Python)
+    msg = servicebus_message(Received(), "binary")
+    assert "Client" not in (msg.metadata or {})  # nothing invented when the host did not pass them
+    from tests.support.worker_convert import decode
+
+    decoded = decode("serviceBusTrigger", invocation, func.ServiceBusMessage)
+    assert decoded.metadata["Client"]["TransportType"] == 0 and decoded.metadata["ReceiveActions"] == {}
+
+
+def test_a_batch_carries_the_objects_once_not_as_arrays() -> None:
+    from devstack.host.payload import ReceiverObjects, servicebus_batch_invocation
+
+    objects = ReceiverObjects(None, "ns", "ns-1")
+    invocation = servicebus_batch_invocation([Received(), Received(message_id="ord-1:2")], "binary", objects)
+    assert json.loads(invocation.metadata["Client"].json)["Identifier"] == "ns-1"
+    assert json.loads(invocation.metadata["SessionActions"].json) == {}
+    assert not any(
+        k.startswith(("Client", "MessageActions")) and k.endswith("Array") for k in invocation.metadata
+    )
