@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", default=DEFAULT_CONFIG, help=f"official emulator Config.json (default {DEFAULT_CONFIG})"
     )
     parser.add_argument("--data", default=None, help="SQLite file or directory: messages survive restarts")
+    parser.add_argument(
+        "--limits",
+        default="standard",
+        choices=["standard", "premium", "official-emulator"],
+        help="quota profile: Service Bus Standard (default: 256 KB messages, 256 KiB frames), Premium "
+        "(1 MiB frames, per-entity message size up to 100 MiB) or the official emulator's quota table",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -46,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level)), format="%(asctime)s %(levelname)s %(message)s"
     )
     try:
-        server = EmulatorServer(Path(args.config), host=args.host, port=args.port, data=args.data)
+        server = EmulatorServer(
+            Path(args.config), host=args.host, port=args.port, data=args.data, limits=args.limits
+        )
     except ConfigError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2

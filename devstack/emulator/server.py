@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .broker import Broker, BrokerError, Store
-from .config import EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
+from .config import ConfigError, EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
+from .limits import LimitError, Limits, check_config
 from .management import Management
 from .topics import add_topic
 
@@ -36,9 +37,10 @@ def connection_string(host: str, port: int) -> str:
 class ServerCore:
     """Broker + management + live connections; all methods run on the event-loop thread."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, limits: Limits | None = None) -> None:
         """Hold shared state."""
         self.broker = broker
+        self.limits = limits or Limits.standard()
         self.management = Management(broker)
         self.connections: set[Connection] = set()
         self.dirty: set[Connection] = set()
@@ -102,8 +104,13 @@ class EmulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         data: str | Path | None = None,
+        limits: Limits | str | None = None,
     ) -> None:
-        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker."""
+        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker.
+
+        `limits` is a quota profile (limits.Limits or its name: standard (default), premium,
+        official-emulator); a Config.json outside it is a ConfigError.
+        """
         if config is None:
             cfg = EmulatorConfig("sbemulatorns", ())
         elif isinstance(config, EmulatorConfig):
@@ -112,6 +119,11 @@ class EmulatorServer:
             cfg = parse_config(config)
         else:
             cfg = load_config(config)
+        try:
+            self.limits = Limits.named(limits) if isinstance(limits, str) else (limits or Limits.standard())
+            check_config(cfg, self.limits)
+        except LimitError as exc:
+            raise ConfigError(str(exc)) from exc
         self.config = cfg
         self.host = host
         self.port = port
@@ -127,7 +139,7 @@ class EmulatorServer:
         for t in cfg.topics:
             add_topic(self.broker, t)
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
-        self.core = ServerCore(self.broker)
+        self.core = ServerCore(self.broker, self.limits)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
