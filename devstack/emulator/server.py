@@ -6,11 +6,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .admin import AdminApi
 from .broker import Broker, BrokerError, Store
 from .config import ConfigError, EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
@@ -105,11 +107,15 @@ class EmulatorServer:
         port: int = 0,
         data: str | Path | None = None,
         limits: Limits | str | None = None,
+        admin_port: int | None = None,
+        cert_dir: str | Path | None = None,
     ) -> None:
         """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker.
 
         `limits` is a quota profile (limits.Limits or its name: standard (default), premium,
-        official-emulator); a Config.json outside it is a ConfigError.
+        official-emulator); a Config.json outside it is a ConfigError. `admin_port` (None: off, 0: any free
+        port) serves the management API ServiceBusAdministrationClient uses (admin.py, admin_http.py), with
+        a certificate from a local CA kept in `cert_dir` (default: a temporary directory).
         """
         if config is None:
             cfg = EmulatorConfig("sbemulatorns", ())
@@ -138,6 +144,11 @@ class EmulatorServer:
             self.broker.add_queue(q.name, q.properties)
         for t in cfg.topics:
             add_topic(self.broker, t)
+        self.admin = AdminApi(self.broker, self.limits, self._store, cfg.namespace)
+        self.admin.restore({q.name.lower() for q in cfg.queues} | {t.name.lower() for t in cfg.topics})
+        self.admin_port = admin_port
+        self._cert_dir = Path(cert_dir) if cert_dir is not None else None
+        self._admin_http: Any = None
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
         self.core = ServerCore(self.broker, self.limits)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,6 +161,41 @@ class EmulatorServer:
     def connection_string(self) -> str:
         """SDK connection string for this instance."""
         return connection_string(self.host, self.port)
+
+    @property
+    def admin_connection_string(self) -> str:
+        """Connection string for ServiceBusAdministrationClient (the management port, as the official
+        emulator documents it: the same string with the management port)."""
+        if self.admin_port is None:
+            raise RuntimeError("the management endpoint is off (admin_port=None)")
+        return connection_string(self.host, self.admin_port)
+
+    @property
+    def admin_ca_path(self) -> Path:
+        """The local CA certificate to trust (connection_verify=...) for the management endpoint."""
+        if self._admin_http is None:
+            raise RuntimeError("the management endpoint is not running")
+        return Path(self._admin_http.ca_path)
+
+    def _start_admin(self) -> None:
+        if self.admin_port is None or self._admin_http is not None:
+            return
+        from .admin_http import AdminHttpServer
+
+        if self._cert_dir is None:
+            self._cert_dir = Path(tempfile.mkdtemp(prefix="servicebus-emulator-certs-"))
+
+        def handle(*request: Any) -> Any:
+            return self.call(lambda: self.admin.handle(*request))
+
+        self._admin_http = AdminHttpServer(handle, self.host, self.admin_port, self._cert_dir)
+        self.admin_port = self._admin_http.port
+        self._admin_http.start()
+
+    def _stop_admin(self) -> None:
+        if self._admin_http is not None:
+            self._admin_http.stop()
+            self._admin_http = None
 
     @property
     def queue_names(self) -> list[str]:
@@ -192,8 +238,10 @@ class EmulatorServer:
         """Run on the current loop until `stop` is set."""
         await self._open()
         try:
+            await asyncio.to_thread(self._start_admin)
             await stop.wait()
         finally:
+            await asyncio.to_thread(self._stop_admin)
             await self._close()
             if self._store is not None:
                 self._store.close()
@@ -225,10 +273,16 @@ class EmulatorServer:
         if errors:
             self._thread = None
             raise errors[0]
+        try:
+            self._start_admin()
+        except BaseException:
+            self.stop()
+            raise
         return self.port
 
     def stop(self) -> None:
         """Stop the background server and close the store."""
+        self._stop_admin()
         if self._thread is None or self._loop is None:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
