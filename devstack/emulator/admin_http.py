@@ -190,7 +190,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         query = dict(parse_qsl(split.query))
         headers = {k.lower(): v for k, v in self.headers.items()}
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        address = self.server.server_address
+        host = self.headers.get("Host") or f"{address[0]!s}:{address[1]}"
         try:
             r = self.server.handler(self.command, path, query, headers, body, host)
         except Exception:  # the emulator keeps serving; the client gets a 500
