@@ -61,6 +61,7 @@ def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> One
     p.add_argument("--customer", metavar="C", help="only this customer (session id)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help="orders shown in the table")
+    add_servicebus_target(p)  # queue depth and DLQ count (orders_cli/queue_depth.py)
     p.set_defaults(handler=_status)
 
     q = sub.add_parser("quarantine", help="list, show and replay quarantined messages")
@@ -191,6 +192,8 @@ def _store_flag(args: argparse.Namespace) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from orders_cli import queue_depth
+
     _check_id(args.customer, "--customer")
     if args.limit < 1:
         raise CliError(f"--limit must be at least 1, not {args.limit}", exit_code=2)
@@ -199,13 +202,26 @@ def _status(args: argparse.Namespace) -> int:
         from shared.views import status_report
 
         report = status_report(store, args.customer)
+        depth = _queue_depth(args)
         if args.json:
-            print_json(report)
+            print_json({**report, "servicebus": depth})
         else:
             render_status(report, limit=args.limit, customer=args.customer, store_flag=_store_flag(args))
+            queue_depth.render(depth)
         return 0
 
     return _with_store(args, show)
+
+
+def _queue_depth(args: argparse.Namespace) -> dict[str, Any] | None:
+    from orders_cli import queue_depth, sender
+    from shared.settings import merged_environment
+
+    values = merged_environment()
+    connection, namespace, queue = sender.resolve_target(
+        values, connection=args.connection, namespace=args.namespace, queue=args.queue
+    )
+    return queue_depth.queue_depth(values, connection, namespace, queue)
 
 
 def render_status(

@@ -331,8 +331,8 @@ class AdminApi:
         )
 
     def _rule_config(self, name: str, fields: dict[str, ET.Element]) -> RuleConfig:
-        ftype, spec, action = atom.rule(fields, name)
-        rule = RuleConfig(name, ftype, spec, action)
+        ftype, spec, action, parameters = atom.rule(fields, name)
+        rule = RuleConfig(name, ftype, spec, action, parameters or None)
         where = f"rule {name!r}"
         if ftype == "Sql":
             self.limits.check_filter_text(where, spec)

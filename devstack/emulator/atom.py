@@ -295,6 +295,25 @@ def _value_type(value: Any) -> tuple[str, str]:
     return "string", str(value)
 
 
+def _key_values(parent: ET.Element, values: dict[str, Any] | None) -> None:
+    for key, value in (values or {}).items():
+        kv = _sub(parent, "KeyValueOfstringanyType")
+        _sub(kv, "Key", key)
+        vtype, text = _value_type(value)
+        v = _sub(kv, "Value", text)
+        v.set("xmlns:d6p1", XSD)  # a prefix declaration the SDK reads back through the type string
+        _xsi_type(v, f"d6p1:{vtype}")
+
+
+def _read_key_values(parent: ET.Element | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in parent if parent is not None else ():
+        parts = {c.tag.rsplit("}", 1)[-1]: c for c in kv}
+        if "Key" in parts and "Value" in parts:
+            out[parts["Key"].text or ""] = _typed_value(parts["Value"])
+    return out
+
+
 def rule_description(rule: Any, created: datetime) -> ET.Element:
     """RuleDescription of a config.RuleConfig (Correlation, Sql or True filter; optional SQL action)."""
     d = ET.Element(f"{{{SB}}}RuleDescription")
@@ -305,20 +324,15 @@ def rule_description(rule: Any, created: datetime) -> ET.Element:
         for xml_name, key in _CORRELATION_FIELDS:
             if spec.get(key) is not None:
                 _sub(f, xml_name, spec[key])
-        props = _sub(f, "Properties")
-        for key, value in (spec.get("Properties") or {}).items():
-            kv = _sub(props, "KeyValueOfstringanyType")
-            _sub(kv, "Key", key)
-            vtype, text = _value_type(value)
-            v = _sub(kv, "Value", text)
-            v.set("xmlns:d6p1", XSD)  # a prefix declaration the SDK reads back through the type string
-            _xsi_type(v, f"d6p1:{vtype}")
+        _key_values(_sub(f, "Properties"), spec.get("Properties"))
     else:
         is_true = rule.filter_type == "True"
         expression = "1=1" if is_true else str(rule.filter)
         _xsi_type(f, "TrueFilter" if is_true else ("FalseFilter" if expression == "1=0" else "SqlFilter"))
         _sub(f, "SqlExpression", expression)
         _sub(f, "CompatibilityLevel", 20)
+        if getattr(rule, "parameters", None):
+            _key_values(_sub(f, "Parameters"), rule.parameters)
     a = _sub(d, "Action")
     if rule.action:
         _xsi_type(a, "SqlRuleAction")
@@ -405,13 +419,12 @@ def _typed_value(el: ET.Element) -> Any:
     return raw
 
 
-def rule(fields: dict[str, ET.Element], name: str) -> tuple[str, Any, str | None]:
-    """(filter_type, filter, action) of a RuleDescription's Filter and Action elements."""
+def rule(fields: dict[str, ET.Element], name: str) -> tuple[str, Any, str | None, dict[str, Any]]:
+    """(filter_type, filter, action, SQL filter parameters) of a RuleDescription's Filter and Action."""
     f = fields.get("Filter")
     ftype = (f.get(f"{{{XSI}}}type") or "TrueFilter").rsplit(":", 1)[-1] if f is not None else "TrueFilter"
     children = {c.tag.rsplit("}", 1)[-1]: c for c in f} if f is not None else {}
-    if (params := children.get("Parameters")) is not None and len(params):
-        raise AtomError(f"rule {name!r}: SQL filter parameters are not supported by the emulator")
+    parameters = _read_key_values(children.get("Parameters"))
     action_el = fields.get("Action")
     action = None
     if action_el is not None and (action_el.get(f"{{{XSI}}}type") or "").endswith("SqlRuleAction"):
@@ -420,27 +433,23 @@ def rule(fields: dict[str, ET.Element], name: str) -> tuple[str, Any, str | None
             raise AtomError(f"rule {name!r}: SQL action parameters are not supported by the emulator")
         action = text(achildren, "SqlExpression")
     if ftype == "TrueFilter":
-        return "True", None, action
+        return "True", None, action, {}
     if ftype == "FalseFilter":
-        return "Sql", "1=0", action
+        return "Sql", "1=0", action, {}
     if ftype == "SqlFilter":
         expression = text(children, "SqlExpression")
         if not expression:
             raise AtomError(f"rule {name!r}: a SqlFilter needs a SqlExpression")
-        return "Sql", expression, action
+        return "Sql", expression, action, parameters
     if ftype == "CorrelationFilter":
         spec: dict[str, Any] = {}
         for xml_name, key in _CORRELATION_FIELDS:
             if (v := text(children, xml_name)) is not None:
                 spec[key] = v
-        props: dict[str, Any] = {}
-        for kv in children.get("Properties", ET.Element("x")):
-            parts = {c.tag.rsplit("}", 1)[-1]: c for c in kv}
-            if "Key" in parts and "Value" in parts:
-                props[parts["Key"].text or ""] = _typed_value(parts["Value"])
+        props = _read_key_values(children.get("Properties"))
         if props:
             spec["Properties"] = props
         if not spec:
             raise AtomError(f"rule {name!r}: a CorrelationFilter needs at least one property")
-        return "Correlation", spec, action
+        return "Correlation", spec, action, {}
     raise AtomError(f"rule {name!r}: unknown filter type {ftype!r}")

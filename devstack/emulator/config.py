@@ -96,6 +96,7 @@ class RuleConfig:
     filter_type: str  # "Correlation" | "Sql" | "True"
     filter: Any
     action: str | None = None
+    parameters: dict[str, Any] | None = None  # SqlFilter.Parameters (admin API), bound by compile_rule
 
 
 @dataclass(frozen=True)
