@@ -12,6 +12,8 @@ from pathlib import Path
 from .config import ConfigError
 
 DEFAULT_CONFIG = "dev/servicebus/Config.json"
+DEFAULT_ADMIN_PORT = 5300  # the official emulator's management port (EMULATOR_HTTP_PORT)
+DEFAULT_CERT_DIR = ".local/servicebus-emulator"
 log = logging.getLogger("devstack.emulator")
 
 
@@ -31,6 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["standard", "premium", "official-emulator"],
         help="quota profile: Service Bus Standard (default: 256 KB messages, 256 KiB frames), Premium "
         "(1 MiB frames, per-entity message size up to 100 MiB) or the official emulator's quota table",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=_port,
+        default=DEFAULT_ADMIN_PORT,
+        help=f"management API port for ServiceBusAdministrationClient, HTTPS and HTTP (default "
+        f"{DEFAULT_ADMIN_PORT}; 0 = any free port)",
+    )
+    parser.add_argument("--no-admin", action="store_true", help="do not serve the management API")
+    parser.add_argument(
+        "--admin-cert-dir",
+        default=DEFAULT_CERT_DIR,
+        help=f"directory of the management API's local CA (admin-ca.pem; default {DEFAULT_CERT_DIR})",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -54,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server = EmulatorServer(
-            Path(args.config), host=args.host, port=args.port, data=args.data, limits=args.limits
+            Path(args.config),
+            host=args.host,
+            port=args.port,
+            data=args.data,
+            limits=args.limits,
+            admin_port=None if args.no_admin else args.admin_port,
+            cert_dir=args.admin_cert_dir,
         )
     except ConfigError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
@@ -72,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
         task = asyncio.create_task(server.serve(stop))
-        while server._server is None and not task.done():
+        while not server.listening and not task.done():
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
@@ -82,8 +103,20 @@ def run(args: argparse.Namespace) -> int:
             queues += "; topics: " + ", ".join(server.topic_names)
         extra = f", restored {server.restored} messages from {args.data}" if args.data else ""
         log.info(
-            "Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra
+            "Service Bus emulator listening on %s:%s, queues: %s%s (limits: %s)",
+            args.host,
+            server.port,
+            queues,
+            extra,
+            server.limits.name,
         )
+        if server.admin_port is not None:
+            log.info(
+                "management API (ServiceBusAdministrationClient) on https and http %s:%s; trust %s",
+                args.host,
+                server.admin_port,
+                server.admin_ca_path,
+            )
         await task
         log.info("Service Bus emulator stopped")
         return 0

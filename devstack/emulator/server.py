@@ -177,6 +177,11 @@ class EmulatorServer:
             raise RuntimeError("the management endpoint is not running")
         return Path(self._admin_http.ca_path)
 
+    @property
+    def listening(self) -> bool:
+        """AMQP is bound and, when asked for, the management endpoint too."""
+        return self._server is not None and (self.admin_port is None or self._admin_http is not None)
+
     def _start_admin(self) -> None:
         if self.admin_port is None or self._admin_http is not None:
             return
