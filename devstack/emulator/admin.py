@@ -198,8 +198,9 @@ class AdminApi:
                 for r in s.rule_configs:
                     sql += r.filter_type in ("Sql", "True")
                     corr += r.filter_type == "Correlation"
+            tprops = dataclasses.replace(q.topic_props, max_size_mb=self._size_mb(q.topic_props.max_size_mb))
             content = atom.topic_description(
-                q.topic_props,
+                tprops,
                 self.counts(q),
                 meta,
                 len(q.subscriptions),
@@ -207,8 +208,9 @@ class AdminApi:
                 self._message_kib(q.topic_props.max_message_size_kib),
             )
         else:
+            props = q.props.with_(max_size_mb=self._size_mb(q.props.max_size_mb))
             content = atom.queue_description(
-                q.props, self.counts(q), meta, base, self._message_kib(q.props.max_message_size_kib)
+                props, self.counts(q), meta, base, self._message_kib(q.props.max_message_size_kib)
             )
         return atom.entry(url, q.name, content, meta.created, meta.updated)
 
@@ -461,6 +463,10 @@ class AdminApi:
         ):
             return None
         return self.limits.check_message_kib(kib)
+
+    def _size_mb(self, mb: int | None) -> int:
+        """MaxSizeInMegabytes as reported: the entity's, else the tier's default."""
+        return mb or self.limits.default_entity_size_mb
 
     def _message_kib(self, kib: int | None) -> int:
         return self.limits.message_bytes_for(kib) // KIB

@@ -114,12 +114,15 @@ class SqliteStore:
     def delete_entity(self, path: str) -> None:
         """Forget an entity, everything under it (subscriptions of a topic) and their messages."""
         key = path.lower()
-        under = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        # its dead-letter queue and, for a topic, its subscriptions (and theirs); not a queue named
+        # "<path>/x", which is another entity
+        escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         self.commit()  # what is pending is written first, then deleted with the rest
         for table in ("entities", "messages", "session_state"):
             column = "path" if table == "entities" else "entity"
             self.db.execute(
-                f"DELETE FROM {table} WHERE {column} = ? OR {column} LIKE ? ESCAPE '\\'", (key, under)
+                f"DELETE FROM {table} WHERE {column} IN (?, ?) OR {column} LIKE ? ESCAPE '\\'",
+                (key, key + "/$deadletterqueue", escaped + "/subscriptions/%"),
             )
 
     def load_entities(self) -> list[tuple[str, str, dict[str, Any]]]:

@@ -152,6 +152,7 @@ class EmulatorServer:
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
         self.core = ServerCore(self.broker, self.limits)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -215,6 +216,7 @@ class EmulatorServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
@@ -310,7 +312,9 @@ class EmulatorServer:
     def call(self, fn: Callable[[], T]) -> T:
         """Run fn on the server loop (thread-safe access to broker state)."""
         loop = self._loop
-        if loop is None or self._thread is None or threading.current_thread() is self._thread:
+        # not running (setup), or already on the loop's thread; `serve()` (the CLI) runs the loop on the
+        # caller's thread, so the thread is recorded by _open, not taken from start()
+        if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
             return fn()
 
         async def wrapper() -> T:

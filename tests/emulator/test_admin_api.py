@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import re
+import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +29,7 @@ from azure.servicebus.management import (
     SqlRuleFilter,
 )
 
-from devstack.emulator.server import EmulatorServer
+from devstack.emulator.server import EmulatorServer, connection_string
 from tests.emulator._helpers import client, wait_until
 
 CONFIG = "dev/servicebus/Config.json"
@@ -62,6 +66,7 @@ def test_queue_create_get_update_list_delete(server: EmulatorServer) -> None:
         assert got.dead_lettering_on_message_expiration is True
         assert got.user_metadata == "owner=orders"
         assert got.max_message_size_in_kilobytes == 256
+        assert got.max_size_in_megabytes == 1024  # Standard's default entity size
         got.max_delivery_count = 7
         a.update_queue(got)
         a.update_queue(a.get_queue("adm-q"), lock_duration=datetime.timedelta(minutes=2))
@@ -240,6 +245,8 @@ def test_entities_persist_with_data_and_config_wins(tmp_path: Path) -> None:
             a.delete_rule("kept-topic", "s", "$Default")
             a.update_queue(a.get_queue("orders-with-sessions"), max_delivery_count=2)  # config wins
             a.create_queue("dropped")
+            with client(srv.connection_string) as c, c.get_queue_sender("dropped") as s:
+                s.send_messages(ServiceBusMessage("deleted with its queue"))
             a.delete_queue("dropped")
         with client(srv.connection_string) as c, c.get_queue_sender("kept") as s:
             s.send_messages(ServiceBusMessage("survives"))
@@ -254,6 +261,8 @@ def test_entities_persist_with_data_and_config_wins(tmp_path: Path) -> None:
             assert a.get_queue("orders-with-sessions").max_delivery_count == 10
             with pytest.raises(ResourceNotFoundError):
                 a.get_queue("dropped")
+            a.create_queue("dropped")  # a new queue of that name starts empty
+            assert a.get_queue_runtime_properties("dropped").total_message_count == 0
         with client(srv.connection_string) as c, c.get_topic_sender("kept-topic") as s:
             s.send_messages(
                 [ServiceBusMessage("r", application_properties={"color": "red"}), ServiceBusMessage("b")]
@@ -271,3 +280,30 @@ def test_official_emulator_profile_refuses_the_51st_entity(tmp_path: Path) -> No
             a.create_queue("q50")
         with pytest.raises(HttpResponseError, match="DefaultMessageTimeToLive"):
             a.update_queue(a.get_queue("q0"), default_message_time_to_live=datetime.timedelta(hours=2))
+
+
+def test_the_cli_serves_the_management_api(tmp_path: Path) -> None:
+    """`python -m devstack.emulator` (its own event loop on the main thread): requests reach the broker."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.emulator", "--port", "0", "--admin-port", "0",
+         "--admin-cert-dir", str(tmp_path), "--config", str(Path(CONFIG).resolve())],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        amqp = re.search(r"listening on 127\.0\.0\.1:(\d+)", proc.stderr.readline())
+        mgmt = re.search(r"on https and http 127\.0\.0\.1:(\d+); trust (.+)$", proc.stderr.readline())
+        assert amqp and mgmt
+        conn = connection_string("127.0.0.1", int(amqp.group(1)))
+        with ServiceBusAdministrationClient.from_connection_string(
+            connection_string("127.0.0.1", int(mgmt.group(1))),
+            connection_verify=str(tmp_path / mgmt.group(2)),
+        ) as a:
+            a.create_queue("from-cli")
+            with client(conn) as c, c.get_queue_sender("from-cli") as s:
+                s.send_messages([ServiceBusMessage("1"), ServiceBusMessage("2")])
+            assert a.get_queue_runtime_properties("from-cli").active_message_count == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
