@@ -145,7 +145,7 @@ class AdminApi:
             raise AdminError(405, f"{method} is not supported on an entity")
         if not _ENTITY_NAME.match(name) or "/subscriptions/" in name.lower():
             raise AdminError(400, f"invalid entity name {name!r}")
-        is_topic = b"TopicDescription" in body
+        is_topic = atom.description_kind(body) == "TopicDescription"
         kind = "topic" if is_topic else "queue"
         if update:
             if existing is None:

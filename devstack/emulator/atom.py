@@ -358,16 +358,29 @@ def namespace_info(name: str, sku: str, created: datetime) -> ET.Element:
 
 
 # ---------------------------------------------------------------------- requests
-def description(body: bytes, kind: str) -> dict[str, ET.Element]:
-    """The child elements (by local name) of the <kind>Description inside a PUT's Atom entry."""
+def _content(body: bytes) -> ET.Element:
+    """The description element inside a PUT's Atom entry (the first child of <content>)."""
     try:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
         raise AtomError(f"the request body is not XML: {exc}") from exc
-    for el in root.iter():
-        if isinstance(el.tag, str) and el.tag.rsplit("}", 1)[-1] == kind:
-            return {child.tag.rsplit("}", 1)[-1]: child for child in el}
-    raise AtomError(f"the request body has no {kind}")
+    content = root.find(f"{{{ATOM}}}content")
+    if content is None or not len(content):
+        raise AtomError("the request body is not an Atom entry with a description in its content")
+    return content[0]
+
+
+def description_kind(body: bytes) -> str:
+    """Which description a PUT carries: QueueDescription, TopicDescription, ..."""
+    return _content(body).tag.rsplit("}", 1)[-1]
+
+
+def description(body: bytes, kind: str) -> dict[str, ET.Element]:
+    """The child elements (by local name) of the <kind> description inside a PUT's Atom entry."""
+    el = _content(body)
+    if el.tag.rsplit("}", 1)[-1] != kind:
+        raise AtomError(f"expected a {kind}, got {el.tag.rsplit('}', 1)[-1]}")
+    return {child.tag.rsplit("}", 1)[-1]: child for child in el}
 
 
 def text(fields: dict[str, ET.Element], name: str) -> str | None:
