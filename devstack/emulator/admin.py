@@ -63,6 +63,13 @@ class AdminError(Exception):
         self.detail = detail
 
 
+def _unchangeable(old: Any, new: Any, *fields: tuple[str, str]) -> None:
+    """Settings the service fixes at creation (docs/operations.md; update-queue REST reference)."""
+    for attr, name in fields:
+        if getattr(old, attr) != getattr(new, attr):
+            raise AdminError(400, f"{name} cannot be changed on an existing entity")
+
+
 def _xml(status: int, el: ET.Element) -> Response:
     return Response(
         status, atom.to_xml(el), {"Content-Type": "application/atom+xml;type=entry;charset=utf-8"}
@@ -167,6 +174,8 @@ class AdminApi:
             )
             tprops = self._topic_props(fields, old_t, name)
             if isinstance(existing, Topic):
+                _unchangeable(existing.topic_props, tprops,
+                              ("requires_duplicate_detection", "RequiresDuplicateDetection"))  # fmt: skip
                 existing.topic_props = tprops
                 existing.props = dataclasses.replace(
                     existing.props,
@@ -182,8 +191,9 @@ class AdminApi:
             fields = atom.description(body, "QueueDescription")
             old = existing.props if existing is not None else self._default_queue_props()
             props = self._queue_props(fields, old, f"queue {name!r}")
-            if existing is not None and props.requires_session != old.requires_session:
-                raise AdminError(400, "RequiresSession cannot be changed on an existing queue")
+            if existing is not None:
+                _unchangeable(old, props, ("requires_session", "RequiresSession"),
+                              ("requires_duplicate_detection", "RequiresDuplicateDetection"))  # fmt: skip
             entity = self.broker.add_queue(name, props)
         self._touch(entity.name, fields, created=not update)
         self._save(entity)

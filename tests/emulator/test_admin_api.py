@@ -98,6 +98,8 @@ def test_errors_are_the_service_status_codes(server: EmulatorServer) -> None:
             a.create_queue("big-messages", max_message_size_in_kilobytes=4096)
         with pytest.raises(HttpResponseError, match="RequiresSession cannot be changed"):
             a.update_queue(a.get_queue("orders-with-sessions"), requires_session=False)
+        with pytest.raises(HttpResponseError, match="RequiresDuplicateDetection cannot be changed"):
+            a.update_queue(a.get_queue("orders-with-sessions"), requires_duplicate_detection=False)
         a.create_subscription("order-events", "bad-rule")
         with pytest.raises(HttpResponseError) as bad_sql:
             a.create_rule("order-events", "bad-rule", "r", filter=SqlRuleFilter("color = = 'red'"))
