@@ -174,8 +174,11 @@ class AdminApi:
             )
             tprops = self._topic_props(fields, old_t, name)
             if isinstance(existing, Topic):
-                _unchangeable(existing.topic_props, tprops,
-                              ("requires_duplicate_detection", "RequiresDuplicateDetection"))  # fmt: skip
+                _unchangeable(
+                    existing.topic_props,
+                    tprops,
+                    ("requires_duplicate_detection", "RequiresDuplicateDetection"),
+                )
                 existing.topic_props = tprops
                 existing.props = dataclasses.replace(
                     existing.props,
@@ -192,8 +195,12 @@ class AdminApi:
             old = existing.props if existing is not None else self._default_queue_props()
             props = self._queue_props(fields, old, f"queue {name!r}")
             if existing is not None:
-                _unchangeable(old, props, ("requires_session", "RequiresSession"),
-                              ("requires_duplicate_detection", "RequiresDuplicateDetection"))  # fmt: skip
+                _unchangeable(
+                    old,
+                    props,
+                    ("requires_session", "RequiresSession"),
+                    ("requires_duplicate_detection", "RequiresDuplicateDetection"),
+                )
             entity = self.broker.add_queue(name, props)
         self._touch(entity.name, fields, created=not update)
         self._save(entity)

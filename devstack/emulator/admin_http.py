@@ -220,9 +220,11 @@ class AdminHttpServer:
     def start(self) -> None:
         """Serve on a background thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="servicebus-admin",
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="servicebus-admin",
             daemon=True,
-        )  # fmt: skip
+        )
         self._thread.start()
 
     def stop(self) -> None:
