@@ -186,6 +186,7 @@ class AdminApi:
                     requires_duplicate_detection=tprops.requires_duplicate_detection,
                     duplicate_window=tprops.duplicate_window,
                     max_message_size_kib=tprops.max_message_size_kib,
+                    max_size_mb=tprops.max_size_mb,
                 )
                 entity: Queue = existing
             else:
@@ -499,14 +500,12 @@ class AdminApi:
                 c = self.counts(s)
                 total.active += c.active
                 total.dead_letter += c.dead_letter
-                total.size_in_bytes += c.size_in_bytes
                 scheduled |= {m.seq for m in s.messages.values() if m.state.name == "SCHEDULED"}
             total.scheduled = len(scheduled)  # one topic message, however many subscription copies
+            total.size_in_bytes = q.stored_bytes()
             return total
         raw = q.counts()
-        size = sum(m.size for m in q.messages.values())
-        if q.dlq is not None:
-            size += sum(m.size for m in q.dlq.messages.values())
+        size = q.stored_bytes()
         return Counts(
             active=raw["active"] + raw["locked"] + raw["deferred"],
             dead_letter=raw["dead_lettered"],

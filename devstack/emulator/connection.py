@@ -753,6 +753,7 @@ class Connection(asyncio.Protocol):
                     f"The received message (size:{len(payload)} bytes) exceeds the limit ({limit} bytes) "
                     "currently allowed on the link.",
                 )
+            self._check_entity_size(q, len(payload))
             if fmt == frames.BATCH_MESSAGE_FORMAT:
                 parts = split_batch(payload)
                 if not parts:
@@ -768,6 +769,19 @@ class Connection(asyncio.Protocol):
             return frames.outcome(frames.REJECTED, [frames.amqp_error("amqp:decode-error", str(e))])
         self.core.note_durable_write()
         return frames.outcome(frames.ACCEPTED)
+
+    def _check_entity_size(self, q: Queue, incoming: int) -> None:
+        """MaxSizeInMegabytes (the tier's default when unset): a full entity refuses sends with
+        QuotaExceeded (amqp:resource-limit-exceeded -> the SDK's ServiceBusQuotaExceededError)."""
+        limit = (q.props.max_size_mb or self.core.limits.default_entity_size_mb) * 1024 * 1024
+        size = q.stored_bytes()
+        if size + incoming > limit:
+            raise BrokerError(
+                RESOURCE_LIMIT_EXCEEDED,
+                f"The maximum entity size has been reached or exceeded for {q.kind.capitalize()}: "
+                f"'{q.name}'. Size of entity in bytes:{size}, Max entity size in bytes: {limit}. "
+                "QuotaType: EntitySize (QuotaExceeded).",
+            )
 
     def _transfer_limit(self, link: IncomingLink, fmt: int) -> int:
         """A single message may be as large as the link's max-message-size; a batch transfer also stays

@@ -71,6 +71,7 @@ class Topic(Queue):
                 requires_duplicate_detection=props.requires_duplicate_detection,
                 duplicate_window=props.duplicate_window,
                 max_message_size_kib=props.max_message_size_kib,
+                max_size_mb=props.max_size_mb,
             ),
         )
         self.topic_props = props
@@ -123,6 +124,10 @@ class Topic(Queue):
         """Timers of every subscription."""
         for sub in list(self.subscriptions.values()):
             sub.tick(now)
+
+    def stored_bytes(self) -> int:
+        """What its subscriptions hold (each copy counted)."""
+        return sum(sub.stored_bytes() for sub in self.subscriptions.values())
 
     def counts(self) -> dict[str, int]:
         """Total over subscriptions (each copy counted)."""

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
+from azure.servicebus.exceptions import (
+    MessageSizeExceededError,
+    ServiceBusError,
+    ServiceBusQuotaExceededError,
+)
 
 from devstack.emulator import frames
 from devstack.emulator.config import ConfigError, QueueProperties, make_config
@@ -163,3 +167,28 @@ def test_shipped_config_fits_service_bus_but_not_the_official_emulator_schema() 
         EmulatorServer("dev/servicebus/Config.json", limits=profile)
     with pytest.raises(ConfigError, match="'orders-with-sessions': DuplicateDetectionHistoryTimeWindow"):
         EmulatorServer("dev/servicebus/Config.json", limits="official-emulator")
+
+
+def test_a_full_entity_refuses_sends_with_quota_exceeded(standard: EmulatorServer) -> None:
+    """MaxSizeInMegabytes bounds what the entity holds, its dead-letter queue included; settling frees
+    room. (1 MB here through the test helper; the admin API takes the tier's values, 1024-5120.)"""
+    standard.create_queue("small", QueueProperties(max_size_mb=1, max_delivery_count=1))
+    body = b"s" * (250 * KIB)
+    with client(standard.connection_string) as c:
+        with c.get_queue_sender("small") as s:
+            for _ in range(4):
+                s.send_messages(ServiceBusMessage(body))
+            with pytest.raises(ServiceBusQuotaExceededError, match="maximum entity size"):
+                s.send_messages(ServiceBusMessage(body))
+        with c.get_queue_receiver("small", max_wait_time=5) as r:
+            first, second = r.receive_messages(max_message_count=2, max_wait_time=5)
+            r.complete_message(first)
+            r.dead_letter_message(second)  # still counts: the DLQ is part of the entity
+        with c.get_queue_sender("small") as s:
+            s.send_messages(ServiceBusMessage(body))
+            with pytest.raises(ServiceBusQuotaExceededError):
+                s.send_messages(ServiceBusMessage(body))
+    counts = standard.queue_counts("small")
+    assert (counts["total"], counts["dead_lettered"]) == (3, 1)
+    stored = standard.call(lambda: standard.broker.resolve("small").stored_bytes())
+    assert 4 * len(body) < stored <= 4 * (len(body) + 512)
