@@ -49,7 +49,7 @@ def start_emulator_process(queue: str, sessions: bool, data: str | None) -> tupl
     }
     cfg = Path(tempfile.mkdtemp(prefix="bench-emulator-")) / "Config.json"
     cfg.write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "devstack.emulator", "--port", "0", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "devstack.emulator", "--port", "0", "--no-admin", "--config", str(cfg)]
     if data:
         cmd += ["--data", data]
     proc = subprocess.Popen(

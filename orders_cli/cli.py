@@ -65,6 +65,7 @@ def build_parser(argv: Sequence[str] = (), *, send: SendFn | None = None) -> One
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help="orders shown in the table")
     why.add_stuck_after(p)
+    add_servicebus_target(p)  # queue depth and DLQ count (orders_cli/queue_depth.py)
     p.set_defaults(handler=_status)
     why.add_parser(sub, store_opts, open_store_from)
 
@@ -251,6 +252,8 @@ def _store_flag(args: argparse.Namespace) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from orders_cli import queue_depth
+
     _check_id(args.customer, "--customer")
     if args.limit < 1:
         raise CliError(f"--limit must be at least 1, not {args.limit}", exit_code=2)
@@ -261,8 +264,9 @@ def _status(args: argparse.Namespace) -> int:
         binding = selected_binding()
         report = status_report(binding, store, args.customer)
         report["stuck"] = why.stuck_section(args, store)  # orders_cli/why.py: parked steps too old
+        depth = _queue_depth(args)
         if args.json:
-            print_json(report)
+            print_json({**report, "servicebus": depth})
         else:
             render_status(
                 report,
@@ -272,9 +276,21 @@ def _status(args: argparse.Namespace) -> int:
                 binding=binding,
             )
             why.render_stuck(report["stuck"], store_flag=_store_flag(args))
+            queue_depth.render(depth)
         return 0
 
     return _with_store(args, show)
+
+
+def _queue_depth(args: argparse.Namespace) -> dict[str, Any] | None:
+    from orders_cli import queue_depth, sender
+    from shared.settings import merged_environment
+
+    values = merged_environment()
+    connection, namespace, queue = sender.resolve_target(
+        values, connection=args.connection, namespace=args.namespace, queue=args.queue
+    )
+    return queue_depth.queue_depth(values, connection, namespace, queue)
 
 
 def render_status(

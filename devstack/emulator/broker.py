@@ -137,6 +137,35 @@ class _Waiter:
     done: bool = False
 
 
+class MessageTable(dict[int, Message]):
+    """A queue's messages by sequence number, keeping the total of their sizes (the entity size that
+    MaxSizeInMegabytes bounds) without a scan per send."""
+
+    def __init__(self) -> None:
+        """Empty."""
+        super().__init__()
+        self.bytes = 0
+
+    def __setitem__(self, seq: int, m: Message) -> None:
+        """Insert or replace."""
+        old = self.get(seq)
+        self.bytes += m.size - (old.size if old is not None else 0)
+        super().__setitem__(seq, m)
+
+    def __delitem__(self, seq: int) -> None:
+        """Remove."""
+        self.bytes -= self[seq].size
+        super().__delitem__(seq)
+
+    def pop(self, seq: int, default: Any = None) -> Any:
+        """Remove if present."""
+        m = super().pop(seq, None)
+        if m is None:
+            return default
+        self.bytes -= m.size
+        return m
+
+
 class Queue:
     """A queue (or its dead-letter sub-queue); topics.Subscription and topics.Topic build on it."""
 
@@ -149,7 +178,7 @@ class Queue:
         self.props = props
         self.is_dlq = is_dlq
         self.requires_session = props.requires_session and not is_dlq
-        self.messages: dict[int, Message] = {}
+        self.messages = MessageTable()
         self.available: list[int] = []
         self.sessions: dict[str, Session] = {}
         self.ready_sessions: dict[str, None] = {}
@@ -800,6 +829,10 @@ class Queue:
             self.dlq.tick(now)
 
     # ------------------------------------------------------------------ inspection
+    def stored_bytes(self) -> int:
+        """The entity's size: its messages and its dead-letter queue's (what MaxSizeInMegabytes bounds)."""
+        return self.messages.bytes + (self.dlq.messages.bytes if self.dlq is not None else 0)
+
     def counts(self) -> dict[str, int]:
         """Message counts by state (for tests and tooling)."""
         c = {"active": 0, "locked": 0, "deferred": 0, "scheduled": 0}

@@ -11,6 +11,8 @@ from pathlib import Path
 from .config import ConfigError
 
 DEFAULT_CONFIG = "dev/servicebus/Config.json"
+DEFAULT_ADMIN_PORT = 5300  # the official emulator's management port (EMULATOR_HTTP_PORT)
+DEFAULT_CERT_DIR = ".local/servicebus-emulator"
 log = logging.getLogger("devstack.emulator")
 
 
@@ -37,6 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", default=DEFAULT_CONFIG, help=f"official emulator Config.json (default {DEFAULT_CONFIG})"
     )
     parser.add_argument("--data", default=None, help="SQLite file or directory: messages survive restarts")
+    parser.add_argument(
+        "--limits",
+        default="standard",
+        choices=["standard", "premium", "official-emulator"],
+        help="quota profile: Service Bus Standard (default: 256 KB messages, 256 KiB frames), Premium "
+        "(1 MiB frames, per-entity message size up to 100 MiB) or the official emulator's quota table",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=_port,
+        default=DEFAULT_ADMIN_PORT,
+        help=f"management API port for ServiceBusAdministrationClient, HTTPS and HTTP (default "
+        f"{DEFAULT_ADMIN_PORT}; 0 = any free port)",
+    )
+    parser.add_argument("--no-admin", action="store_true", help="do not serve the management API")
+    parser.add_argument(
+        "--admin-cert-dir",
+        default=DEFAULT_CERT_DIR,
+        help=f"directory of the management API's local CA (admin-ca.pem; default {DEFAULT_CERT_DIR})",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -68,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             data=args.data,
             tls_port=args.tls_port,
             tls_dir=args.tls_dir,
+            limits=args.limits,
+            admin_port=None if args.no_admin else args.admin_port,
+            cert_dir=args.admin_cert_dir,
         )
     except ConfigError as exc:  # --config names a file that is missing or invalid
         return fail(f"--config {args.config}: {exc}", USAGE)
@@ -83,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
         task = asyncio.create_task(server.serve(stop))
-        while server._server is None and not task.done():
+        while not server.listening and not task.done():
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
@@ -93,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
             queues += "; topics: " + ", ".join(server.topic_names)
         extra = f", restored {server.restored} messages from {args.data}" if args.data else ""
         log.info(
-            "Service Bus emulator listening on %s:%s, queues: %s%s", args.host, server.port, queues, extra
+            "Service Bus emulator listening on %s:%s, queues: %s%s (limits: %s)",
+            args.host,
+            server.port,
+            queues,
+            extra,
+            server.limits.name,
         )
         if server.tls_files is not None:
             log.info(
@@ -101,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
                 args.host,
                 server.tls_port,
                 server.tls_files.cert,
+            )
+        if server.admin_port is not None:
+            log.info(
+                "management API (ServiceBusAdministrationClient) on https and http %s:%s; trust %s",
+                args.host,
+                server.admin_port,
+                server.admin_ca_path,
             )
         await task
         log.info("Service Bus emulator stopped")

@@ -52,6 +52,10 @@ class QueueProperties:
     duplicate_window: float = 600.0
     forward_to: str | None = None
     forward_dead_lettered_to: str | None = None
+    # admin API (ATOM) properties that are not in the official Config.json
+    max_size_mb: int | None = None
+    max_message_size_kib: int | None = None
+    user_metadata: str = ""
 
     def with_(self, **changes: Any) -> QueueProperties:
         """Return a copy with changes (dataclasses.replace, named for brevity in tests)."""
@@ -92,6 +96,7 @@ class RuleConfig:
     filter_type: str  # "Correlation" | "Sql" | "True"
     filter: Any
     action: str | None = None
+    parameters: dict[str, Any] | None = None  # SqlFilter.Parameters (admin API), bound by compile_rule
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,17 @@ class TopicProperties:
     default_ttl: float = 14 * 86400.0
     requires_duplicate_detection: bool = False
     duplicate_window: float = 600.0
+    max_size_mb: int | None = None
+    max_message_size_kib: int | None = None
+    user_metadata: str = ""
+
+    def to_config(self) -> dict[str, Any]:
+        """Official Config.json topic 'Properties' object."""
+        return {
+            "DefaultMessageTimeToLive": format_duration(self.default_ttl),
+            "DuplicateDetectionHistoryTimeWindow": format_duration(self.duplicate_window),
+            "RequiresDuplicateDetection": self.requires_duplicate_detection,
+        }
 
 
 @dataclass(frozen=True)

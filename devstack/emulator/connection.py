@@ -25,11 +25,13 @@ from .broker import (
 )
 from .codec import Array, DecodeError, Described, Long, Symbol, UByte, UInt, ULong, UShort
 from .frames import field
+from .limits import MESSAGE_SIZE_EXCEEDED, RESOURCE_LIMIT_EXCEEDED
 from .message import Message, MessageError, parse_message, split_batch
 from .outcomes import dead_letter_fields, property_changes
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .limits import Limits
 
 log = logging.getLogger("devstack.emulator")
 
@@ -109,6 +111,7 @@ class Link:
         self.delivery_count = 0
         self.credit = 0
         self.closed = False
+        self.max_message_size = MAX_MESSAGE  # an entity's sender link gets its tier's size (limits.py)
 
     def reply_attach(
         self, *, role: bool, source: Any, target: Any, properties: dict[Any, Any] | None = None
@@ -129,7 +132,7 @@ class Link:
                 None,
                 None,
                 UInt(0) if role == frames.ROLE_SENDER else None,
-                ULong(MAX_MESSAGE),
+                ULong(self.max_message_size),
                 None,
                 None,
                 properties,
@@ -238,6 +241,9 @@ class ConnectionOwner(Protocol):
 
     @property
     def broker(self) -> Broker: ...
+
+    @property
+    def limits(self) -> Limits: ...
 
     @property
     def management(self) -> RequestHandler: ...
@@ -459,7 +465,8 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
 
     def _on_open(self, f: list[Any]) -> None:
-        self.max_frame = min(int(field(f, 2, 4294967295)), MAX_FRAME)
+        max_frame = self.core.limits.max_frame_bytes
+        self.max_frame = min(int(field(f, 2, 4294967295)), max_frame)
         self.remote_idle_ms = int(field(f, 4, 0) or 0)
         self.send(
             0,
@@ -467,13 +474,19 @@ class Connection(asyncio.Protocol):
             [
                 "servicebus-emulator-" + uuid.uuid4().hex[:8],
                 field(f, 1),
-                # no larger than the client's own: uamqp splits transfers to the peer's max-frame-size but
-                # its encoder refuses frames above its own (65536), so a larger offer breaks >64 KiB sends
+                # the tier's frame size (limits), and no larger than the client's own: uamqp splits transfers
+                # to the peer's max-frame-size but its encoder refuses frames above its own (65536)
                 UInt(max(self.max_frame, 512)),  # 512: the smallest legal max-frame-size (2.7.1)
                 UShort(8191),
                 UInt(120000),
             ],
         )
+        if len(self.core.connections) > self.core.limits.max_connections:  # this one included
+            self.close_with_error(
+                RESOURCE_LIMIT_EXCEEDED,
+                f"Cannot open more than {self.core.limits.max_connections} concurrent connections "
+                "to the namespace (QuotaExceeded).",
+            )
 
     def _on_begin(self, channel: int, f: list[Any]) -> None:
         local = 0
@@ -534,6 +547,7 @@ class Connection(asyncio.Protocol):
                 self._reject_link(link, frames.ROLE_RECEIVER, NOT_ALLOWED, f"Cannot send to {what}.")
                 return
             link.queue = q
+            link.max_message_size = self.core.limits.message_bytes_for(q.props.max_message_size_kib)
         link.reply_attach(role=frames.ROLE_RECEIVER, source=field(a, 5), target=field(a, 6))
         link.credit = SENDER_CREDIT
         link.delivery_count = int(field(a, 9, 0))
@@ -718,7 +732,7 @@ class Connection(asyncio.Protocol):
             link.credit = SENDER_CREDIT
             s.send_flow(link)
         if link.queue is not None:
-            state = self._accept_message(link.queue, payload, fmt)
+            state = self._accept_message(link, payload, fmt)
             if not settled and did is not None:
                 self.send(s.channel, frames.DISPOSITION, [frames.ROLE_RECEIVER, UInt(did), None, True, state])
             return
@@ -731,8 +745,17 @@ class Connection(asyncio.Protocol):
             )
         self.core.management.handle_request(self, s, link, payload)
 
-    def _accept_message(self, q: Queue, payload: bytes, fmt: int) -> Described:
+    def _accept_message(self, link: IncomingLink, payload: bytes, fmt: int) -> Described:
+        q = link.queue
+        assert q is not None
         try:
+            if len(payload) > (limit := self._transfer_limit(link, fmt)):
+                raise BrokerError(
+                    MESSAGE_SIZE_EXCEEDED,
+                    f"The received message (size:{len(payload)} bytes) exceeds the limit ({limit} bytes) "
+                    "currently allowed on the link.",
+                )
+            self._check_entity_size(q, len(payload))
             if fmt == frames.BATCH_MESSAGE_FORMAT:
                 parts = split_batch(payload)
                 if not parts:
@@ -741,9 +764,6 @@ class Connection(asyncio.Protocol):
             else:
                 msgs = [parse_message(payload)]
             for m in msgs:
-                if m.size > MAX_MESSAGE:
-                    raise BrokerError("amqp:link:message-size-exceeded", "The message is too large.")
-            for m in msgs:
                 q.enqueue(m)
         except BrokerError as e:
             return frames.outcome(frames.REJECTED, [frames.amqp_error(e.condition, e.description)])
@@ -751,6 +771,26 @@ class Connection(asyncio.Protocol):
             return frames.outcome(frames.REJECTED, [frames.amqp_error("amqp:decode-error", str(e))])
         self.core.note_durable_write()
         return frames.outcome(frames.ACCEPTED)
+
+    def _check_entity_size(self, q: Queue, incoming: int) -> None:
+        """MaxSizeInMegabytes (the tier's default when unset): a full entity refuses sends with
+        QuotaExceeded (amqp:resource-limit-exceeded -> the SDK's ServiceBusQuotaExceededError)."""
+        limit = (q.props.max_size_mb or self.core.limits.default_entity_size_mb) * 1024 * 1024
+        size = q.stored_bytes()
+        if size + incoming > limit:
+            raise BrokerError(
+                RESOURCE_LIMIT_EXCEEDED,
+                f"The maximum entity size has been reached or exceeded for {q.kind.capitalize()}: "
+                f"'{q.name}'. Size of entity in bytes:{size}, Max entity size in bytes: {limit}. "
+                "QuotaType: EntitySize (QuotaExceeded).",
+            )
+
+    def _transfer_limit(self, link: IncomingLink, fmt: int) -> int:
+        """A single message may be as large as the link's max-message-size; a batch transfer also stays
+        within the tier's batch size (Premium: 1 MiB whatever the entity's message size)."""
+        if fmt == frames.BATCH_MESSAGE_FORMAT:
+            return min(link.max_message_size, self.core.limits.max_batch_bytes)
+        return link.max_message_size
 
     # ------------------------------------------------------------------ dispositions from clients
     def _on_disposition(self, s: AmqpSession, f: list[Any]) -> None:

@@ -504,12 +504,37 @@ class RuleSpec(Protocol):
     def action(self) -> str | None: ...
 
 
+_PARAMETER = re.compile(r"'(?:[^']|'')*'|@[A-Za-z_][A-Za-z0-9_]*")
+
+
+def bind_parameters(expression: Any, parameters: dict[str, Any] | None) -> Any:
+    """SqlFilter.Parameters: each `@name` outside string literals becomes its value as a SQL literal
+    (the admin API's SqlRuleFilter(expression, parameters={"@name": value}))."""
+    if not parameters or not isinstance(expression, str):
+        return expression
+
+    def literal(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token.startswith("'"):
+            return token
+        if token not in parameters:
+            raise FilterError(f"no value for parameter {token}")
+        value = parameters[token]
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if isinstance(value, int | float):
+            return repr(value)
+        return "'" + str(value).replace("'", "''") + "'"
+
+    return _PARAMETER.sub(literal, expression)
+
+
 def compile_rule(rule: RuleSpec) -> Rule:
     """Config rule -> Rule (raises FilterError with a readable reason)."""
     if rule.filter_type == "Correlation":
         match = compile_correlation(rule.filter)
     elif rule.filter_type == "Sql":
-        match = compile_sql(rule.filter)
+        match = compile_sql(bind_parameters(rule.filter, getattr(rule, "parameters", None)))
     elif rule.filter_type == "True":
         match = lambda v: True  # noqa: E731
     else:

@@ -3,10 +3,103 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from .codec import Described, Symbol, decode, encode
+from .descriptors import (
+    ACCEPTED as ACCEPTED,
+)
+from .descriptors import (
+    AMQP_SEQUENCE as AMQP_SEQUENCE,
+)
+from .descriptors import (
+    AMQP_VALUE as AMQP_VALUE,
+)
+from .descriptors import (
+    APPLICATION_PROPERTIES as APPLICATION_PROPERTIES,
+)
+from .descriptors import (
+    ATTACH as ATTACH,
+)
+from .descriptors import (
+    BEGIN as BEGIN,
+)
+from .descriptors import (
+    CLOSE as CLOSE,
+)
+from .descriptors import (
+    DATA as DATA,
+)
+from .descriptors import (
+    DELIVERY_ANNOTATIONS as DELIVERY_ANNOTATIONS,
+)
+from .descriptors import (
+    DETACH as DETACH,
+)
+from .descriptors import (
+    DISPOSITION as DISPOSITION,
+)
+from .descriptors import (
+    END as END,
+)
+from .descriptors import (
+    ERROR as ERROR,
+)
+from .descriptors import (
+    FLOW as FLOW,
+)
+from .descriptors import (
+    FOOTER as FOOTER,
+)
+from .descriptors import (
+    HEADER as HEADER,
+)
+from .descriptors import (
+    MESSAGE_ANNOTATIONS as MESSAGE_ANNOTATIONS,
+)
+from .descriptors import (
+    MODIFIED as MODIFIED,
+)
+from .descriptors import (  # re-exported: frames.OPEN etc. are used across the emulator
+    OPEN as OPEN,
+)
+from .descriptors import (
+    PROPERTIES as PROPERTIES,
+)
+from .descriptors import (
+    RECEIVED as RECEIVED,
+)
+from .descriptors import (
+    REJECTED as REJECTED,
+)
+from .descriptors import (
+    RELEASED as RELEASED,
+)
+from .descriptors import (
+    SASL_CHALLENGE as SASL_CHALLENGE,
+)
+from .descriptors import (
+    SASL_INIT as SASL_INIT,
+)
+from .descriptors import (
+    SASL_MECHANISMS as SASL_MECHANISMS,
+)
+from .descriptors import (
+    SASL_OUTCOME as SASL_OUTCOME,
+)
+from .descriptors import (
+    SASL_RESPONSE as SASL_RESPONSE,
+)
+from .descriptors import (
+    SOURCE as SOURCE,
+)
+from .descriptors import (
+    TARGET as TARGET,
+)
+from .descriptors import (
+    TRANSFER as TRANSFER,
+)
+from .wire import composite
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
@@ -15,16 +108,6 @@ TLS_HEADER = b"AMQP\x02\x01\x00\x00"
 FRAME_AMQP = 0
 FRAME_SASL = 1
 
-# performatives
-OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
-ERROR = 0x1D
-RECEIVED, ACCEPTED, REJECTED, RELEASED, MODIFIED = range(0x23, 0x28)
-SOURCE, TARGET = 0x28, 0x29
-SASL_MECHANISMS, SASL_INIT, SASL_CHALLENGE, SASL_RESPONSE, SASL_OUTCOME = range(0x40, 0x45)
-
-# message sections
-HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS, PROPERTIES, APPLICATION_PROPERTIES = range(0x70, 0x75)
-DATA, AMQP_SEQUENCE, AMQP_VALUE, FOOTER = range(0x75, 0x79)
 
 BATCH_MESSAGE_FORMAT = 0x80013700
 
@@ -49,25 +132,13 @@ OUTCOME_NAMES = {
 }
 
 
-_COMPOSITE: list[Callable[..., Described]] = []
-
-
-def _typed_composite() -> Callable[..., Described]:
-    """wire.composite, imported on first use: wire.py imports this module's constants."""
-    if not _COMPOSITE:
-        from .wire import composite
-
-        _COMPOSITE.append(composite)
-    return _COMPOSITE[0]
-
-
 def build_frame(
     channel: int, performative: int, fields: list[Any], payload: bytes = b"", ftype: int = 0
 ) -> bytes:
     """Encode a performative (and optional transfer payload) into one frame."""
     body = bytearray(_FRAME_HEADER.size)
     # every field typed by the spec schema (wire.py) and sent, trailing nulls included
-    encode(_typed_composite()(performative, fields), body)
+    encode(composite(performative, fields), body)
     body += payload
     _FRAME_HEADER.pack_into(body, 0, len(body), 2, ftype, channel)
     return bytes(body)

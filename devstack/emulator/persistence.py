@@ -8,9 +8,11 @@ about it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .broker import now_ms
 from .message import Message
@@ -21,6 +23,11 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (entity, seq)
+);
+CREATE TABLE IF NOT EXISTS entities (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    definition TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS session_state (
     entity TEXT NOT NULL,
@@ -126,6 +133,33 @@ class SqliteStore:
         self.db.execute("DELETE FROM message_ids WHERE expires_ms < ?", (now_ms(),))
         query = "SELECT entity, message_id, expires_ms FROM message_ids ORDER BY expires_ms"
         yield from self.db.execute(query)
+
+    # ------------------------------------------------------------------ entities (admin API)
+    def save_entity(self, path: str, kind: str, definition: dict[str, Any]) -> None:
+        """Create or replace an entity's definition (written at once: admin calls are rare)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO entities (path, kind, definition) VALUES (?,?,?)",
+            (path.lower(), kind, json.dumps(definition)),
+        )
+
+    def delete_entity(self, path: str) -> None:
+        """Forget an entity, everything under it (subscriptions of a topic) and their messages."""
+        key = path.lower()
+        # its dead-letter queue and, for a topic, its subscriptions (and theirs); not a queue named
+        # "<path>/x", which is another entity
+        escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        self.commit()  # what is pending is written first, then deleted with the rest
+        for table in ("entities", "messages", "session_state"):
+            column = "path" if table == "entities" else "entity"
+            self.db.execute(
+                f"DELETE FROM {table} WHERE {column} IN (?, ?) OR {column} LIKE ? ESCAPE '\\'",
+                (key, key + "/$deadletterqueue", escaped + "/subscriptions/%"),
+            )
+
+    def load_entities(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every saved (path, kind, definition)."""
+        rows = self.db.execute("SELECT path, kind, definition FROM entities ORDER BY path")
+        return [(path, kind, json.loads(d)) for path, kind, d in rows]
 
     def close(self) -> None:
         """Flush and close."""

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .admin import AdminApi
 from .broker import Broker, BrokerError, Store
-from .config import EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
+from .config import ConfigError, EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
+from .limits import LimitError, Limits, check_config
 from .management import Management
 from .tls import TlsFiles, make_self_signed, server_context
 from .topics import add_topic
@@ -39,9 +41,10 @@ def connection_string(host: str, port: int) -> str:
 class ServerCore:
     """Broker + management + live connections; all methods run on the event-loop thread."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, limits: Limits | None = None) -> None:
         """Hold shared state."""
         self.broker = broker
+        self.limits = limits or Limits.standard()
         self.management = Management(broker)
         self.connections: set[Connection] = set()
         self.dirty: set[Connection] = set()
@@ -112,11 +115,18 @@ class EmulatorServer:
         data: str | Path | None = None,
         tls_port: int | None = None,
         tls_dir: str | Path | None = None,
+        limits: Limits | str | None = None,
+        admin_port: int | None = None,
+        cert_dir: str | Path | None = None,
     ) -> None:
         """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker.
 
         tls_port (0 = any free port) adds an AMQP-over-TLS listener with a certificate made at start
         (tls.py), written to tls_dir (default: a fresh temporary directory, removed on stop).
+        `limits` is a quota profile (limits.Limits or its name: standard (default), premium,
+        official-emulator); a Config.json outside it is a ConfigError. `admin_port` (None: off, 0: any free
+        port) serves the management API ServiceBusAdministrationClient uses (admin.py, admin_http.py), with
+        a certificate from a local CA kept in `cert_dir` (default: a temporary directory).
         """
         if config is None:
             cfg = EmulatorConfig("sbemulatorns", ())
@@ -126,6 +136,11 @@ class EmulatorServer:
             cfg = parse_config(config)
         else:
             cfg = load_config(config)
+        try:
+            self.limits = Limits.named(limits) if isinstance(limits, str) else (limits or Limits.standard())
+            check_config(cfg, self.limits)
+        except LimitError as exc:
+            raise ConfigError(str(exc)) from exc
         self.config = cfg
         self.host = host
         self.port = port
@@ -145,9 +160,15 @@ class EmulatorServer:
             self.broker.add_queue(q.name, q.properties)
         for t in cfg.topics:
             add_topic(self.broker, t)
+        self.admin = AdminApi(self.broker, self.limits, self._store, cfg.namespace)
+        self.admin.restore({q.name.lower() for q in cfg.queues} | {t.name.lower() for t in cfg.topics})
+        self.admin_port = admin_port
+        self._cert_dir = Path(cert_dir) if cert_dir is not None else None
+        self._admin_http: Any = None
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
-        self.core = ServerCore(self.broker)
+        self.core = ServerCore(self.broker, self.limits)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -180,6 +201,46 @@ class EmulatorServer:
         return f"Endpoint=sb://localhost/;SharedAccessKeyName={SAS_KEY_NAME};SharedAccessKey=local;"
 
     @property
+    def admin_connection_string(self) -> str:
+        """Connection string for ServiceBusAdministrationClient (the management port, as the official
+        emulator documents it: the same string with the management port)."""
+        if self.admin_port is None:
+            raise RuntimeError("the management endpoint is off (admin_port=None)")
+        return connection_string(self.host, self.admin_port)
+
+    @property
+    def admin_ca_path(self) -> Path:
+        """The local CA certificate to trust (connection_verify=...) for the management endpoint."""
+        if self._admin_http is None:
+            raise RuntimeError("the management endpoint is not running")
+        return Path(self._admin_http.ca_path)
+
+    @property
+    def listening(self) -> bool:
+        """AMQP is bound and, when asked for, the management endpoint too."""
+        return self._server is not None and (self.admin_port is None or self._admin_http is not None)
+
+    def _start_admin(self) -> None:
+        if self.admin_port is None or self._admin_http is not None:
+            return
+        from .admin_http import AdminHttpServer
+
+        if self._cert_dir is None:
+            self._cert_dir = Path(tempfile.mkdtemp(prefix="servicebus-emulator-certs-"))
+
+        def handle(*request: Any) -> Any:
+            return self.call(lambda: self.admin.handle(*request))
+
+        self._admin_http = AdminHttpServer(handle, self.host, self.admin_port, self._cert_dir)
+        self.admin_port = self._admin_http.port
+        self._admin_http.start()
+
+    def _stop_admin(self) -> None:
+        if self._admin_http is not None:
+            self._admin_http.stop()
+            self._admin_http = None
+
+    @property
     def queue_names(self) -> list[str]:
         """Names of all queues."""
         return [q.name for q in self.broker.queues.values() if q.kind == "queue"]
@@ -192,6 +253,7 @@ class EmulatorServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         server = await loop.create_server(lambda: Connection(self.core), self.host, self.port)
         self.port = server.sockets[0].getsockname()[1]
         if self.tls_port is not None:
@@ -244,8 +306,10 @@ class EmulatorServer:
         """Run on the current loop until `stop` is set."""
         await self._open()
         try:
+            await asyncio.to_thread(self._start_admin)
             await stop.wait()
         finally:
+            await asyncio.to_thread(self._stop_admin)
             await self._close()
             if self._store is not None:
                 self._store.close()
@@ -277,10 +341,16 @@ class EmulatorServer:
         if errors:
             self._thread = None
             raise errors[0]
+        try:
+            self._start_admin()
+        except BaseException:
+            self.stop()
+            raise
         return self.port
 
     def stop(self) -> None:
         """Stop the background server and close the store."""
+        self._stop_admin()
         if self._thread is None or self._loop is None:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -303,7 +373,9 @@ class EmulatorServer:
     def call(self, fn: Callable[[], T]) -> T:
         """Run fn on the server loop (thread-safe access to broker state)."""
         loop = self._loop
-        if loop is None or self._thread is None or threading.current_thread() is self._thread:
+        # not running (setup), or already on the loop's thread; `serve()` (the CLI) runs the loop on the
+        # caller's thread, so the thread is recorded by _open, not taken from start()
+        if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
             return fn()
 
         async def wrapper() -> T:

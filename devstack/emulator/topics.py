@@ -18,6 +18,7 @@ from .filters import MessageView, Rule, compile_rule, default_rules
 from .message import Message
 
 SUBSCRIPTIONS_SEGMENT = "/subscriptions/"
+DEFAULT_RULE = RuleConfig("$Default", "True", None)
 
 
 def add_topic(broker: Broker, config: TopicConfig) -> Topic:
@@ -48,6 +49,7 @@ class Subscription(Queue):
         self.topic = topic
         self.subscription_name = name
         self.rules = rules or default_rules()
+        self.rule_configs: tuple[RuleConfig, ...] = (DEFAULT_RULE,)  # as configured (admin API lists them)
 
     def matching_rules(self, view: MessageView) -> list[Rule]:
         """Rules whose filter matches the message (any match = the subscription gets a copy)."""
@@ -68,6 +70,8 @@ class Topic(Queue):
                 default_ttl=props.default_ttl,
                 requires_duplicate_detection=props.requires_duplicate_detection,
                 duplicate_window=props.duplicate_window,
+                max_message_size_kib=props.max_message_size_kib,
+                max_size_mb=props.max_size_mb,
             ),
         )
         self.topic_props = props
@@ -79,6 +83,7 @@ class Topic(Queue):
     ) -> Subscription:
         """Create (or replace) a subscription; rules are compiled here."""
         sub = Subscription(self.broker, self, name, props, [compile_rule(r) for r in rules])
+        sub.rule_configs = tuple(rules) or (DEFAULT_RULE,)
         self.subscriptions[name.lower()] = sub
         return sub
 
@@ -119,6 +124,10 @@ class Topic(Queue):
         """Timers of every subscription."""
         for sub in list(self.subscriptions.values()):
             sub.tick(now)
+
+    def stored_bytes(self) -> int:
+        """What its subscriptions hold (each copy counted)."""
+        return sum(sub.stored_bytes() for sub in self.subscriptions.values())
 
     def counts(self) -> dict[str, int]:
         """Total over subscriptions (each copy counted)."""

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import frames
+from . import descriptors as frames
 from .codec import (
     Array,
     Byte,

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^<!-- readme-test: (run|background|retry) -->\s*$")
 EMULATOR_PORT = 5672  # local.settings.json.example's ServiceBusConnection
+EMULATOR_ADMIN_PORT = 5300  # `orders emulator`'s management API (docs/emulator.md), read by `orders status`
 RETRY_SECONDS = 60
 
 
@@ -135,9 +136,10 @@ def test_the_readme_markers_cover_the_newcomer_path() -> None:
 
 
 def test_readme_commands_run_verbatim_in_a_fresh_clone(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", EMULATOR_PORT)) == 0:
-            pytest.fail(f"port {EMULATOR_PORT} is in use: the README's `make emulator` needs it")
+    for port in (EMULATOR_PORT, EMULATOR_ADMIN_PORT):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"port {port} is in use: the README's `make emulator` needs it")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True, timeout=120)
     blocks = readme_blocks((clone / "README.md").read_text(encoding="utf-8"))

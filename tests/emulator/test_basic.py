@@ -10,6 +10,8 @@ import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
 from azure.servicebus.exceptions import MessagingEntityNotFoundError, ServiceBusError
 
+from devstack.emulator.config import QueueProperties
+from devstack.emulator.server import EmulatorServer
 from tests.emulator._helpers import client
 
 
@@ -121,10 +123,14 @@ def test_properties_and_application_properties_round_trip(servicebus_emulator, f
     assert props[b"none"] is None
 
 
-def test_one_megabyte_message(servicebus_emulator, fresh_queue):
-    q = fresh_queue()
+def test_one_megabyte_message_spans_frames_on_premium():
+    """Standard refuses a message over 256 KB (test_limits.py); a Premium entity with a 2 MiB message size
+    takes 1 MiB, which crosses Premium's 1 MiB frames in both directions."""
+    srv = EmulatorServer(None, limits="premium")
+    srv.start()
+    q = srv.create_queue("big", QueueProperties(max_message_size_kib=2048))
     body = bytes(range(256)) * 4096  # 1 MiB
-    with client(servicebus_emulator.connection_string) as c:
+    with srv, client(srv.connection_string) as c:
         with c.get_queue_sender(q) as s:
             s.send_messages(ServiceBusMessage(body))
         with c.get_queue_receiver(q, max_wait_time=3) as r:

@@ -144,11 +144,15 @@ def _start_module(module: str, *args: str) -> subprocess.Popen[str]:
 
 
 def test_cli_starts_logs_once_and_stops_on_sigterm():
-    proc = _start_module("devstack.emulator", "--port", "0")
+    proc = _start_module("devstack.emulator", "--port", "0", "--admin-port", "0")
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert "listening on 127.0.0.1:" in line and "orders-with-sessions" in line
+        assert "(limits: standard)" in line
+        admin = proc.stderr.readline()
+        assert "management API (ServiceBusAdministrationClient) on https and http 127.0.0.1:" in admin
+        assert admin.rstrip().endswith("trust .local/servicebus-emulator/admin-ca.pem")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0
@@ -160,7 +164,7 @@ def test_cli_starts_logs_once_and_stops_on_sigterm():
 
 def test_orders_emulator_ctrl_c_exits_0():
     """`orders emulator` runs until stopped: Ctrl-C is its normal end (docs/cli.md), not exit 130."""
-    proc = _start_module("orders_cli.cli", "emulator", "--port", "0")
+    proc = _start_module("orders_cli.cli", "emulator", "--port", "0", "--no-admin")
     try:
         assert proc.stderr is not None
         assert "listening on 127.0.0.1:" in proc.stderr.readline()

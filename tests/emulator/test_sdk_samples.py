@@ -10,8 +10,10 @@ that read SERVICEBUS_CONNECTION_STR get it directly.
 
 A sample passes when it exits 0 within its timeout, writes no traceback, prints what it says it does
 (the expected lines below) and leaves its entities as its own code implies (e.g. the dead-letter
-correction sample leaves nothing behind). Samples needing Entra ID, a proxy, a custom TLS endpoint or
-the HTTP administration API are out of scope (OUT_OF_SCOPE, documented in docs/emulator.md).
+correction sample leaves nothing behind). The administration samples (mgmt_*, topic_subscription_with_
+rule_operations) call the emulator's management endpoint over HTTPS, trusting its CA (the shim passes
+`connection_verify`). Samples needing Entra ID, a proxy or a custom TLS endpoint are out of scope
+(OUT_OF_SCOPE, documented in docs/emulator.md).
 """
 
 from __future__ import annotations
@@ -41,11 +43,6 @@ TIMEOUT_S = float(os.environ.get("SB_SAMPLE_TIMEOUT", "150"))
 WORKERS = int(os.environ.get("SB_SAMPLE_WORKERS", "8"))
 
 OUT_OF_SCOPE = {
-    "mgmt_queue": "HTTP administration API (ServiceBusAdministrationClient)",
-    "mgmt_topic": "HTTP administration API (ServiceBusAdministrationClient)",
-    "mgmt_subscription": "HTTP administration API (ServiceBusAdministrationClient)",
-    "mgmt_rule": "HTTP administration API (ServiceBusAdministrationClient)",
-    "topic_subscription_with_rule_operations": "creates topics and rules with ServiceBusAdministrationClient",
     "proxy": "HTTP proxy / AMQP over WebSockets",
     "client_identity_authentication": "Entra ID (EnvironmentCredential)",
     "connection_to_custom_endpoint_address": "placeholder custom endpoint, TLS gateway with its own CA",
@@ -89,6 +86,27 @@ EXPECT: dict[str, list[str]] = {
     "list_sessions": [
         *[f"Queue session: {sid}" for sid in SEED_SESSIONS],
         *[f"Subscription session: {sid}" for sid in SEED_SESSIONS],
+    ],
+    "mgmt_queue": ["-- Create Queue", "-- List Queues", "-- Get and Update Queue", "-- Delete Queue"],
+    "mgmt_topic": ["-- Create Topic", "-- List Topics", "-- Get and Update Topic", "-- Delete Topic"],
+    "mgmt_subscription": [
+        "-- Create Subscription",
+        "-- Get and Update Subscription",
+        "-- Delete Subscription",
+    ],
+    "mgmt_rule": ["-- Create Rule", "-- Create Rule with SQL Filter", "-- List Rules", "-- Delete Rule"],
+}
+# Lines built with format(): required from both variants (checked as printed, not against the source).
+# The rules sample sends 9 messages; its subscriptions' filters pass 9, 3 (Red), 3 (Blue) and 1.
+PRINTED: dict[str, list[str]] = {
+    "mgmt_queue": ["Active Message Count: 0", "Dead-letter Message Count: 0"],
+    "topic_subscription_with_rule_operations": [
+        "'9' Messages From Subscription: sb-allmsgs-sub",
+        "'3' Messages From Subscription: sb-sqlfilteronly-sub",
+        "'3' Messages From Subscription: sb-sqlfilteraction-sub",
+        "'1' Messages From Subscription: sb-corrfiltersub",
+        "Color Property = BlueProcessed, Correlation ID = important",
+        "Rule ImportantCorrelationRule; Filter: CorrelationRuleFilter",
     ],
 }
 
@@ -194,7 +212,7 @@ def _entities(
     return queues, topics
 
 
-def _run(sample: Path, prefix: str, conn: str) -> Result:
+def _run(sample: Path, prefix: str, conn: str, admin: tuple[str, str]) -> Result:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SHIM_DIR), os.environ.get("PYTHONPATH", "")]),
@@ -208,6 +226,8 @@ def _run(sample: Path, prefix: str, conn: str) -> Result:
         "SERVICEBUS_SAS_POLICY": "RootManageSharedAccessKey",
         "SERVICEBUS_SAS_KEY": "local",
         "SB_SAMPLE_SLEEP_SCALE": "0.2",
+        "SERVICEBUS_ADMIN_ENDPOINT": admin[0],
+        "SERVICEBUS_ADMIN_CA": admin[1],
     }
     env["PYTHONUNBUFFERED"] = "1"
     start = time.monotonic()
@@ -287,11 +307,15 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "Logging": {"Type": "File"},
         }
     }
-    with EmulatorServer(doc) as server, ThreadPoolExecutor(WORKERS) as pool:
+    server = EmulatorServer(doc, admin_port=0, cert_dir=tmp_path_factory.mktemp("certs"))
+    with server, ThreadPoolExecutor(WORKERS) as pool:
+        admin = (f"{server.host}:{server.admin_port}", str(server.admin_ca_path))
         _seed(server.connection_string, samples, list(prefixes.values()))
         # the long ones first, so the run takes about as long as the slowest sample
         jobs = sorted(zip(samples, prefixes.items(), strict=True), key=lambda j: _stem(j[0]) not in SLOW)
-        futures = {key: pool.submit(_run, s, prefix, server.connection_string) for s, (key, prefix) in jobs}
+        futures = {
+            key: pool.submit(_run, s, prefix, server.connection_string, admin) for s, (key, prefix) in jobs
+        }
         results = {key: f.result() for key, f in futures.items()}
         summary = {k: {"rc": r.rc, "seconds": round(r.seconds, 1)} for k, r in results.items()}
         (CACHE / "last-run.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
@@ -325,6 +349,8 @@ def test_sample(sample_run: Run, key: str) -> None:
     for line in EXPECT.get(stem, []):
         if line in SEED or line in source:
             assert line in r.stdout, f"missing {line!r}\n{detail}"
+    for line in PRINTED.get(stem, []):
+        assert line in r.stdout, f"missing {line!r}\n{detail}"
     prefix = sample_run.prefixes[key]
     for kind in EMPTY_AFTER.get(stem, []):
         counts = sample_run.server.queue_counts(_entity(prefix, kind))

@@ -23,6 +23,8 @@ SETTINGS = (
     "OrderStoreConnection",
     "OrderStoreConnection__tableServiceUri",
     "ORDERS_QUEUE_NAME",
+    "ServiceBusAdministrationConnection",
+    "ServiceBusAdministrationCA",
 )
 PLAN = PublishPlan(3, 2, cancel_rate=0.3, duplicates=0.2, shuffle=True, poison=7, seed=4)
 
@@ -88,8 +90,9 @@ def test_status_json_shape(capsys: pytest.CaptureFixture[str], populated: Any) -
     code, out, err = run(capsys, "status", "--json", "--store", store)
     assert (code, err) == (0, "")
     report = json.loads(out)
-    assert set(report) == {"workflow", "orders", "outcomes", "quarantine", "stuck"}
+    assert set(report) == {"workflow", "orders", "outcomes", "quarantine", "stuck", "servicebus"}
     assert report["workflow"] == "orders v1"
+    assert report["servicebus"] is None  # no broker set here; tests/emulator/test_status_queue_depth.py
     assert set(report["outcomes"]) == {"applied", "duplicate", "parked", "quarantined"}
     order_keys = {
         "customer_id",
