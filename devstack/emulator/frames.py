@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .codec import Described, Symbol, decode, encode
+from .codec import DecodeError, Described, Symbol, decode, encode
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
@@ -89,13 +89,12 @@ EMPTY_FRAME = _FRAME_HEADER.pack(8, 2, 0, 0)
 def parse_frame_body(body: bytes) -> tuple[int, list[Any], int]:
     """Decode the performative in a frame body: (code, fields, offset where the payload starts)."""
     value, pos = decode(body, 0)
-    if not isinstance(value, Described):
-        raise ValueError("frame body is not a described performative")
+    if not isinstance(value, Described) or not isinstance(value.value, list):
+        raise DecodeError("frame body is not a described list (a performative)")
     code = value.descriptor
-    if not isinstance(code, int):
+    if isinstance(code, bool) or not isinstance(code, int):
         code = _SYMBOLIC.get(str(code), -1)
-    fields = value.value if isinstance(value.value, list) else []
-    return code, fields, pos
+    return code, value.value, pos
 
 
 _SYMBOLIC = {
@@ -108,6 +107,8 @@ _SYMBOLIC = {
     "amqp:detach:list": DETACH,
     "amqp:end:list": END,
     "amqp:close:list": CLOSE,
+    "amqp:sasl-init:list": SASL_INIT,
+    "amqp:sasl-response:list": SASL_RESPONSE,
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from .broker import Broker, BrokerError, Store
 from .config import EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
+from .deadlines import Deadlines
 from .management import Management
 from .topics import add_topic
 
@@ -36,13 +37,13 @@ def connection_string(host: str, port: int) -> str:
 class ServerCore:
     """Broker + management + live connections; all methods run on the event-loop thread."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, deadlines: Deadlines | None = None) -> None:
         """Hold shared state."""
         self.broker = broker
+        self.deadlines = deadlines or Deadlines()
         self.management = Management(broker)
         self.connections: set[Connection] = set()
         self.dirty: set[Connection] = set()
-        self._beat = 0
 
     def note_durable_write(self) -> None:
         """A send was accepted; flush() commits before acknowledging (kept explicit for readers)."""
@@ -56,15 +57,11 @@ class ServerCore:
                 c.flush()
 
     def tick(self) -> None:
-        """Timers: lock/TTL/schedule processing and heartbeats."""
+        """Timers: lock/TTL/schedule processing (each connection's own watchdog sends its heartbeats)."""
         try:
             self.broker.tick()
         except Exception:  # keep the server alive; log the bug
             log.exception("timer processing failed")
-        self._beat += 1
-        if self._beat % 20 == 0:
-            for c in list(self.connections):
-                c.heartbeat()
         self.flush()
 
 
@@ -102,8 +99,11 @@ class EmulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         data: str | Path | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
-        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker."""
+        """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker.
+
+        `deadlines` sets the connection time limits (header, open, idle time-out; deadlines.py)."""
         if config is None:
             cfg = EmulatorConfig("sbemulatorns", ())
         elif isinstance(config, EmulatorConfig):
@@ -127,7 +127,7 @@ class EmulatorServer:
         for t in cfg.topics:
             add_topic(self.broker, t)
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
-        self.core = ServerCore(self.broker)
+        self.core = ServerCore(self.broker, deadlines)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
