@@ -35,13 +35,13 @@ class Deadlines:
     """Time limits for one connection (seconds, except the idle time-out, which AMQP puts in ms)."""
 
     header_s: float = 10.0
-    """From accept until a protocol header has arrived."""
+    """From accept until a protocol header has arrived (0: no limit)."""
     open_s: float = 10.0
-    """From the first protocol header until the open frame (covers SASL as well)."""
+    """From the first protocol header until the open frame, SASL included (0: no limit)."""
     idle_timeout_ms: int = 120_000
-    """Advertised in our open and enforced; 0 turns both off."""
+    """Advertised in our open and enforced (0: neither)."""
     close_linger_s: float = 5.0
-    """After our close frame: how long to keep reading (and discarding) for the peer's close (2.4.3)."""
+    """After our error close: how long to keep reading (and discarding) for the peer's close (2.4.3)."""
 
 
 class Watched(Protocol):
@@ -66,7 +66,7 @@ class Watchdog:
         self.last_sent = now
         self.peer_idle_s = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._arm(deadlines.header_s)
+        self._arm(deadlines.header_s or None)
 
     @property
     def idle_s(self) -> float:
@@ -77,7 +77,7 @@ class Watchdog:
         """The first protocol header arrived: now the open frame has open_s to follow."""
         if self.stage == "header":
             self.stage = "open"
-            self._arm(self.deadlines.open_s)
+            self._arm(self.deadlines.open_s or None)
 
     def opened(self, peer_idle_ms: int) -> None:
         """The peer's open arrived: enforce our idle time-out and keep the peer's satisfied."""
@@ -89,7 +89,7 @@ class Watchdog:
     def closing(self) -> None:
         """Our close is written: give the peer close_linger_s to answer before the socket goes."""
         self.stage = "closing"
-        self._arm(self.deadlines.close_linger_s)
+        self._arm(self.deadlines.close_linger_s or None)
 
     def stop(self) -> None:
         """The connection is gone."""
@@ -98,10 +98,11 @@ class Watchdog:
             self._timer.cancel()
             self._timer = None
 
-    def _arm(self, delay: float) -> None:
+    def _arm(self, delay: float | None) -> None:
+        """Fire after `delay` seconds (at once if it is already due); None: no timer."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.loop.call_later(max(delay, 0.0), self._fire) if delay > 0 else None
+        self._timer = None if delay is None else self.loop.call_later(max(delay, 0.0), self._fire)
 
     def _arm_idle(self, now: float) -> None:
         """Wake at the earlier of: our idle deadline, the moment the peer is owed an empty frame."""
@@ -111,7 +112,7 @@ class Watchdog:
         if self.peer_idle_s:
             wakes.append(self.last_sent + self.peer_idle_s / 2)
         if not wakes:
-            self._arm(0)
+            self._arm(None)
             return
         # a few ms late so the comparison below sees the deadline as passed
         self._arm(min(wakes) - now + 0.005)
