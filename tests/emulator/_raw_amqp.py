@@ -7,6 +7,7 @@ Frames are built and parsed with the emulator's codec; what the tests check is t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ SASL_INIT_ANONYMOUS = frame(frames.SASL_INIT, [Symbol("ANONYMOUS")], ftype=frame
 
 def open_frame(idle_timeout_ms: int | None = None) -> bytes:
     """A client open (container id only, plus an idle time-out when given)."""
-    return frame(frames.OPEN, ["raw-test-client", "localhost", UInt(65536), None, UInt(idle_timeout_ms or 0) or None])
+    return frame(
+        frames.OPEN, ["raw-test-client", "localhost", UInt(65536), None, UInt(idle_timeout_ms or 0) or None]
+    )
 
 
 CLOSE = frame(frames.CLOSE, [])
@@ -46,7 +49,9 @@ class Received:
     """What the emulator sent back, and how the connection ended."""
 
     raw: bytes = b""
-    frames: list[tuple[int, int, int, list[Any]]] = field(default_factory=list)  # (type, channel, code, fields)
+    frames: list[tuple[int, int, int, list[Any]]] = field(
+        default_factory=list
+    )  # (type, channel, code, fields)
     empty_frames: int = 0
     eof: bool = False
     elapsed_s: float = 0.0
@@ -106,10 +111,8 @@ async def exchange(
             writer.write(chunk)
             if pause_s:
                 await asyncio.sleep(pause_s)
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
-        except (ConnectionError, OSError):
-            pass
         deadline = started + timeout
         while True:
             left = deadline - time.monotonic()
@@ -128,10 +131,8 @@ async def exchange(
             got += data
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
     parsed, empty, _ = parse_stream(bytes(got))
     return Received(bytes(got), parsed, empty, eof, time.monotonic() - started)
 

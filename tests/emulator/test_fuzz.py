@@ -12,6 +12,7 @@ still sends and receives on the same emulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -87,10 +88,8 @@ class RecordingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.listener.close()
@@ -119,7 +118,9 @@ def sdk_units(server: EmulatorServer) -> list[bytes]:
     try:
         with client(connection_string("127.0.0.1", proxy.port)) as sb:
             with sb.get_queue_sender("fuzz") as sender:
-                sender.send_messages([ServiceBusMessage(f"seed-{i}", application_properties={"i": i}) for i in range(2)])
+                sender.send_messages(
+                    [ServiceBusMessage(f"seed-{i}", application_properties={"i": i}) for i in range(2)]
+                )
             with sb.get_queue_receiver("fuzz", max_wait_time=2) as receiver:
                 for m in receiver.receive_messages(max_message_count=2, max_wait_time=5):
                     receiver.complete_message(m)
@@ -141,7 +142,7 @@ def _open_index(units: list[bytes]) -> int:
 
 def _with_body(unit: bytes, body: bytes) -> bytes:
     """The frame `unit` with its body replaced (size fixed up, header otherwise kept)."""
-    size, doff, ftype, channel = _HEADER.unpack_from(unit, 0)
+    _size, doff, ftype, channel = _HEADER.unpack_from(unit, 0)
     return _HEADER.pack(doff * 4 + len(body), doff, ftype, channel) + unit[8 : doff * 4] + body
 
 
@@ -153,16 +154,15 @@ def make_cases(units: list[bytes], rng: random.Random) -> list[tuple[str, list[b
 
     for n in range(90):  # one bit flipped anywhere in one frame (header or body), then a valid close
         i = rng.choice(frame_idx)
-        unit = bytearray(units[i])
-        bit = rng.randrange(len(unit) * 8)
-        unit[bit // 8] ^= 1 << (bit % 8)
-        cases.append((f"bitflip-{n}-unit{i}-bit{bit}", [*units[:i], bytes(unit), CLOSE]))
+        flipped = bytearray(units[i])
+        bit = rng.randrange(len(flipped) * 8)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        cases.append((f"bitflip-{n}-unit{i}-bit{bit}", [*units[:i], bytes(flipped), CLOSE]))
 
     for n in range(60):  # body bytes overwritten, size kept consistent: exercises the decoder itself
         i = rng.choice(frame_idx)
         unit = units[i]
-        doff = unit[4]
-        body = bytearray(unit[doff * 4 :])
+        body = bytearray(unit[unit[4] * 4 :])
         if not body:
             continue
         for _ in range(rng.randint(1, 4)):
@@ -178,7 +178,9 @@ def make_cases(units: list[bytes], rng: random.Random) -> list[tuple[str, list[b
     cases.append(("deep-list-performative", [*through_open, frame_with_body(deep)]))
     cases.append(("deep-described", [*through_open, frame_with_body(b"\x00" * 50_000 + b"\x40")]))
     attach = next(u for u in units if len(u) > 11 and u[8 + 2] == frames.ATTACH)
-    cases.append(("deep-list-in-attach", [*units[: units.index(attach)], _with_body(attach, b"\x00\x53\x12" + deep)]))
+    cases.append(
+        ("deep-list-in-attach", [*units[: units.index(attach)], _with_body(attach, b"\x00\x53\x12" + deep)])
+    )
 
     huge = [
         ("frame-size-4GiB", _HEADER.pack(0xFFFFFFF0, 2, 0, 0)),
@@ -186,7 +188,10 @@ def make_cases(units: list[bytes], rng: random.Random) -> list[tuple[str, list[b
         ("doff-0", _HEADER.pack(12, 0, 0, 0) + b"\x00\x53\x18\x45"),
         ("list32-count-4G", frame_with_body(b"\x00\x53\x11\xd0\x00\x00\x00\x04\xff\xff\xff\xff")),
         ("list32-size-4G", frame_with_body(b"\x00\x53\x11\xd0\xff\xff\xff\xff\x00\x00\x00\x01\x40")),
-        ("array-4G-nulls", frame_with_body(b"\x00\x53\x11\xc0\x07\x01\xf0\x00\x00\x00\x05\xff\xff\xff\xff\x40")),
+        (
+            "array-4G-nulls",
+            frame_with_body(b"\x00\x53\x11\xc0\x07\x01\xf0\x00\x00\x00\x05\xff\xff\xff\xff\x40"),
+        ),
         ("binary32-4G", frame_with_body(b"\x00\x53\x12\xc0\x06\x01\xb0\xff\xff\xff\xf0")),
         ("map-odd-count", frame_with_body(b"\x00\x53\x11\xc1\x02\x01\x40")),
     ]
@@ -245,7 +250,8 @@ def test_fuzzed_frames_end_cleanly_and_the_sdk_keeps_working(
     assert not failures, "\n".join(failures)
 
     # every case that reached the decoder got an answer it could act on: at least some error closes
-    conditions = {got.close_error()[0] for _, got in results if got.close_error()}
+    errors = [got.close_error() for _, got in results]
+    conditions = {err[0] for err in errors if err is not None}
     assert {"amqp:decode-error", "amqp:connection:framing-error"} <= conditions, conditions
 
     # no traceback, no error-level log: protocol errors are warnings, deadlines are info

@@ -143,7 +143,10 @@ def test_first_frame_other_than_open_is_illegal_state(server: EmulatorServer) ->
     begin = frame(frames.BEGIN, [None, UInt(0), UInt(10), UInt(10)])
     got = run_exchange(server.port, [*handshake()[:-1], begin], timeout=BOUND_S)
     # the emulator had not sent its open yet: it sends one, then the close (2.4.1, 2.4.3)
-    assert [code for ftype, _, code, _ in got.frames if ftype == frames.FRAME_AMQP] == [frames.OPEN, frames.CLOSE]
+    assert [code for ftype, _, code, _ in got.frames if ftype == frames.FRAME_AMQP] == [
+        frames.OPEN,
+        frames.CLOSE,
+    ]
     _assert_error_close(got, "amqp:illegal-state")
 
 
@@ -172,13 +175,20 @@ def test_a_huge_disposition_range_is_answered_promptly(server: EmulatorServer) -
 
 @pytest.mark.parametrize(
     "header",
-    [b"HTTP/1.1", b"AMQP\x00\x01\x00\x01", b"AMQP\x01\x01\x00\x00", b"AMQP\x02\x01\x00\x00", b"\x16\x03\x01\x02\x00"],
+    [
+        b"HTTP/1.1",
+        b"AMQP\x00\x01\x00\x01",
+        b"AMQP\x01\x01\x00\x00",
+        b"AMQP\x02\x01\x00\x00",
+        b"\x16\x03\x01\x02\x00",
+    ],
     ids=["http", "amqp-1.0.1", "proto-1", "tls", "tls-client-hello"],
 )
 def test_malformed_protocol_header_gets_our_header_and_a_closed_socket(
     server: EmulatorServer, header: bytes
 ) -> None:
-    # 2.2: "the server MUST send a protocol header with a supported protocol version and then close the socket"
+    # 2.2: "the server MUST send a protocol header with a supported protocol version and then close
+    # the socket"
     got = run_exchange(server.port, [header.ljust(8, b"\x00")], timeout=BOUND_S)
     assert got.eof
     assert got.raw == frames.SASL_HEADER
