@@ -6,11 +6,15 @@ up within a generous bound. The emulator here runs with short deadlines (Deadlin
 
 from __future__ import annotations
 
+import logging
+import socket
 import struct
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.servicebus import ServiceBusMessage
 
 from devstack.emulator import frames
 from devstack.emulator.codec import (
@@ -23,11 +27,13 @@ from devstack.emulator.codec import (
     encode_bytes,
     skip,
 )
+from devstack.emulator.config import QueueProperties
 from devstack.emulator.connection import MAX_FRAME
 from devstack.emulator.deadlines import Deadlines
 from devstack.emulator.server import EmulatorServer
 
-from ._raw_amqp import CLOSE, EMPTY, frame, frame_with_body, handshake, run_exchange
+from ._helpers import client, wait_until
+from ._raw_amqp import CLOSE, EMPTY, frame, frame_with_body, handshake, parse_stream, run_exchange
 
 SHORT = Deadlines(header_s=1.0, open_s=1.0, idle_timeout_ms=1500, close_linger_s=1.0)
 BOUND_S = 15.0  # generous: the deadlines above are 1-1.5 s
@@ -232,18 +238,24 @@ def test_idle_peer_is_closed_like_service_bus_does(server: EmulatorServer) -> No
     assert opens[0][4] == SHORT.idle_timeout_ms  # advertised in open, then enforced
 
 
-def test_empty_frames_keep_a_quiet_connection_open(server: EmulatorServer) -> None:
-    # 0.25 s apart for ~3 s: twice the 1.5 s idle time-out passes with no other traffic
-    chunks = [*handshake(), *([EMPTY] * 12), CLOSE]
-    got = run_exchange(server.port, chunks, pause_s=0.25, timeout=BOUND_S + 3)
+def test_empty_frames_keep_a_quiet_connection_open() -> None:
+    # its own emulator with a 2.5 s idle time-out, so a stalled test process (up to ~2 s) is not mistaken
+    # for an idle peer; empty frames 0.25 s apart for ~5.5 s: more than twice the time-out passes
+    srv = EmulatorServer(None, deadlines=Deadlines(idle_timeout_ms=2500, close_linger_s=1.0))
+    srv.start()
+    try:
+        chunks = [*handshake(), *([EMPTY] * 22), CLOSE]
+        got = run_exchange(srv.port, chunks, pause_s=0.25, timeout=BOUND_S + 6)
+    finally:
+        srv.stop()
     assert got.eof
     assert got.codes()[-1] == frames.CLOSE
     assert got.close_error() is None  # the reply to our close, not an idle time-out
 
 
 def test_emulator_sends_empty_frames_when_the_peer_asks_for_them(server: EmulatorServer) -> None:
-    # the peer advertises 400 ms: the emulator owes it a frame every 200 ms; wait ~1.2 s (empty frames count)
-    chunks = [*handshake(idle_timeout_ms=400), *([EMPTY] * 4), CLOSE]
+    # the peer advertises 400 ms: the emulator owes it a frame every 200 ms; wait ~2.4 s
+    chunks = [*handshake(idle_timeout_ms=400), *([EMPTY] * 8), CLOSE]
     got = run_exchange(server.port, chunks, pause_s=0.3, timeout=BOUND_S)
     assert got.eof and got.close_error() is None
     assert got.empty_frames >= 1
@@ -253,3 +265,35 @@ def test_service_bus_idle_time_out_is_the_default(servicebus_emulator) -> None:
     got = run_exchange(servicebus_emulator.port, [*handshake(), CLOSE], timeout=BOUND_S)
     opens = [f for _, _, code, f in got.frames if code == frames.OPEN]
     assert opens and opens[0][4] == 120_000
+
+
+def test_the_sdk_reconnects_after_an_idle_close(
+    server: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sender left idle past the time-out is closed (as Service Bus does after 120 s) and the SDK's next
+    send opens a new connection and succeeds."""
+    caplog.set_level(logging.INFO, logger="devstack.emulator")
+    queue = server.create_queue(f"idle-{uuid.uuid4().hex[:8]}", QueueProperties())
+    with client(server.connection_string) as sb:
+        with sb.get_queue_sender(queue) as sender:
+            sender.send_messages(ServiceBusMessage("before"))
+            assert wait_until(
+                lambda: any("no idle within" in r.getMessage() for r in caplog.records), timeout=BOUND_S
+            )
+            sender.send_messages(ServiceBusMessage("after"))
+        with sb.get_queue_receiver(queue, max_wait_time=5) as receiver:
+            bodies = sorted(str(m) for m in receiver.receive_messages(max_message_count=2, max_wait_time=10))
+    assert bodies == ["after", "before"]
+
+
+def test_a_peer_that_never_answers_our_close_is_cut_off(server: EmulatorServer) -> None:
+    """After an error close the emulator reads on for close_linger_s only (2.4.3), then drops the socket."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"".join([*handshake(), struct.pack(">IBBH", 7, 2, 0, 0)]))
+        sock.settimeout(BOUND_S)
+        received = b""
+        while chunk := sock.recv(65536):  # the close, then EOF from the emulator's write side
+            received += chunk
+        assert frames.CLOSE in [code for _, _, code, _ in parse_stream(received)[0]]
+        # the socket stays open on our side; the emulator gives up on its own
+        assert wait_until(lambda: server.call(lambda: len(server.core.connections)) == 0, timeout=BOUND_S)
