@@ -469,9 +469,7 @@ def decode(buf: bytes, pos: int = 0) -> tuple[Any, int]:
 
 
 def _decode(buf: bytes, pos: int, st: DecodeState) -> tuple[Any, int]:
-    if pos >= len(buf):
-        raise DecodeError("truncated AMQP value")
-    code = buf[pos]
+    code = buf[pos]  # IndexError when truncated: decode() turns it into a DecodeError
     fn = _DECODERS.get(code)
     if fn is None:
         # Microsoft.Azure.Amqp answers an unknown format code with invalid-field (GetEncodingException)
@@ -558,11 +556,19 @@ def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
         count, _end, p = _compound_header(size_st, buf, pos)
         if is_map and count % 2:
             raise DecodeError(f"AMQP map with an odd element count ({count})")
-        st.count_elements(count, False, len(buf) - p)
-        st.enter()
+        if count > len(buf) - p:  # every element takes at least its constructor byte
+            st.count_elements(count, False, len(buf) - p)
+        st.depth += 1
+        if st.depth > MAX_NESTING_DEPTH:
+            st.enter()  # raises with the message
         items = []
+        decoders = _DECODERS
         for _ in range(count):
-            v, p = _decode(buf, p, st)
+            fn = decoders.get(buf[p])
+            if fn is None:
+                v, p = _decode(buf, p, st)  # raises the unknown-constructor error
+            else:
+                v, p = fn(buf, p + 1, st)
             items.append(v)
         st.depth -= 1
         # Trust the element count over the size field: some client encoders (azure-servicebus 7.14's
@@ -601,7 +607,9 @@ def _dec_array(size_st: struct.Struct) -> Decoder:
 
 
 def _dec_described(buf: bytes, pos: int, st: DecodeState) -> tuple[Any, int]:
-    st.enter()
+    st.depth += 1
+    if st.depth > MAX_NESTING_DEPTH:
+        st.enter()  # raises with the message
     descriptor, p = _decode(buf, pos, st)
     value, p = _decode(buf, p, st)
     st.depth -= 1
@@ -621,31 +629,17 @@ def _dec_decimal(code: int, size: int) -> Decoder:
     return dec
 
 
-def _one_byte(conv: Callable[[int], Any]) -> Decoder:
-    def dec(buf: bytes, pos: int, _st: DecodeState) -> tuple[Any, int]:
-        return conv(buf[pos]), pos + 1
-
-    return dec
-
-
-def _constant(value: Callable[[], Any]) -> Decoder:
-    def dec(_buf: bytes, pos: int, _st: DecodeState) -> tuple[Any, int]:
-        return value(), pos
-
-    return dec
-
-
 _DECODERS: dict[int, Decoder] = {
-    0x40: _constant(lambda: None),
-    0x41: _constant(lambda: True),
-    0x42: _constant(lambda: False),
-    0x56: _one_byte(lambda b: b == 1),
-    0x43: _constant(lambda: 0),
-    0x44: _constant(lambda: 0),
-    0x45: _constant(list),
-    0x50: _one_byte(int),
-    0x52: _one_byte(int),
-    0x53: _one_byte(int),
+    0x40: lambda b, p, st: (None, p),
+    0x41: lambda b, p, st: (True, p),
+    0x42: lambda b, p, st: (False, p),
+    0x56: lambda b, p, st: (b[p] == 1, p + 1),
+    0x43: lambda b, p, st: (0, p),
+    0x44: lambda b, p, st: (0, p),
+    0x45: lambda b, p, st: ([], p),
+    0x50: lambda b, p, st: (b[p], p + 1),
+    0x52: lambda b, p, st: (b[p], p + 1),
+    0x53: lambda b, p, st: (b[p], p + 1),
     0x51: _fixed(_I8, int),
     0x54: _fixed(_I8, int),
     0x55: _fixed(_I8, int),
