@@ -14,8 +14,9 @@ What Service Bus does, and so the defaults here:
   connection once nothing has been received for longer than its own advertised value, with
   `amqp:connection:forced` and "The connection was inactive for more than the allowed {ms} milliseconds
   and is closed by container '{container-id}'." (the Service Bus AMQP troubleshooting guide quotes this
-  message, for the 5-minute no-link case). It sends empty frames at 7/8 of the peer's value; the emulator sends them at half, which the
-  spec's advice (advertise half your real threshold) makes safe for every peer.
+  message, for the 5-minute no-link case). It sends empty frames at 7/8 of the peer's value; the
+  emulator sends them at half, which the spec's advice (advertise half your real threshold) makes safe
+  for every peer.
 * The header and open deadlines have no published Service Bus value; 10 s each is generous for any client
   and still ends connections that never speak (a port scanner, a wrong protocol, a stalled peer).
 
