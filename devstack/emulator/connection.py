@@ -370,16 +370,22 @@ class Connection(asyncio.Protocol):
     def deadline_expired(self, stage: str, limit_s: float) -> None:
         """The watchdog's verdict: no header, no open, an idle peer, or no answer to our close."""
         if stage == "closing":
+            # the peer never hung up: close (abort if our close frame is still stuck in the buffer)
             if self.transport is not None:
-                self.transport.abort()
+                if self.transport.get_write_buffer_size():
+                    self.transport.abort()
+                else:
+                    self.transport.close()
             return
         log.info("closing connection from %s: no %s within %.3g s", self.peer, stage, limit_s)
-        if stage == "idle":
-            # Service Bus's wording and condition (Microsoft.Azure.Amqp AmqpConnection.HeartBeat)
+        if stage in ("idle", "link"):
+            # Service Bus's wording and condition (Microsoft.Azure.Amqp AmqpConnection.HeartBeat; the
+            # no-link close comes from its 'LinkTracker')
+            container = self.container_id if stage == "idle" else "LinkTracker"
             self.close_with_error(
                 CONNECTION_FORCED,
                 f"The connection was inactive for more than the allowed {round(limit_s * 1000)} milliseconds "
-                f"and is closed by container '{self.container_id}'.",
+                f"and is closed by container '{container}'.",
             )
         elif stage == "open":
             self.close_with_error(
@@ -452,6 +458,8 @@ class Connection(asyncio.Protocol):
             del buf[:pos]
             if frames_seen and self.watchdog is not None:
                 self.watchdog.last_received = time.monotonic()
+                if self.phase == "opened":
+                    self.watchdog.set_linked(any(s.links_in for s in self.sessions.values()))
 
     def _on_frame_bytes(self, ftype: int, channel: int, body: bytes) -> None:
         """One complete frame: check it fits the phase, decode and check the performative, dispatch."""

@@ -17,6 +17,11 @@ What Service Bus does, and so the defaults here:
   message, for the 5-minute no-link case). It sends empty frames at 7/8 of the peer's value; the
   emulator sends them at half, which the spec's advice (advertise half your real threshold) makes safe
   for every peer.
+* A connection that has no link for 5 minutes is closed too, `amqp:connection:forced` from container
+  'LinkTracker' ("The connection was inactive for more than the allowed 300000 milliseconds and is
+  closed by container 'LinkTracker'", quoted in Microsoft's "Troubleshoot AMQP errors in Azure Service
+  Bus": "when all links in the connection have been closed because there was no activity (idle) and a
+  new link hasn't been created in 5 minutes"), even if it keeps sending empty frames.
 * The header and open deadlines have no published Service Bus value; 10 s each is generous for any client
   and still ends connections that never speak (a port scanner, a wrong protocol, a stalled peer).
 
@@ -41,6 +46,8 @@ class Deadlines:
     """From the first protocol header until the open frame, SASL included (0: no limit)."""
     idle_timeout_ms: int = 120_000
     """Advertised in our open and enforced (0: neither)."""
+    no_link_s: float = 300.0
+    """An open connection without any link for this long is closed, as Service Bus does (0: never)."""
     close_linger_s: float = 5.0
     """After our error close: how long to keep reading (and discarding) for the peer's close (2.4.3)."""
 
@@ -66,6 +73,7 @@ class Watchdog:
         self.last_received = now
         self.last_sent = now
         self.peer_idle_s = 0.0
+        self.linkless_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._arm(deadlines.header_s or None)
 
@@ -84,8 +92,17 @@ class Watchdog:
         """The peer's open arrived: enforce our idle time-out and keep the peer's satisfied."""
         self.stage = "opened"
         self.peer_idle_s = peer_idle_ms / 1000.0
-        self.last_received = time.monotonic()
+        self.last_received = self.linkless_since = time.monotonic()
         self._arm_idle(self.last_received)
+
+    def set_linked(self, linked: bool) -> None:
+        """Whether the connection has any link now (checked after each batch of incoming frames)."""
+        if linked:
+            self.linkless_since = None
+        elif self.linkless_since is None:
+            self.linkless_since = now = time.monotonic()
+            if self.stage == "opened":
+                self._arm_idle(now)
 
     def closing(self) -> None:
         """Our close is written: give the peer close_linger_s to answer before the socket goes."""
@@ -112,6 +129,8 @@ class Watchdog:
             wakes.append(self.last_received + self.idle_s)
         if self.peer_idle_s:
             wakes.append(self.last_sent + self.peer_idle_s / 2)
+        if self.deadlines.no_link_s and self.linkless_since is not None:
+            wakes.append(self.linkless_since + self.deadlines.no_link_s)
         if not wakes:
             self._arm(None)
             return
@@ -136,6 +155,11 @@ class Watchdog:
         if self.idle_s and now - self.last_received > self.idle_s:
             self.stage = "expired"
             self.conn.deadline_expired("idle", self.idle_s)
+            return
+        no_link_s = self.deadlines.no_link_s
+        if no_link_s and self.linkless_since is not None and now - self.linkless_since > no_link_s:
+            self.stage = "expired"
+            self.conn.deadline_expired("link", no_link_s)
             return
         if self.peer_idle_s and now - self.last_sent >= self.peer_idle_s / 2:
             self.conn.send_empty_frame()

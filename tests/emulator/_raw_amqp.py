@@ -101,35 +101,40 @@ async def exchange(
     pause_s: float = 0.0,
     host: str = "127.0.0.1",
 ) -> Received:
-    """Connect, write each chunk (pausing between them if asked), then read until EOF or timeout."""
+    """Connect, write each chunk (pausing between them if asked) while reading, until EOF or timeout.
+
+    Reading runs alongside writing, as a real client's does, so a close that arrives mid-way is seen."""
     started = time.monotonic()
     reader, writer = await asyncio.open_connection(host, port)
     got = bytearray()
+
+    async def read_all() -> bool:
+        while True:
+            try:
+                data = await reader.read(65536)
+            except (ConnectionError, OSError):
+                return True
+            if not data:
+                return True
+            got.extend(data)
+
+    async def write_all() -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+                if pause_s:
+                    await asyncio.sleep(pause_s)
+
+    reading = asyncio.ensure_future(read_all())
+    writing = asyncio.ensure_future(write_all())
     eof = False
     try:
-        for chunk in chunks:
-            writer.write(chunk)
-            if pause_s:
-                await asyncio.sleep(pause_s)
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.drain()
-        deadline = started + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                data = await asyncio.wait_for(reader.read(65536), left)
-            except TimeoutError:
-                break
-            except (ConnectionError, OSError):
-                eof = True
-                break
-            if not data:
-                eof = True
-                break
-            got += data
+        eof = await asyncio.wait_for(asyncio.shield(reading), timeout)
+    except TimeoutError:
+        reading.cancel()
     finally:
+        writing.cancel()
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()

@@ -297,3 +297,42 @@ def test_a_peer_that_never_answers_our_close_is_cut_off(server: EmulatorServer) 
         assert frames.CLOSE in [code for _, _, code, _ in parse_stream(received)[0]]
         # the socket stays open on our side; the emulator gives up on its own
         assert wait_until(lambda: server.call(lambda: len(server.core.connections)) == 0, timeout=BOUND_S)
+
+
+@pytest.fixture(scope="module")
+def link_tracking_server() -> Iterator[EmulatorServer]:
+    """No-link limit of 1 s; an idle time-out long enough that empty frames 0.25 s apart always satisfy it."""
+    srv = EmulatorServer(None, deadlines=Deadlines(idle_timeout_ms=3000, no_link_s=1.0, close_linger_s=1.0))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_a_connection_without_links_is_closed_like_service_bus_does(
+    link_tracking_server: EmulatorServer,
+) -> None:
+    # heartbeats keep the idle timer happy, but no link is ever attached
+    got = run_exchange(
+        link_tracking_server.port, [*handshake(), *([EMPTY] * 12), CLOSE], pause_s=0.25, timeout=BOUND_S
+    )
+    description = _assert_error_close(got, "amqp:connection:forced")
+    assert "allowed 1000 milliseconds and is closed by container 'LinkTracker'" in description
+
+
+def test_a_connection_with_a_link_is_not_closed_for_want_of_links(
+    link_tracking_server: EmulatorServer,
+) -> None:
+    begin = frame(frames.BEGIN, [None, UInt(0), UInt(100), UInt(100)])
+    attach = frame(
+        frames.ATTACH,
+        ["cbs-receiver", UInt(0), True, None, None, Described(0x28, ["$cbs"]), Described(0x29, [])],
+    )
+    got = run_exchange(
+        link_tracking_server.port,
+        [*handshake(), begin, attach, *([EMPTY] * 10), CLOSE],
+        pause_s=0.25,
+        timeout=BOUND_S,
+    )
+    assert got.eof
+    assert frames.ATTACH in got.codes()
+    assert got.codes()[-1] == frames.CLOSE and got.close_error() is None
