@@ -336,3 +336,19 @@ def test_a_connection_with_a_link_is_not_closed_for_want_of_links(
     assert got.eof
     assert frames.ATTACH in got.codes()
     assert got.codes()[-1] == frames.CLOSE and got.close_error() is None
+
+
+def test_a_message_with_an_undecodable_application_property_is_refused_at_send() -> None:
+    """Sections the broker reads later (filters, forwarding, dead-lettering) are checked when they arrive."""
+    from devstack.emulator.message import MessageError, parse_message
+
+    body = b"\x00\x53\x75\xa0\x02hi"
+    deep_value = b"\x00\x53\x74\xd1" + struct.pack(">II", 4 + 3 + 3 * 50_000 + 1, 2) + b"\xa1\x01k"
+    deep_value += deep_list(50_000)
+    with pytest.raises((DecodeError, MessageError)):
+        parse_message(deep_value + body)
+    bad_utf8 = b"\x00\x53\x74\xc1\x08\x02\xa1\x01k\xa1\x02\xff\xfe"
+    with pytest.raises((DecodeError, MessageError)):
+        parse_message(bad_utf8 + body)
+    good = b"\x00\x53\x74\xc1\x08\x02\xa1\x01k\xa1\x02ok"
+    assert parse_message(good + body).app_property("k") == "ok"
