@@ -25,7 +25,13 @@ _F64 = struct.Struct(">d")
 
 
 class DecodeError(ValueError):
-    """Raised when bytes on the wire are not valid AMQP encodings."""
+    """Bytes on the wire are not a valid AMQP encoding; `condition` is the AMQP error to close with."""
+
+    def __init__(self, description: str, condition: str = "amqp:decode-error") -> None:
+        """Keep the AMQP error condition next to the message."""
+        super().__init__(description)
+        self.description = description
+        self.condition = condition
 
 
 class Symbol(str):
@@ -397,24 +403,96 @@ _ENCODERS: dict[type, Callable[[bytearray, Any], None]] = {
 
 
 # --------------------------------------------------------------------------- decoding
+#
+# Bounds, the same as Microsoft.Azure.Amqp's decoder (the AMQP stack Service Bus runs on;
+# Azure/azure-amqp src/Encoding/AmqpEncoding.cs: MaxNestingDepth, MaxUnboundedSize, ReadSizeAndCount,
+# TrackUnboundedSize): compounds nest at most 64 deep, a compound's size and element count must fit in
+# the bytes that remain, and zero-width elements (null, true/false, uint0, ulong0, list0), whose count the
+# buffer does not bound, total at most 64 Ki per decode call. Everything that goes wrong becomes a
+# DecodeError (never IndexError, struct.error, RecursionError, ...), so a connection can answer it with a
+# close frame instead of a traceback.
 
-Decoder = Callable[[bytes, int], tuple[Any, int]]
+MAX_NESTING_DEPTH = 64
+MAX_UNBOUNDED_ELEMENTS = 64 * 1024
+
+DECODE_ERROR = "amqp:decode-error"
+INVALID_FIELD = "amqp:invalid-field"
+
+
+class DecodeState:
+    """Per-call budget: the current compound depth and the zero-width elements decoded so far."""
+
+    __slots__ = ("depth", "unbounded")
+
+    def __init__(self) -> None:
+        """A fresh budget for one top-level decode."""
+        self.depth = 0
+        self.unbounded = 0
+
+    def enter(self) -> None:
+        """One compound level deeper; refuse past MAX_NESTING_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_NESTING_DEPTH:
+            raise DecodeError(f"AMQP object graph depth {self.depth} exceeds maximum ({MAX_NESTING_DEPTH})")
+
+    def count_elements(self, count: int, zero_width: bool, remaining: int) -> None:
+        """Refuse element counts the remaining bytes cannot hold (or too many zero-width elements)."""
+        if zero_width:
+            self.unbounded += count
+            if self.unbounded > MAX_UNBOUNDED_ELEMENTS:
+                raise DecodeError(
+                    f"{self.unbounded} zero-width elements exceed the maximum ({MAX_UNBOUNDED_ELEMENTS})"
+                )
+        elif count > remaining:
+            raise DecodeError(f"AMQP element count {count} exceeds the {remaining} bytes that remain")
+
+
+Decoder = Callable[[bytes, int, DecodeState], tuple[Any, int]]
+
+_ZERO_WIDTH = frozenset((0x40, 0x41, 0x42, 0x43, 0x44, 0x45))
 
 
 def decode(buf: bytes, pos: int = 0) -> tuple[Any, int]:
-    """Decode one value at pos; return (value, next position)."""
+    """Decode one value at pos; return (value, next position). Raises only DecodeError."""
     try:
-        code = buf[pos]
-    except IndexError as exc:
-        raise DecodeError("truncated AMQP value") from exc
+        value, end = _decode(buf, pos, DecodeState())
+    except DecodeError:
+        raise
+    except (IndexError, struct.error, ValueError, TypeError, KeyError, OverflowError) as exc:
+        # truncated fixed-width values, bad UTF-8/ASCII, a short uuid, unhashable map keys (a list as key)
+        raise DecodeError(f"malformed AMQP value: {type(exc).__name__}: {exc}") from exc
+    except RecursionError as exc:  # only reachable if the depth bound were raised above the stack
+        raise DecodeError("AMQP value nested too deeply") from exc
+    if end > len(buf):
+        raise DecodeError("truncated AMQP value")
+    return value, end
+
+
+def _decode(buf: bytes, pos: int, st: DecodeState) -> tuple[Any, int]:
+    code = buf[pos]  # IndexError when truncated: decode() turns it into a DecodeError
     fn = _DECODERS.get(code)
     if fn is None:
-        raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at {pos}")
-    return fn(buf, pos + 1)
+        # Microsoft.Azure.Amqp answers an unknown format code with invalid-field (GetEncodingException)
+        raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at {pos}", INVALID_FIELD)
+    return fn(buf, pos + 1, st)
 
 
 def skip(buf: bytes, pos: int) -> int:
     """Return the position after the value at pos without building Python objects where cheap."""
+    try:
+        end = _skip(buf, pos, 0)
+    except DecodeError:
+        raise
+    except (IndexError, struct.error) as exc:
+        raise DecodeError("truncated AMQP value") from exc
+    if end > len(buf):
+        raise DecodeError("truncated AMQP value")
+    return end
+
+
+def _skip(buf: bytes, pos: int, depth: int) -> int:
+    if depth > MAX_NESTING_DEPTH:
+        raise DecodeError(f"AMQP object graph depth exceeds maximum ({MAX_NESTING_DEPTH})")
     code = buf[pos]
     if code in _FIXED_WIDTH:
         return pos + 1 + _FIXED_WIDTH[code]
@@ -423,8 +501,8 @@ def skip(buf: bytes, pos: int) -> int:
     if code in (0xB0, 0xB1, 0xB3, 0xD0, 0xD1, 0xF0):
         return pos + 5 + _U32.unpack_from(buf, pos + 1)[0]
     if code == 0x00:
-        return skip(buf, skip(buf, pos + 1))
-    raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at {pos}")
+        return _skip(buf, _skip(buf, pos + 1, depth + 1), depth + 1)
+    raise DecodeError(f"unknown AMQP constructor 0x{code:02x} at {pos}", INVALID_FIELD)
 
 
 _FIXED_WIDTH = {
@@ -437,11 +515,11 @@ _FIXED_WIDTH = {
 }  # fmt: skip
 
 
-def _fixed(st: struct.Struct, cls: Callable[[Any], Any]) -> Decoder:
-    size = st.size
+def _fixed(st_: struct.Struct, cls: Callable[[Any], Any]) -> Decoder:
+    size = st_.size
 
-    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
-        return cls(st.unpack_from(buf, pos)[0]), pos + size
+    def dec(buf: bytes, pos: int, _st: DecodeState) -> tuple[Any, int]:
+        return cls(st_.unpack_from(buf, pos)[0]), pos + size
 
     return dec
 
@@ -449,35 +527,53 @@ def _fixed(st: struct.Struct, cls: Callable[[Any], Any]) -> Decoder:
 def _dec_var(size_st: struct.Struct, conv: Callable[[bytes], Any]) -> Decoder:
     width = size_st.size
 
-    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+    def dec(buf: bytes, pos: int, _st: DecodeState) -> tuple[Any, int]:
         n = size_st.unpack_from(buf, pos)[0]
         start = pos + width
         end = start + n
         if end > len(buf):
-            raise DecodeError("truncated variable-width value")
+            raise DecodeError(f"variable-width value of {n} bytes exceeds the {len(buf) - start} that remain")
         return conv(bytes(buf[start:end])), end
 
     return dec
 
 
 def _compound_header(size_st: struct.Struct, buf: bytes, pos: int) -> tuple[int, int, int]:
-    """Read a compound's size and count at pos; return (count, declared end, first element position)."""
+    """Read a compound's size and count at pos; return (count, declared end, first element position).
+
+    The declared size must fit in the bytes that remain (Microsoft.Azure.Amqp's ReadSizeAndCount)."""
     width = size_st.size
     size = size_st.unpack_from(buf, pos)[0]
     count = size_st.unpack_from(buf, pos + width)[0]
-    return count, pos + width + size, pos + 2 * width
+    end = pos + width + size
+    if size < width or end > len(buf):
+        raise DecodeError(f"AMQP compound size {size} does not fit the {len(buf) - pos - width} bytes left")
+    return count, end, pos + 2 * width
 
 
 def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
-    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
-        count, end, p = _compound_header(size_st, buf, pos)
+    def dec(buf: bytes, pos: int, st: DecodeState) -> tuple[Any, int]:
+        count, _end, p = _compound_header(size_st, buf, pos)
+        if is_map and count % 2:
+            raise DecodeError(f"AMQP map with an odd element count ({count})")
+        if count > len(buf) - p:  # every element takes at least its constructor byte
+            st.count_elements(count, False, len(buf) - p)
+        st.depth += 1
+        if st.depth > MAX_NESTING_DEPTH:
+            st.enter()  # raises with the message
         items = []
+        decoders = _DECODERS
         for _ in range(count):
-            v, p = decode(buf, p)
+            fn = decoders.get(buf[p])
+            if fn is None:
+                v, p = _decode(buf, p, st)  # raises the unknown-constructor error
+            else:
+                v, p = fn(buf, p + 1, st)
             items.append(v)
+        st.depth -= 1
         # Trust the element count over the size field: some client encoders (azure-servicebus 7.14's
         # pyamqp) write an inaccurate size for nested compounds, and the elements parse correctly.
-        if p != end and p > len(buf):
+        if p > len(buf):
             raise DecodeError("compound size mismatch")
         if is_map:
             return {items[i]: items[i + 1] for i in range(0, len(items), 2)}, p
@@ -487,52 +583,63 @@ def _dec_compound(size_st: struct.Struct, is_map: bool) -> Decoder:
 
 
 def _dec_array(size_st: struct.Struct) -> Decoder:
-    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+    def dec(buf: bytes, pos: int, st: DecodeState) -> tuple[Any, int]:
         count, end, p = _compound_header(size_st, buf, pos)
+        st.enter()
         code = buf[p]
         descriptor = None
         if code == 0x00:
-            descriptor, p = decode(buf, p + 1)
+            descriptor, p = _decode(buf, p + 1, st)
             code = buf[p]
-        fn = _DECODERS[code]
+        fn = _DECODERS.get(code)
+        if fn is None or code == 0x00:
+            raise DecodeError(f"unknown AMQP array element constructor 0x{code:02x}", INVALID_FIELD)
         p += 1
+        st.count_elements(count, code in _ZERO_WIDTH, len(buf) - p)
         items: list[Any] = []
         for _ in range(count):
-            v, p = fn(buf, p)
+            v, p = fn(buf, p, st)
             items.append(Described(descriptor, v) if descriptor is not None else v)
+        st.depth -= 1
         return Array(items), p if count else end
 
     return dec
 
 
-def _dec_described(buf: bytes, pos: int) -> tuple[Any, int]:
-    descriptor, p = decode(buf, pos)
-    value, p = decode(buf, p)
+def _dec_described(buf: bytes, pos: int, st: DecodeState) -> tuple[Any, int]:
+    st.depth += 1
+    if st.depth > MAX_NESTING_DEPTH:
+        st.enter()  # raises with the message
+    descriptor, p = _decode(buf, pos, st)
+    value, p = _decode(buf, p, st)
+    st.depth -= 1
     return Described(descriptor, value), p
 
 
-def _dec_uuid(buf: bytes, pos: int) -> tuple[Any, int]:
+def _dec_uuid(buf: bytes, pos: int, _st: DecodeState) -> tuple[Any, int]:
     return uuid.UUID(bytes=bytes(buf[pos : pos + 16])), pos + 16
 
 
 def _dec_decimal(code: int, size: int) -> Decoder:
-    def dec(buf: bytes, pos: int) -> tuple[Any, int]:
+    def dec(buf: bytes, pos: int, _st: DecodeState) -> tuple[Any, int]:
+        if pos + size > len(buf):
+            raise DecodeError("truncated decimal")
         return Decimal(bytes(buf[pos : pos + size]), code), pos + size
 
     return dec
 
 
 _DECODERS: dict[int, Decoder] = {
-    0x40: lambda b, p: (None, p),
-    0x41: lambda b, p: (True, p),
-    0x42: lambda b, p: (False, p),
-    0x56: lambda b, p: (b[p] == 1, p + 1),
-    0x43: lambda b, p: (0, p),
-    0x44: lambda b, p: (0, p),
-    0x45: lambda b, p: ([], p),
-    0x50: lambda b, p: (b[p], p + 1),
-    0x52: lambda b, p: (b[p], p + 1),
-    0x53: lambda b, p: (b[p], p + 1),
+    0x40: lambda b, p, st: (None, p),
+    0x41: lambda b, p, st: (True, p),
+    0x42: lambda b, p, st: (False, p),
+    0x56: lambda b, p, st: (b[p] == 1, p + 1),
+    0x43: lambda b, p, st: (0, p),
+    0x44: lambda b, p, st: (0, p),
+    0x45: lambda b, p, st: ([], p),
+    0x50: lambda b, p, st: (b[p], p + 1),
+    0x52: lambda b, p, st: (b[p], p + 1),
+    0x53: lambda b, p, st: (b[p], p + 1),
     0x51: _fixed(_I8, int),
     0x54: _fixed(_I8, int),
     0x55: _fixed(_I8, int),
@@ -572,15 +679,20 @@ def map_entries_raw(buf: bytes, pos: int) -> tuple[list[tuple[Any, bytes]], int]
     Used to add or drop entries of a map (message annotations, application properties) while
     leaving every other entry exactly as the client encoded it.
     """
-    code = buf[pos]
-    if code == 0xC1:
-        count, end, p = _compound_header(_U8, buf, pos + 1)
-    elif code == 0xD1:
-        count, end, p = _compound_header(_U32, buf, pos + 1)
-    elif code == 0x40:
-        return [], pos + 1
-    else:
-        raise DecodeError(f"expected a map, got constructor 0x{code:02x}")
+    try:
+        code = buf[pos]
+        if code == 0xC1:
+            count, end, p = _compound_header(_U8, buf, pos + 1)
+        elif code == 0xD1:
+            count, end, p = _compound_header(_U32, buf, pos + 1)
+        elif code == 0x40:
+            return [], pos + 1
+        else:
+            raise DecodeError(f"expected a map, got constructor 0x{code:02x}")
+    except (IndexError, struct.error) as exc:
+        raise DecodeError("truncated map") from exc
+    if count % 2 or count > end - p:
+        raise DecodeError(f"AMQP map element count {count} is odd or exceeds its size")
     entries: list[tuple[Any, bytes]] = []
     for _ in range(count // 2):
         start = p

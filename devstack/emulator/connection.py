@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +23,16 @@ from .broker import (
     Session,
 )
 from .codec import Array, DecodeError, Described, Long, Symbol, UByte, UInt, ULong, UShort
+from .deadlines import Deadlines, Watchdog
 from .frames import field
+from .inbound import (
+    CONNECTION_FORCED,
+    FRAMING_ERROR,
+    ILLEGAL_STATE,
+    ProtocolError,
+    check_performative,
+    read_frame_header,
+)
 from .limits import MESSAGE_SIZE_EXCEEDED, RESOURCE_LIMIT_EXCEEDED
 from .message import Message, MessageError, parse_message, split_batch
 from .outcomes import dead_letter_fields, property_changes
@@ -39,13 +47,11 @@ SESSION_FILTER = "com.microsoft:session-filter"
 LOCKED_UNTIL_UTC = "com.microsoft:locked-until-utc"
 LINK_TIMEOUT = "com.microsoft:timeout"
 DATETIMEOFFSET_EPOCH = 621355968000000000
-MAX_FRAME = 1024 * 1024
+CHANNEL_MAX = 8191
 MAX_MESSAGE = 100 * 1024 * 1024
 WINDOW = 2**31 - 1
 SENDER_CREDIT = 2000
 DEFAULT_SESSION_WAIT_S = 60.0
-
-_SIZE = struct.Struct(">I")
 
 
 def ticks_from_ms(ms: int) -> int:
@@ -238,6 +244,7 @@ class ConnectionOwner(Protocol):
 
     connections: set[Connection]
     dirty: set[Connection]
+    deadlines: Deadlines
 
     @property
     def broker(self) -> Broker: ...
@@ -254,7 +261,13 @@ class ConnectionOwner(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    """Server side of one client connection."""
+    """Server side of one client connection.
+
+    Phases: "header" (nothing yet) -> "sasl" -> "amqp-header" (SASL done, AMQP header expected) ->
+    "open" (AMQP headers exchanged, the peer's open expected) -> "opened". `closed` means nothing more is
+    written: after an error close the connection discards input until the peer hangs up or the linger
+    deadline passes (AMQP 1.0 2.4.3, the DISCARDING state of 2.4.6).
+    """
 
     def __init__(self, core: ConnectionOwner) -> None:
         """Start in the protocol-header phase."""
@@ -268,33 +281,46 @@ class Connection(asyncio.Protocol):
         self.by_local: dict[int, AmqpSession] = {}
         self.max_frame = 512
         self.remote_idle_ms = 0
-        self.last_sent = time.monotonic()
+        self.container_id = "servicebus-emulator-" + uuid.uuid4().hex[:8]
+        self.open_sent = False
         self.closed = False
         self.peer = ""
+        self.watchdog: Watchdog | None = None
 
     # ------------------------------------------------------------------ asyncio hooks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Remember the transport and register with the server."""
+        """Remember the transport, register with the server and start the header deadline."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.peer = str(transport.get_extra_info("peername"))
         self.core.connections.add(self)
+        self.watchdog = Watchdog(self, self.core.deadlines, asyncio.get_running_loop())
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Release every link's broker resources."""
         self.closed = True
         self.core.connections.discard(self)
-        for s in list(self.sessions.values()):
-            self._end_session(s)
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        self._release_sessions()
 
     def data_received(self, data: bytes) -> None:
         """Parse as many complete frames as the buffer holds, then commit and write once."""
+        if self.closed:
+            return  # DISCARDING (2.4.6): input after our close is dropped unread
         self.buf += data
         try:
             self._process()
-        except (DecodeError, ValueError, IndexError, struct.error) as exc:
+        except ProtocolError as exc:
             log.warning("protocol error from %s: %s", self.peer, exc)
-            self.close_with_error("amqp:decode-error", str(exc))
+            self.close_with_error(exc.condition, exc.description)
+        except DecodeError as exc:
+            log.warning("undecodable frame from %s: %s", self.peer, exc)
+            self.close_with_error(exc.condition, exc.description)
+        except Exception:
+            # a bug in a handler, not the peer's fault: log it, and still end the connection the AMQP way
+            log.exception("internal error handling a frame from %s", self.peer)
+            self.close_with_error("amqp:internal-error", "The emulator failed to process a frame.")
         self.core.flush()
 
     # ------------------------------------------------------------------ output
@@ -337,64 +363,136 @@ class Connection(asyncio.Protocol):
         """Write everything queued."""
         if self.out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(self.out))
-            self.last_sent = time.monotonic()
+            if self.watchdog is not None:
+                self.watchdog.last_sent = time.monotonic()
         self.out.clear()
 
-    def heartbeat(self) -> None:
-        """Keep the peer's idle timer happy."""
-        idle_for_ms = (time.monotonic() - self.last_sent) * 1000
-        if (
-            self.remote_idle_ms
-            and not self.closed
-            and self.transport is not None
-            and idle_for_ms > self.remote_idle_ms / 2
-        ):
+    def send_empty_frame(self) -> None:
+        """Keep the peer's idle timer happy (2.4.5: an empty frame, channel 0)."""
+        if not self.closed and self.transport is not None:
             self.transport.write(frames.EMPTY_FRAME)
-            self.last_sent = time.monotonic()
+
+    def deadline_expired(self, stage: str, limit_s: float) -> None:
+        """The watchdog's verdict: no header, no open, an idle peer, or no answer to our close."""
+        if stage == "closing":
+            # the peer never hung up: close (abort if our close frame is still stuck in the buffer)
+            if self.transport is not None:
+                if self.transport.get_write_buffer_size():
+                    self.transport.abort()
+                else:
+                    self.transport.close()
+            return
+        log.info("closing connection from %s: no %s within %.3g s", self.peer, stage, limit_s)
+        if stage in ("idle", "link"):
+            # Service Bus's wording and condition (Microsoft.Azure.Amqp AmqpConnection.HeartBeat; the
+            # no-link close comes from its 'LinkTracker')
+            container = self.container_id if stage == "idle" else "LinkTracker"
+            self.close_with_error(
+                CONNECTION_FORCED,
+                f"The connection was inactive for more than the allowed {round(limit_s * 1000)} milliseconds "
+                f"and is closed by container '{container}'.",
+            )
+        elif stage == "open":
+            self.close_with_error(
+                CONNECTION_FORCED, f"No open frame was received within {limit_s:g} s of the protocol header."
+            )
+        else:
+            self.close_with_error(CONNECTION_FORCED, f"No protocol header was received within {limit_s:g} s.")
+        self.core.flush()
 
     def close_with_error(self, condition: str, description: str) -> None:
-        """Close the connection with an error."""
-        if not self.closed:
+        """End the connection because of an error, the way AMQP 1.0 2.4.3 asks.
+
+        Once the AMQP headers are exchanged, the peer gets our open (2.4.1: open comes before any other
+        frame) if not sent yet, then a close carrying the error, which is the last thing written; the
+        write side is shut and input discarded until the peer hangs up or the linger deadline passes.
+        Before that (no header yet, or during SASL) there is no AMQP frame we may send: the socket is
+        closed after whatever is queued (a protocol header reply).
+        """
+        if self.closed:
+            return
+        if self.phase in ("open", "opened"):
+            if not self.open_sent:
+                self._send_open()
             self.send(0, frames.CLOSE, [frames.amqp_error(condition, description)])
-            self.flush()
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
+        self.flush()
+        self.closed = True
+        self._release_sessions()
+        transport = self.transport
+        if transport is None:
+            return
+        if self.phase in ("open", "opened") and transport.can_write_eof():
+            transport.write_eof()
+            if self.watchdog is not None:
+                self.watchdog.closing()
+        else:
+            transport.close()
+
+    def _release_sessions(self) -> None:
+        """Give every link's broker resources back (consumers, session locks, unsettled deliveries)."""
+        for s in list(self.sessions.values()):
+            self._end_session(s)
+        self.sessions.clear()
+        self.by_local.clear()
 
     # ------------------------------------------------------------------ input
     def _process(self) -> None:
         buf = self.buf
         pos = 0
-        while not self.closed:
-            if self.phase in ("header", "amqp-header"):
+        frames_seen = 0
+        try:
+            while not self.closed:
+                if self.phase in ("header", "amqp-header"):
+                    if len(buf) - pos < 8:
+                        break
+                    header = bytes(buf[pos : pos + 8])
+                    pos += 8
+                    self._on_header(header)
+                    continue
                 if len(buf) - pos < 8:
                     break
-                header = bytes(buf[pos : pos + 8])
-                pos += 8
-                self._on_header(header)
-                continue
-            if len(buf) - pos < 8:
-                break
-            size = _SIZE.unpack_from(buf, pos)[0]
-            if size < 8:
-                raise ValueError("invalid frame size")
-            if len(buf) - pos < size:
-                break
-            doff = buf[pos + 4]
-            ftype = buf[pos + 5]
-            channel = (buf[pos + 6] << 8) | buf[pos + 7]
-            body = bytes(buf[pos + doff * 4 : pos + size])
-            pos += size
-            if not body:
-                continue  # heartbeat
-            code, fields_, poff = frames.parse_frame_body(body)
-            if ftype == frames.FRAME_SASL:
-                self._on_sasl(code, fields_)
-            else:
-                self._on_frame(channel, code, fields_, body, poff)
-        del buf[:pos]
+                # our own limit from the first frame on: nothing larger may arrive (2.7.1 max-frame-size)
+                head = read_frame_header(buf, pos, self.core.limits.max_frame_bytes)  # the tier's
+                if len(buf) - pos < head.size:
+                    break
+                body = bytes(buf[pos + head.doff * 4 : pos + head.size])
+                pos += head.size
+                frames_seen += 1
+                self._on_frame_bytes(head.type, head.channel, body)
+        finally:
+            del buf[:pos]
+            if frames_seen and self.watchdog is not None:
+                self.watchdog.last_received = time.monotonic()
+                if self.phase == "opened":
+                    self.watchdog.set_linked(any(s.links_in for s in self.sessions.values()))
+
+    def _on_frame_bytes(self, ftype: int, channel: int, body: bytes) -> None:
+        """One complete frame: check it fits the phase, decode and check the performative, dispatch."""
+        sasl_phase = self.phase == "sasl"
+        if (ftype == frames.FRAME_SASL) != sasl_phase:
+            if sasl_phase:
+                raise ProtocolError(FRAMING_ERROR, "An AMQP frame arrived during SASL negotiation.")
+            raise ProtocolError(ILLEGAL_STATE, "A SASL frame arrived outside SASL negotiation.")
+        if not body:
+            return  # an empty frame: only keeps the idle timer happy (2.4.5)
+        if channel > CHANNEL_MAX:
+            raise ProtocolError(
+                FRAMING_ERROR, f"Channel {channel} is outside the supported range (0-{CHANNEL_MAX})."
+            )
+        code, fields_, poff = frames.parse_frame_body(body)
+        check_performative(ftype, code, fields_)
+        if ftype == frames.FRAME_SASL:
+            self._on_sasl(code, fields_)
+            return
+        if self.phase == "open" and code != frames.OPEN:
+            raise ProtocolError(ILLEGAL_STATE, "The first frame on a connection must be open.")
+        if self.phase == "opened" and code == frames.OPEN:
+            raise ProtocolError(ILLEGAL_STATE, "A second open frame arrived on an open connection.")
+        self._on_frame(channel, code, fields_, body, poff)
 
     def _on_header(self, header: bytes) -> None:
+        if self.watchdog is not None:
+            self.watchdog.header_received()
         if header == frames.SASL_HEADER and self.phase == "header":
             self.out.append(frames.SASL_HEADER)
             mechs = Array(
@@ -407,12 +505,11 @@ class Connection(asyncio.Protocol):
             self.core.dirty.add(self)
             self.phase = "open"
         else:
-            # answer with the header we support, then hang up (spec behaviour)
-            self.out.append(frames.AMQP_HEADER)
-            self.flush()
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
+            # AMQP 1.0 2.2: "If the requested protocol version is not supported, the server MUST send a
+            # protocol header with a supported protocol version and then close the socket."
+            log.info("unsupported protocol header from %s; answering with ours and closing", self.peer)
+            self.out.append(frames.SASL_HEADER if self.phase == "header" else frames.AMQP_HEADER)
+            self.close_with_error(FRAMING_ERROR, "unsupported protocol header")
 
     def _on_sasl(self, code: int, fields_: list[Any]) -> None:
         if code == frames.SASL_INIT:
@@ -455,9 +552,7 @@ class Connection(asyncio.Protocol):
                 self.by_local.pop(s.channel, None)
                 self.send(s.channel, frames.END, [])
         elif code == frames.CLOSE:
-            for s in list(self.sessions.values()):
-                self._end_session(s)
-            self.sessions.clear()
+            self._release_sessions()
             self.send(0, frames.CLOSE, [])
             self.flush()
             self.closed = True
@@ -468,17 +563,27 @@ class Connection(asyncio.Protocol):
         max_frame = self.core.limits.max_frame_bytes
         self.max_frame = min(int(field(f, 2, 4294967295)), max_frame)
         self.remote_idle_ms = int(field(f, 4, 0) or 0)
+        self.phase = "opened"
+        self._send_open(field(f, 1))
+        if self.watchdog is not None:
+            self.watchdog.opened(self.remote_idle_ms)
+
+    def _send_open(self, hostname: Any = None) -> None:
+        idle_ms = self.core.deadlines.idle_timeout_ms
+        tier_frame = self.core.limits.max_frame_bytes
+        self.open_sent = True
         self.send(
             0,
             frames.OPEN,
             [
-                "servicebus-emulator-" + uuid.uuid4().hex[:8],
-                field(f, 1),
+                self.container_id,
+                hostname,
                 # the tier's frame size (limits), and no larger than the client's own: uamqp splits transfers
-                # to the peer's max-frame-size but its encoder refuses frames above its own (65536)
-                UInt(max(self.max_frame, 512)),  # 512: the smallest legal max-frame-size (2.7.1)
-                UShort(8191),
-                UInt(120000),
+                # to the peer's max-frame-size but its encoder refuses frames above its own (65536). Before
+                # the peer's open (an error close), the tier's.
+                UInt(max(self.max_frame, 512) if self.phase == "opened" else tier_frame),
+                UShort(CHANNEL_MAX),
+                UInt(idle_ms) if idle_ms else None,
             ],
         )
         if len(self.core.connections) > self.core.limits.max_connections:  # this one included
@@ -489,6 +594,8 @@ class Connection(asyncio.Protocol):
             )
 
     def _on_begin(self, channel: int, f: list[Any]) -> None:
+        if channel in self.sessions:
+            raise ProtocolError(NOT_ALLOWED, f"Channel {channel} already carries a session.")
         local = 0
         while local in self.by_local:
             local += 1
@@ -500,6 +607,13 @@ class Connection(asyncio.Protocol):
             frames.BEGIN,
             [UShort(channel), UInt(0), UInt(WINDOW), UInt(WINDOW), UInt(2**32 - 1)],
         )
+
+    def end_session_with_error(self, s: AmqpSession, condition: str, description: str) -> None:
+        """End one session from our side with an error (the connection stays open)."""
+        self.sessions.pop(s.remote_channel, None)
+        self.by_local.pop(s.channel, None)
+        self._end_session(s)
+        self.send(s.channel, frames.END, [frames.amqp_error(condition, description)])
 
     def _end_session(self, s: AmqpSession) -> None:
         for link in list(s.links_in.values()):
@@ -513,6 +627,13 @@ class Connection(asyncio.Protocol):
         name = str(field(f, 0, ""))
         remote_handle = int(field(f, 1, 0))
         role = bool(field(f, 2, False))
+        if remote_handle in s.links_in:
+            # AMQP 1.0 2.8.17 session error: "An attach was received using a handle that is already in
+            # use for an attached link."
+            self.end_session_with_error(
+                s, "amqp:session:handle-in-use", f"Handle {remote_handle} is already in use on this session."
+            )
+            return
         if role == frames.ROLE_RECEIVER:
             out = OutgoingLink(s, name, remote_handle, f)
             s.links_in[remote_handle] = out
@@ -801,7 +922,11 @@ class Connection(asyncio.Protocol):
         settled = bool(field(f, 3, False))
         state = field(f, 4)
         code = frames.describe_descriptor(state)
-        for did in range(first, last + 1):
+        # bounded work whatever the range says: a huge range only touches deliveries that exist
+        ids: Any = range(first, last + 1)
+        if last - first > 1024:
+            ids = sorted(d for d in s.unsettled if first <= d <= last)
+        for did in ids:
             entry = s.unsettled.pop(did, None)
             if entry is None:
                 if not settled:

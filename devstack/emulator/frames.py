@@ -5,100 +5,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .codec import Described, Symbol, decode, encode
-from .descriptors import (
-    ACCEPTED as ACCEPTED,
-)
-from .descriptors import (
-    AMQP_SEQUENCE as AMQP_SEQUENCE,
-)
-from .descriptors import (
-    AMQP_VALUE as AMQP_VALUE,
-)
-from .descriptors import (
-    APPLICATION_PROPERTIES as APPLICATION_PROPERTIES,
-)
-from .descriptors import (
-    ATTACH as ATTACH,
-)
-from .descriptors import (
-    BEGIN as BEGIN,
-)
-from .descriptors import (
-    CLOSE as CLOSE,
-)
-from .descriptors import (
-    DATA as DATA,
-)
-from .descriptors import (
-    DELIVERY_ANNOTATIONS as DELIVERY_ANNOTATIONS,
-)
-from .descriptors import (
-    DETACH as DETACH,
-)
-from .descriptors import (
-    DISPOSITION as DISPOSITION,
-)
-from .descriptors import (
-    END as END,
-)
-from .descriptors import (
-    ERROR as ERROR,
-)
-from .descriptors import (
-    FLOW as FLOW,
-)
-from .descriptors import (
-    FOOTER as FOOTER,
-)
-from .descriptors import (
-    HEADER as HEADER,
-)
-from .descriptors import (
-    MESSAGE_ANNOTATIONS as MESSAGE_ANNOTATIONS,
-)
-from .descriptors import (
-    MODIFIED as MODIFIED,
-)
-from .descriptors import (  # re-exported: frames.OPEN etc. are used across the emulator
-    OPEN as OPEN,
-)
-from .descriptors import (
-    PROPERTIES as PROPERTIES,
-)
-from .descriptors import (
-    RECEIVED as RECEIVED,
-)
-from .descriptors import (
-    REJECTED as REJECTED,
-)
-from .descriptors import (
-    RELEASED as RELEASED,
-)
-from .descriptors import (
-    SASL_CHALLENGE as SASL_CHALLENGE,
-)
-from .descriptors import (
-    SASL_INIT as SASL_INIT,
-)
-from .descriptors import (
-    SASL_MECHANISMS as SASL_MECHANISMS,
-)
-from .descriptors import (
-    SASL_OUTCOME as SASL_OUTCOME,
-)
-from .descriptors import (
-    SASL_RESPONSE as SASL_RESPONSE,
-)
-from .descriptors import (
-    SOURCE as SOURCE,
-)
-from .descriptors import (
-    TARGET as TARGET,
-)
-from .descriptors import (
-    TRANSFER as TRANSFER,
-)
+from . import descriptors as d
+from .codec import DecodeError, Described, Symbol, decode, encode
+from .descriptors import *  # noqa: F403  (re-exported: frames.OPEN etc. are used across the emulator)
 from .wire import composite
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
@@ -124,11 +33,11 @@ def pad(fields: list[Any], width: int) -> list[Any]:
 
 
 OUTCOME_NAMES = {
-    ACCEPTED: "accepted",
-    REJECTED: "rejected",
-    RELEASED: "released",
-    MODIFIED: "modified",
-    RECEIVED: "received",
+    d.ACCEPTED: "accepted",
+    d.REJECTED: "rejected",
+    d.RELEASED: "released",
+    d.MODIFIED: "modified",
+    d.RECEIVED: "received",
 }
 
 
@@ -155,25 +64,26 @@ EMPTY_FRAME = _FRAME_HEADER.pack(8, 2, 0, 0)
 def parse_frame_body(body: bytes) -> tuple[int, list[Any], int]:
     """Decode the performative in a frame body: (code, fields, offset where the payload starts)."""
     value, pos = decode(body, 0)
-    if not isinstance(value, Described):
-        raise ValueError("frame body is not a described performative")
+    if not isinstance(value, Described) or not isinstance(value.value, list):
+        raise DecodeError("frame body is not a described list (a performative)")
     code = value.descriptor
-    if not isinstance(code, int):
+    if isinstance(code, bool) or not isinstance(code, int):
         code = _SYMBOLIC.get(str(code), -1)
-    fields = value.value if isinstance(value.value, list) else []
-    return code, fields, pos
+    return code, value.value, pos
 
 
 _SYMBOLIC = {
-    "amqp:open:list": OPEN,
-    "amqp:begin:list": BEGIN,
-    "amqp:attach:list": ATTACH,
-    "amqp:flow:list": FLOW,
-    "amqp:transfer:list": TRANSFER,
-    "amqp:disposition:list": DISPOSITION,
-    "amqp:detach:list": DETACH,
-    "amqp:end:list": END,
-    "amqp:close:list": CLOSE,
+    "amqp:open:list": d.OPEN,
+    "amqp:begin:list": d.BEGIN,
+    "amqp:attach:list": d.ATTACH,
+    "amqp:flow:list": d.FLOW,
+    "amqp:transfer:list": d.TRANSFER,
+    "amqp:disposition:list": d.DISPOSITION,
+    "amqp:detach:list": d.DETACH,
+    "amqp:end:list": d.END,
+    "amqp:close:list": d.CLOSE,
+    "amqp:sasl-init:list": d.SASL_INIT,
+    "amqp:sasl-response:list": d.SASL_RESPONSE,
 }
 
 
@@ -190,7 +100,7 @@ def amqp_error(
 ) -> Described:
     """An AMQP error composite (condition is sent as a symbol)."""
     # all three fields are always present: the SDK indexes info without checking the length
-    return Described(ERROR, [Symbol(condition), description, info])
+    return Described(d.ERROR, [Symbol(condition), description, info])
 
 
 def outcome(code: int, fields: list[Any] | None = None) -> Described:
@@ -205,12 +115,12 @@ def describe_descriptor(value: Any) -> int:
         if isinstance(d, int):
             return d
         return {
-            "amqp:accepted:list": ACCEPTED,
-            "amqp:rejected:list": REJECTED,
-            "amqp:released:list": RELEASED,
-            "amqp:modified:list": MODIFIED,
-            "amqp:received:list": RECEIVED,
-            "amqp:source:list": SOURCE,
-            "amqp:target:list": TARGET,
+            "amqp:accepted:list": d.ACCEPTED,
+            "amqp:rejected:list": d.REJECTED,
+            "amqp:released:list": d.RELEASED,
+            "amqp:modified:list": d.MODIFIED,
+            "amqp:received:list": d.RECEIVED,
+            "amqp:source:list": d.SOURCE,
+            "amqp:target:list": d.TARGET,
         }.get(str(d), -1)
     return -1

@@ -308,10 +308,22 @@ def parse_message(payload: bytes) -> Message:
     if body_start is not None:
         m.body_raw = bytes(payload[body_start:])
     m._read_properties()
+    _check_decodable(m)
     sched = m.annotation(X_SCHEDULED_ENQUEUE_TIME)
     if isinstance(sched, int) and sched > 0:
         m.scheduled_ms = int(sched)
     return m
+
+
+def _check_decodable(m: Message) -> None:
+    """Decode every section the broker may read later (annotation values, application properties) once,
+    at send time: a malformed one is refused now (DecodeError -> rejected) instead of failing later in a
+    filter, a forward or a dead-letter on some other client's connection."""
+    for _, raw in m.annotations:
+        _, p = decode(raw, 0)
+        decode(raw, p)
+    if m.app_raw:
+        decode(m.app_raw, 3)
 
 
 def split_batch(payload: bytes) -> list[bytes]:

@@ -17,6 +17,7 @@ from .admin import AdminApi
 from .broker import Broker, BrokerError, Store
 from .config import ConfigError, EmulatorConfig, QueueProperties, load_config, parse_config, parse_topic
 from .connection import Connection
+from .deadlines import Deadlines
 from .limits import LimitError, Limits, check_config
 from .management import Management
 from .tls import TlsFiles, make_self_signed, server_context
@@ -41,14 +42,16 @@ def connection_string(host: str, port: int) -> str:
 class ServerCore:
     """Broker + management + live connections; all methods run on the event-loop thread."""
 
-    def __init__(self, broker: Broker, limits: Limits | None = None) -> None:
+    def __init__(
+        self, broker: Broker, limits: Limits | None = None, deadlines: Deadlines | None = None
+    ) -> None:
         """Hold shared state."""
         self.broker = broker
         self.limits = limits or Limits.standard()
+        self.deadlines = deadlines or Deadlines()
         self.management = Management(broker)
         self.connections: set[Connection] = set()
         self.dirty: set[Connection] = set()
-        self._beat = 0
 
     def note_durable_write(self) -> None:
         """A send was accepted; flush() commits before acknowledging (kept explicit for readers)."""
@@ -62,15 +65,11 @@ class ServerCore:
                 c.flush()
 
     def tick(self) -> None:
-        """Timers: lock/TTL/schedule processing and heartbeats."""
+        """Timers: lock/TTL/schedule processing (each connection's own watchdog sends its heartbeats)."""
         try:
             self.broker.tick()
         except Exception:  # keep the server alive; log the bug
             log.exception("timer processing failed")
-        self._beat += 1
-        if self._beat % 20 == 0:
-            for c in list(self.connections):
-                c.heartbeat()
         self.flush()
 
 
@@ -118,6 +117,7 @@ class EmulatorServer:
         limits: Limits | str | None = None,
         admin_port: int | None = None,
         cert_dir: str | Path | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         """Load the config (a path, a parsed document or an EmulatorConfig) and prepare the broker.
 
@@ -127,6 +127,7 @@ class EmulatorServer:
         official-emulator); a Config.json outside it is a ConfigError. `admin_port` (None: off, 0: any free
         port) serves the management API ServiceBusAdministrationClient uses (admin.py, admin_http.py), with
         a certificate from a local CA kept in `cert_dir` (default: a temporary directory).
+        `deadlines` sets the connection time limits (header, open, idle time-out; deadlines.py).
         """
         if config is None:
             cfg = EmulatorConfig("sbemulatorns", ())
@@ -166,7 +167,7 @@ class EmulatorServer:
         self._cert_dir = Path(cert_dir) if cert_dir is not None else None
         self._admin_http: Any = None
         self.restored = _load_persisted(self.broker, self._store) if self._store is not None else 0
-        self.core = ServerCore(self.broker, self.limits)
+        self.core = ServerCore(self.broker, self.limits, deadlines)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
