@@ -71,7 +71,7 @@ def test_a_bad_host_json_is_one_line_exit_2_and_nothing_is_consumed(
         lines = [line for line in err.splitlines() if line.strip()]
         print(f"{name}: exit {proc.returncode}: {lines[-1] if lines else ''}")
         assert proc.returncode == 2, (name, err[-2000:])
-        assert len(lines) == 1 and lines[0].startswith("orders host: error: "), (name, err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("orders: error: "), (name, err[-2000:])
         assert BAD[name][1] in lines[0], (name, lines[0])
         assert "Traceback" not in err and out == ""
     assert servicebus_emulator.active_count(queue) == len(published)  # not one message was taken
