@@ -59,10 +59,14 @@ class LockKeeper:
         self._next_check = now + CHECK_EVERY_S
         session = getattr(self.receiver, "session", None)
         try:
-            if session is not None and now < self._session_deadline:
-                if self._due(id(session), _left(getattr(session, "locked_until_utc", None))):
-                    session.renew_lock()
-                    self._taken(id(session), _left(session.locked_until_utc))
+            locked_until = getattr(session, "locked_until_utc", None)
+            if (
+                session is not None
+                and now < self._session_deadline
+                and self._due(id(session), _left(locked_until))
+            ):
+                session.renew_lock()
+                self._taken(id(session), _left(session.locked_until_utc))
             for key, (message, deadline) in list(self._messages.items()):
                 if now < deadline and self._due(key, _left(getattr(message, "locked_until_utc", None))):
                     self.receiver.renew_message_lock(message)

@@ -24,6 +24,7 @@ from devstack.host.bindings import Listener, listener_for, with_overrides
 from devstack.host.config import HostConfigError, ServiceBusOptions, load_host_json
 from devstack.host.discovery import FunctionSpec, binding_data_type, spec_from_worker
 from devstack.host.invocation import new_trace_parent
+from devstack.host.locks import LockKeeper
 from devstack.host.payload import (
     ReceiverObjects,
     TriggerInput,
@@ -190,7 +191,6 @@ class LocalHost:
         self._threads: list[threading.Thread] = []
         self.worker: LanguageWorker | None = None
         self._client_ids: dict[str, str] = {}  # per Service Bus function: its client's Identifier
-        self._renewer: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._prepared = False
         self._started_at = time.monotonic()
@@ -267,18 +267,10 @@ class LocalHost:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.prepare()
-        from azure.servicebus import AutoLockRenewer
-
         self._stopping.clear()
         self._stopped.clear()
         self._started_at = self._last_activity = time.monotonic()
         sb_listeners = [x for x in self._listeners if x.kind == "servicebus"]
-        concurrency = sum(self._receivers_for(x) for x in sb_listeners)
-        if sb_listeners and self.options.max_auto_lock_renewal_duration > 0:
-            self._renewer = AutoLockRenewer(
-                max_lock_renewal_duration=self.options.max_auto_lock_renewal_duration,
-                max_workers=max(4, concurrency),
-            )
         http_listeners = [x for x in self._listeners if x.kind == "http"]
         if http_listeners and self.http_port is not None:
             from devstack.host.http import LocalHttpServer
@@ -383,9 +375,6 @@ class LocalHost:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
-        if self._renewer is not None:
-            self._renewer.close()
-            self._renewer = None
         self._stop_worker()
         self._threads = []
         self._stopped.set()
@@ -518,7 +507,6 @@ class LocalHost:
                     listener,
                     session_id=NEXT_AVAILABLE_SESSION,
                     max_wait_time=self.session_accept_wait,
-                    auto_lock_renewer=self._renewer,
                 )
                 # Accepting a session that is not there is not an error to retry (the SDK would retry the
                 # timeout clientRetryOptions.maxRetries times, with backoff): no retries while accepting.
@@ -551,8 +539,8 @@ class LocalHost:
                 log.info("session acquired", extra={"function": listener.spec.name, "session_id": session_id})
                 released_because = "idle"
                 try:
-                    pump = self._pump
-                    released_because = pump(receiver, listener, idle_timeout, session_id)
+                    keeper = LockKeeper(receiver, self.options.max_auto_lock_renewal_duration)
+                    released_because = self._pump(receiver, listener, idle_timeout, session_id, keeper)
                 except ServiceBusError as exc:
                     released_because = type(exc).__name__
                     if "lock" in type(exc).__name__.lower():
@@ -593,14 +581,14 @@ class LocalHost:
         with self._client(listener) as client:
             while not self._stopping.is_set():
                 try:
-                    receiver = self._receiver(client, listener, auto_lock_renewer=self._renewer)
+                    receiver = self._receiver(client, listener)
                     try:
                         receiver.__enter__()  # attach (the first poll is over even if this fails)
                     finally:
                         polled = polled or self._polled_once()
                     try:
-                        pump = self._pump
-                        pump(receiver, listener, None, None)
+                        keeper = LockKeeper(receiver, self.options.max_auto_lock_renewal_duration)
+                        self._pump(receiver, listener, None, None, keeper)
                     finally:
                         receiver.__exit__(None, None, None)
                     failures = 0
@@ -650,14 +638,22 @@ class LocalHost:
                 log.info("Service Bus reachable again")
 
     def _pump(
-        self, receiver: Any, listener: Listener, idle_timeout: float | None, session_id: str | None
+        self,
+        receiver: Any,
+        listener: Listener,
+        idle_timeout: float | None,
+        session_id: str | None,
+        keeper: LockKeeper | None = None,
     ) -> str:
         """Receive until idle_timeout passes without a message (sessions: the session is then released) or
         stop. One message per invocation, or (cardinality many, as the extension's RunBatchReceiveLoopAsync)
-        up to maxMessageBatchSize messages of the one session per invocation."""
+        up to maxMessageBatchSize messages of the one session per invocation. The locks are renewed from
+        this thread (`keeper`, devstack/host/locks.py), between receives and while an invocation runs."""
         batch = self.options.max_message_batch_size if listener.batch else 1
         idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
+        keeper = keeper or LockKeeper(receiver, 0.0)
         while not self._stopping.is_set():
+            keeper.keep_alive()
             wait = self.poll_interval
             if idle_deadline is not None:
                 left = idle_deadline - time.monotonic()
@@ -668,12 +664,19 @@ class LocalHost:
             invocations = [messages] if listener.batch and messages else [[m] for m in messages]
             for invocation in invocations:
                 self._touch()
-                self._handle(receiver, listener, invocation, session_id)
+                self._handle(receiver, listener, invocation, session_id, keeper)
                 if idle_deadline is not None:
                     idle_deadline = time.monotonic() + float(idle_timeout or 0)
         return "shutdown"
 
-    def _handle(self, receiver: Any, listener: Listener, messages: list[Any], session_id: str | None) -> None:
+    def _handle(
+        self,
+        receiver: Any,
+        listener: Listener,
+        messages: list[Any],
+        session_id: str | None,
+        keeper: LockKeeper | None = None,
+    ) -> None:
         """One invocation (one message, or the batch for cardinality many), then settle every message:
         complete on success (autoCompleteMessages), abandon on failure (the extension abandons a failed
         batch whatever autoCompleteMessages says)."""
@@ -688,7 +691,11 @@ class LocalHost:
         else:
             build = lambda: servicebus_invocation(messages[0], data_type, objects)  # noqa: E731
             fields = {"message_id": messages[0].message_id, "session_id": session_id}
-        ok, _ = self._invoke(spec, build, fields)
+        keeper = keeper or LockKeeper(receiver, 0.0)
+        if not listener.sessions:
+            keeper.handling(messages)
+        ok, _ = self._invoke(spec, build, fields, keep_alive=keeper.keep_alive)
+        keeper.done()
         try:
             for message in messages:
                 if ok:
@@ -721,7 +728,11 @@ class LocalHost:
         return self._invoke(spec, build, fields)
 
     def _invoke(
-        self, spec: FunctionSpec, build: Callable[[], TriggerInput], fields: dict[str, Any]
+        self,
+        spec: FunctionSpec,
+        build: Callable[[], TriggerInput],
+        fields: dict[str, Any],
+        keep_alive: Callable[[], None] | None = None,
     ) -> tuple[bool, Any]:
         """One InvocationRequest to the worker: the trigger input and metadata (`build`), a fresh
         invocation id and W3C trace context. True and the return value when the worker answered Success.
@@ -750,7 +761,7 @@ class LocalHost:
                 retry_context=protos.RetryContext(),
             )
             assert self.worker is not None, "the host is not prepared"
-            response = self._await(self.worker.invoke(request), spec, started, generation)
+            response = self._await(self.worker.invoke(request), spec, started, generation, keep_alive)
             if response.result.status != protos.StatusResult.Success:
                 raise InvocationFailed(response.result.exception)
             result = response.return_value if response.HasField("return_value") else None
@@ -815,9 +826,18 @@ class LocalHost:
         else:
             log.error("invocation", extra=extra, exc_info=error)
 
-    def _await(self, future: Any, spec: FunctionSpec, started: float, generation: int) -> Any:
+    def _await(
+        self,
+        future: Any,
+        spec: FunctionSpec,
+        started: float,
+        generation: int,
+        keep_alive: Callable[[], None] | None = None,
+    ) -> Any:
         grace_deadline: float | None = None
         while True:
+            if keep_alive is not None:
+                keep_alive()  # the receiver's locks, renewed from its own thread (locks.py)
             if self._generation != generation:
                 future.cancel()
                 raise WorkerRestarted(
