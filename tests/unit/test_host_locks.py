@@ -69,7 +69,7 @@ def test_a_failed_renewal_is_one_warning_and_no_more_attempts(caplog: Any) -> No
         clock.now = step * 1.0
         keeper.keep_alive()
     warnings = [r for r in caplog.records if r.getMessage() == "lock renewal failed"]
-    assert len(warnings) == 1 and warnings[0].error == "RuntimeError"  # type: ignore[attr-defined]
+    assert len(warnings) == 1 and warnings[0].error == "RuntimeError"
 
 
 def test_without_sessions_the_handled_messages_locks_are_renewed() -> None:
