@@ -153,7 +153,9 @@ class LanguageWorker:
         # process, e.g. a test's, imported it with other settings).
         module = Path(self.script_file).stem
         sys.modules.pop(module, None)
-        if str(self.app_dir) not in sys.path:
+        if sys.path[:1] != [str(self.app_dir)]:  # first, as the worker puts the app's directory
+            if str(self.app_dir) in sys.path:
+                sys.path.remove(str(self.app_dir))
             sys.path.insert(0, str(self.app_dir))
         lib.start_threadpool_executor()
         init = self.call(

@@ -140,3 +140,20 @@ def test_orders_host_refuses_an_app_the_worker_refuses_in_one_line(tmp_path: Pat
     assert len(errors) == 1 and errors[0].startswith("orders: error: "), proc.stderr
     assert "invalid non-type annotation" in errors[0]
     assert "Traceback" not in proc.stderr and "local host started" not in proc.stderr
+
+
+def test_the_app_directory_comes_first_on_sys_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another function_app.py earlier on sys.path (the repository's, here) must not be the one indexed:
+    the worker puts the app's own directory first, as Azure's worker does."""
+    from devstack.host.worker import LanguageWorker
+
+    app_dir = _scratch_app(tmp_path, "typing.List[func.ServiceBusMessage]")
+    monkeypatch.syspath_prepend(str(app_dir))
+    monkeypatch.syspath_prepend(str(REPO_ROOT))  # now ahead of the app's directory
+    worker = LanguageWorker(app_dir)
+    try:
+        worker.start()
+        assert set(worker.functions) == {"batch", "ping"}
+    finally:
+        worker.stop()
+        sys.modules.pop("function_app", None)
