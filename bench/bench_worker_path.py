@@ -22,9 +22,7 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from bench.common import machine
@@ -32,35 +30,22 @@ from bench.common import machine
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _received(count: int, run: str) -> list[SimpleNamespace]:
+def _received(count: int, run: str) -> list[Any]:
     """The publisher's messages (one 5-step order per customer) as the SDK would hand them over."""
+    from devstack.host.invoke import received_message
     from orders_cli.traffic import PublishPlan, generate_messages
 
     plan = PublishPlan(customers=max(1, count // 5), orders_per_customer=1, seed=3, id_prefix=run)
-    out: list[SimpleNamespace] = []
-    for seq, m in enumerate(generate_messages(plan), start=1):
-        out.append(
-            SimpleNamespace(
-                body=m.body,
-                message_id=m.message_id,
-                session_id=m.session_id,
-                content_type="application/json",
-                correlation_id=None,
-                reply_to=None,
-                reply_to_session_id=None,
-                to=None,
-                subject=None,
-                partition_key=None,
-                delivery_count=0,
-                sequence_number=seq,
-                enqueued_time_utc=datetime.now(UTC),
-                expires_at_utc=None,
-                lock_token=uuid.uuid4(),
-                dead_letter_source=None,
-                application_properties={b"source": b"bench"},
-            )
+    return [
+        received_message(
+            m.body,
+            message_id=m.message_id,
+            session_id=m.session_id,
+            sequence_number=n,
+            application_properties={b"source": b"bench"},
         )
-    return out
+        for n, m in enumerate(generate_messages(plan), start=1)
+    ]
 
 
 def _fresh_service(workdir: Path) -> None:

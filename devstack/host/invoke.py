@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,46 @@ from devstack.host.rpc import protos
 from devstack.host.worker import LanguageWorker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the repository's function_app.py
+
+
+def received_message(
+    body: bytes,
+    *,
+    message_id: str,
+    session_id: str | None,
+    sequence_number: int,
+    prior_attempts: int = 0,
+    correlation_id: str | None = None,
+    enqueued_time_utc: datetime | None = None,
+    application_properties: dict[bytes, Any] | None = None,
+) -> Any:
+    """A received message with the attributes of azure-servicebus's ServiceBusReceivedMessage that the
+    host's payload code reads (payload.servicebus_binding_data), for driving a function without a broker.
+    `prior_attempts` is the AMQP header's delivery count (the .NET DeliveryCount minus 1)."""
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    return SimpleNamespace(
+        body=body,
+        message_id=message_id,
+        session_id=session_id,
+        content_type="application/json",
+        correlation_id=correlation_id,
+        reply_to=None,
+        reply_to_session_id=None,
+        to=None,
+        subject=None,
+        partition_key=None,
+        delivery_count=prior_attempts,
+        sequence_number=sequence_number,
+        enqueued_time_utc=enqueued_time_utc or datetime.now(UTC),
+        expires_at_utc=None,
+        lock_token=uuid4(),
+        dead_letter_source=None,
+        application_properties={b"source": b"test"}
+        if application_properties is None
+        else application_properties,
+    )
 
 
 class WorkerFailure(Exception):

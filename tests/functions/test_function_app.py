@@ -16,7 +16,7 @@ import azure.functions as func
 import pytest
 
 import function_app
-from devstack.host.invoke import FunctionsWorker, WorkerFailure, functions_worker
+from devstack.host.invoke import FunctionsWorker, WorkerFailure, functions_worker, received_message
 from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import AppSettings
@@ -61,26 +61,15 @@ class InvocationContext(func.Context):
 
 def sb_message(
     raw: bytes, *, session: str = "cust-1", message_id: str, delivery_count: int = 1, seq: int = 1
-) -> SimpleNamespace:
+) -> Any:
     """A received message as the Service Bus SDK hands it to the host (delivery_count: .NET's, 1-based)."""
-    return SimpleNamespace(
-        body=raw,
+    return received_message(
+        raw,
         message_id=message_id,
         session_id=session,
-        content_type="application/json",
-        correlation_id=None,
-        reply_to=None,
-        reply_to_session_id=None,
-        to=None,
-        subject=None,
-        partition_key=None,
-        delivery_count=delivery_count - 1,  # the AMQP header counts prior attempts
         sequence_number=seq,
+        prior_attempts=delivery_count - 1,
         enqueued_time_utc=datetime.now(UTC) - timedelta(milliseconds=250),
-        expires_at_utc=None,
-        lock_token=uuid.uuid4(),
-        dead_letter_source=None,
-        application_properties={b"source": b"test"},
     )
 
 

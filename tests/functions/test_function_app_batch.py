@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from devstack.host.invoke import WorkerFailure, functions_worker
+from devstack.host.invoke import WorkerFailure, functions_worker, received_message
 from shared.order_workflow import ORDERS
 from shared.service import MESSAGE_LOG_FIELDS, OrderService, reset_service
 from shared.settings import CARDINALITY_SETTING, AppSettings, SettingsError
@@ -52,24 +50,14 @@ def service(tmp_path: Path) -> Iterator[OrderService]:
 
 
 def received(raw: bytes, message_id: str, seq: int, *, session: str = "cust-1", attempts: int = 0) -> Any:
-    return SimpleNamespace(
-        body=raw,
+    # some correlation ids null: the host's string arrays get shorter
+    return received_message(
+        raw,
         message_id=message_id,
         session_id=session,
-        content_type="application/json",
-        correlation_id=None if seq % 2 else "corr",  # some null: the host's string arrays get shorter
-        reply_to=None,
-        reply_to_session_id=None,
-        to=None,
-        subject=None,
-        partition_key=None,
-        delivery_count=attempts,
         sequence_number=seq,
-        enqueued_time_utc=datetime.now(UTC),
-        expires_at_utc=None,
-        lock_token=uuid.uuid4(),
-        dead_letter_source=None,
-        application_properties={b"source": b"test"},
+        prior_attempts=attempts,
+        correlation_id=None if seq % 2 else "corr",
     )
 
 
