@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.settings import AppSettings
 from shared.store import retry
-from shared.store.base import ConcurrencyConflict, OrderStore, TransientStoreError
+from shared.store.base import OrderStore, TransientStoreError
+from shared.store.circuit import StoreCircuit
 
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
     from shared.engine.processor import ProcessingResult
@@ -61,6 +62,10 @@ class OrderService:
         self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
         self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
         self._clock = clock
+        # One per service, i.e. per worker process and store: every session's invocation waits on it.
+        self.circuit = StoreCircuit(
+            self.retry_policy, clock=clock, sleep=None if sleep is time.sleep else sleep
+        )
         from shared.engine.processor import StreamProcessor
         from shared.order_workflow import ORDERS
         from shared.tracing import traced_store
@@ -129,31 +134,27 @@ class OrderService:
         return results
 
     def _retrying(self, work: Callable[[], T], sessions: Sequence[str], burst: retry.RetryBurst) -> T:
-        """`work`, with transient store failures retried (back-off, up to settings.store_retry_seconds).
-        One place for every conflict and outage, whoever raised it (a commit, a parked row that vanished,
-        a partition read): what this process cached about the sessions is suspect, so it is evicted before
-        each retry and once more when giving up (the redelivery, maybe on another host, re-reads); the
-        store is reopened after an outage, not after a conflict."""
+        """`work`, with transient store failures retried for up to settings.store_retry_seconds. One
+        place for every conflict and outage, whoever raised it (a commit, a parked row that vanished, a
+        partition read): what this process cached about the sessions is suspect, so it is evicted after
+        each failure (the redelivery, maybe on another host, re-reads). An outage opens the process's
+        store circuit: this invocation then holds, waiting on it, and the store is reopened before each
+        probe (shared/store/circuit.py), not by every waiting session."""
 
-        def recover(exc: TransientStoreError) -> None:
+        def evict(exc: TransientStoreError) -> None:
             for session_id in sessions:
                 self.store.evict(session_id)
-            if not isinstance(exc, ConcurrencyConflict):
-                self.store.reopen()
 
-        try:
-            return retry.run(
-                work,
-                self.retry_policy,
-                before_retry=recover,
-                sleep=self._sleep,
-                clock=self._clock,
-                burst=burst,
-            )
-        except TransientStoreError:
-            for session_id in sessions:
-                self.store.evict(session_id)
-            raise
+        return retry.run(
+            work,
+            self.retry_policy,
+            circuit=self.circuit,
+            after_failure=evict,
+            before_probe=self.store.reopen,
+            sleep=self._sleep,
+            clock=self._clock,
+            burst=burst,
+        )
 
     def _retry_fields(
         self, exc: TransientStoreError, burst: retry.RetryBurst, started: float, envelope: SessionEnvelope

@@ -1,0 +1,136 @@
+"""The store circuit: one per process, shared by every invocation, so an outage pauses processing
+instead of every session hammering a dead store (and spending its messages' deliveries).
+
+Closed: every invocation calls the store. The first availability failure (`StoreUnavailable`, not a
+`ConcurrencyConflict`: a conflict is an answer) opens it, with one log line. Open: invocations wait on
+the circuit instead of calling the store; one at a time is let through as the probe (its own real work,
+after the store is reopened), spaced by the retry policy's back-off; the others wait. The first success
+anywhere closes it, with one log line, and wakes every waiter. Nothing in between is logged.
+
+How long one invocation waits is not decided here: `shared/store/retry.run` bounds it by the retry
+budget (ORDERS_STORE_RETRY_SECONDS), which host.json's functionTimeout and lock renewal must exceed
+(docs/reliability.md "Store outages pause processing" has the delivery budget this buys).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.store.retry import RetryPolicy
+
+log = logging.getLogger("orders.processing")
+
+
+class StoreCircuit:
+    """Closed or open, plus whose turn it is to probe. Thread-safe; never calls the store itself.
+
+    `sleep`, when given (tests on a fake clock), replaces the condition wait: the circuit is then not
+    woken early by a close, which a single-threaded fake-clock test does not need."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self._clock, self._sleep, self._rng = clock, sleep, rng
+        self._cond = threading.Condition()
+        self._opened_at: float | None = None  # None: closed
+        self._probing = False
+        self._next_probe_at = 0.0
+        self._failures = 0  # availability failures since it opened (the probe back-off step)
+        self._probes = 0
+        self._waiting = 0
+        self._first_error = ""
+        self.openings = 0  # how many times it opened (tests, the bench)
+
+    @property
+    def is_open(self) -> bool:
+        with self._cond:
+            return self._opened_at is not None
+
+    def enter(self, deadline: float) -> bool | None:
+        """Wait until the caller may call the store: False at once while closed; True when it is the
+        caller's turn to probe an open circuit; None when `deadline` (clock time) passed first."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                while True:
+                    now = self._clock()
+                    if self._opened_at is None:
+                        return False
+                    if not self._probing and now >= self._next_probe_at:
+                        self._probing = True
+                        self._probes += 1
+                        return True
+                    if now >= deadline:
+                        return None
+                    wake = deadline if self._probing else min(deadline, self._next_probe_at)
+                    self._wait(max(0.001, wake - now))
+            finally:
+                self._waiting -= 1
+
+    def answered(self, probe: bool) -> None:
+        """The store answered (a success, or a conflict: also an answer): close if open."""
+        with self._cond:
+            if probe:
+                self._probing = False
+            if self._opened_at is not None:
+                log.warning(
+                    "order store available again: processing resumed",
+                    extra={
+                        "circuit": "closed",
+                        "outage_s": round(self._clock() - self._opened_at, 3),
+                        "probes": self._probes,
+                        "waiting_invocations": self._waiting,
+                        "error": self._first_error,
+                    },
+                )
+                self._opened_at = None
+                self._failures = self._probes = 0
+            self._cond.notify_all()
+
+    def failed(self, probe: bool, exc: BaseException) -> None:
+        """The store did not answer (an availability failure): open if closed; schedule the next probe."""
+        with self._cond:
+            now = self._clock()
+            if probe:
+                self._probing = False
+            self._failures += 1
+            if self._opened_at is None:
+                self._opened_at = now
+                self._first_error = type(exc).__name__
+                self.openings += 1
+                log.warning(
+                    "order store unavailable: processing paused until it answers",
+                    extra={"circuit": "open", "error": type(exc).__name__, "detail": str(exc)[:300]},
+                )
+            self._next_probe_at = max(self._next_probe_at, now + self.policy.delay(self._failures, self._rng))
+            self._cond.notify_all()
+
+    def abandoned(self, probe: bool) -> None:
+        """The probe ended without a verdict on availability (a non-store exception): let the next one go."""
+        with self._cond:
+            if probe:
+                self._probing = False
+                self._next_probe_at = self._clock()
+            self._cond.notify_all()
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is None:
+            self._cond.wait(seconds)
+            return
+        self._cond.release()
+        try:
+            self._sleep(seconds)
+        finally:
+            self._cond.acquire()
