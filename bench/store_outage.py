@@ -481,15 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"machine: {machine()}")
-    print(
-        f"command: python -m bench.store_outage --minutes {args.minutes:g} --stores {args.stores} --modes {args.modes}"
-    )
-    print(
-        "settings: the repo's host.json and the app's defaults (ORDERS_STORE_RETRY_SECONDS 420); queue lock 60 s,"
-    )
-    print(
-        "          MaxDeliveryCount 10; `given back` = invocations that gave their messages back (a delivery each)"
-    )
+    print(f"command: python -m bench.store_outage --minutes {args.minutes:g}", end="")
+    print(f" --stores {args.stores} --modes {args.modes}")
+    print("settings: the repo's host.json, the app's defaults (ORDERS_STORE_RETRY_SECONDS 420),")
+    print("          queue lock 60 s, MaxDeliveryCount 10; `given back`: messages given back to the host")
+    print("          after a full hold (one delivery spent each)")
     print_table([r.row() for r in reports], HEADER)
     for r in reports:
         if r.error:

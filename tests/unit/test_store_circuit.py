@@ -157,7 +157,7 @@ def test_the_service_holds_every_session_on_its_one_circuit(caplog: pytest.LogCa
             self.down = True
             self.commits_while_down = 0
 
-        def get_ledger(self, session_id: str, stream_key: str):  # type: ignore[no-untyped-def]
+        def get_ledger(self, session_id: str, stream_key: str):  # type: ignore[no-untyped-def,unused-ignore]
             if self.down:
                 self.commits_while_down += 1
                 raise StoreUnavailable("connection refused")
