@@ -79,17 +79,20 @@ class StoreCircuit:
             finally:
                 self._waiting -= 1
 
-    def answered(self, probe: bool) -> None:
-        """The store answered (a success, or a conflict: also an answer): close if open."""
+    def answered(self, probe: bool, started_at: float | None = None) -> None:
+        """The store answered (a success, or a conflict: also an answer): close if open. An attempt that
+        began (`started_at`) before the circuit opened proves nothing about the outage: it is ignored."""
         with self._cond:
             if probe:
                 self._probing = False
-            if self._opened_at is not None:
+            opened = self._opened_at
+            stale = not probe and started_at is not None and opened is not None and started_at < opened
+            if opened is not None and not stale:
                 log.warning(
                     "order store available again: processing resumed",
                     extra={
                         "circuit": "closed",
-                        "outage_s": round(self._clock() - self._opened_at, 3),
+                        "outage_s": round(self._clock() - opened, 3),
                         "probes": self._probes,
                         "waiting_invocations": self._waiting,
                         "error": self._first_error,

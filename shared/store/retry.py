@@ -87,12 +87,13 @@ def run(
                 raise last
             raise StoreUnavailable(f"order store unavailable: no attempt within {policy.budget_s:g} s")
         burst.attempts += 1
+        attempt_started = clock()
         try:
             if probe:
                 before_probe()
             result = operation()
         except ConcurrencyConflict as exc:
-            circuit.answered(probe)
+            circuit.answered(probe, attempt_started)
             last = exc
             burst.errors.append(type(exc).__name__)
             after_failure(exc)
@@ -115,6 +116,6 @@ def run(
         except BaseException:
             circuit.abandoned(probe)
             raise
-        circuit.answered(probe)
+        circuit.answered(probe, attempt_started)
         burst.elapsed_s = clock() - started
         return result

@@ -146,6 +146,17 @@ def test_a_conflict_is_an_answer_and_closes_instead_of_opening() -> None:
     assert not circuit.is_open
 
 
+def test_a_success_that_began_before_the_outage_does_not_close_it() -> None:
+    circuit = StoreCircuit(POLICY)
+    began = time.monotonic()
+    time.sleep(0.01)
+    circuit.failed(False, StoreUnavailable("down"))
+    circuit.answered(False, began)  # a slow read that was already under way when the store went down
+    assert circuit.is_open
+    circuit.answered(False, time.monotonic())  # one that began after: the store is back
+    assert not circuit.is_open
+
+
 def test_the_service_holds_every_session_on_its_one_circuit(caplog: pytest.LogCaptureFixture) -> None:
     """OrderService end to end: 8 sessions arrive while the store is down; they hold (nothing is given
     back to the host), the store is reopened per probe, and all apply once it is back."""
