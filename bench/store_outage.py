@@ -84,7 +84,8 @@ class OutagePlan:
     @property
     def name(self) -> str:
         fault = "table endpoint cut" if self.store == "table" else f"sqlite {self.sqlite_fault}"
-        return f"{fault} {self.outage_s / 60:g} min ({self.cardinality})"
+        length = f"{self.outage_s:g} s" if self.outage_s < 120 else f"{self.outage_s / 60:g} min"
+        return f"{fault} {length} ({self.cardinality})"
 
 
 @dataclass(slots=True)
@@ -163,20 +164,9 @@ def run_outage(
 ) -> OutageReport:
     """Run one scenario against `server` (a devstack EmulatorServer) and, for the table store, `azurite`
     (a devstack AzuriteTable). Never raises for a scenario failure: the report says what went wrong."""
-    from devstack.emulator.config import QueueProperties
-
     report = OutageReport(plan.name)
     workdir.mkdir(parents=True, exist_ok=True)
-    queue = f"outage-{uuid.uuid4().hex[:8]}"
-    server.create_queue(
-        queue,
-        QueueProperties(
-            requires_session=True,
-            requires_duplicate_detection=True,
-            max_delivery_count=plan.max_delivery_count,
-            lock_duration=plan.lock_s,
-        ),
-    )
+    queue = _make_queue(plan, server)
     messages = workload(plan)
     report.sent = len(messages)
     half = len(messages) // 2
@@ -184,16 +174,7 @@ def run_outage(
     fault = _Fault(plan, workdir, azurite)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        settings = {
-            "ServiceBusConnection": server.connection_string,
-            "ORDERS_QUEUE_NAME": queue,
-            "ORDERS_TRIGGER_CARDINALITY": plan.cardinality,
-            "ORDERS_MAX_DELIVERY_COUNT": str(plan.max_delivery_count),
-            **fault.store_settings(),
-            **plan.settings,
-        }
-        settings_path = workdir / "local.settings.json"
-        settings_path.write_text(json.dumps({"IsEncrypted": False, "Values": settings}))
+        settings_path = _write_settings(plan, server, queue, fault, workdir)
         _send(server.connection_string, queue, messages[:half])
         if fault.at_start:
             fault.down()
@@ -243,6 +224,70 @@ def run_outage(
     outcomes, report.max_delivery_count, report.circuit_opened, report.circuit_closed = _summary(log)
     report.given_back = outcomes["retry"]
     return report
+
+
+@dataclass(slots=True)
+class StopReport:
+    exit_code: int | None = None
+    circuit_opened: int = 0
+    stop_s: float = 0.0
+
+
+def hold_then_stop(plan: OutagePlan, server: Any, workdir: Path, *, azurite: Any = None) -> StopReport:
+    """Start the host on a store that is down, wait until its invocations hold on the open circuit, send
+    SIGTERM and time how long the host takes to exit (a held invocation must not keep it alive)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    queue = _make_queue(plan, server)
+    log = workdir / "host.log"
+    fault = _Fault(plan, workdir, azurite)
+    report = StopReport()
+    try:
+        settings_path = _write_settings(plan, server, queue, fault, workdir)
+        _send(server.connection_string, queue, workload(plan))
+        fault.down()
+        proc = _start_host(_app_dir(plan, workdir), settings_path, log, lock_free=fault.at_start)
+        deadline = time.monotonic() + 90
+        while _summary(log)[2] == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(1.0)  # every session's invocation is now waiting on the circuit
+        stopping = time.monotonic()
+        report.exit_code = _stop_host(proc, timeout=300)
+        report.stop_s = time.monotonic() - stopping
+        report.circuit_opened = _summary(log)[2]
+    finally:
+        fault.up()
+        fault.close()
+    return report
+
+
+def _make_queue(plan: OutagePlan, server: Any) -> str:
+    from devstack.emulator.config import QueueProperties
+
+    queue = f"outage-{uuid.uuid4().hex[:8]}"
+    server.create_queue(
+        queue,
+        QueueProperties(
+            requires_session=True,
+            requires_duplicate_detection=True,
+            max_delivery_count=plan.max_delivery_count,
+            lock_duration=plan.lock_s,
+        ),
+    )
+    return queue
+
+
+def _write_settings(plan: OutagePlan, server: Any, queue: str, fault: _Fault, workdir: Path) -> Path:
+    settings = {
+        "ServiceBusConnection": server.connection_string,
+        "ORDERS_QUEUE_NAME": queue,
+        "ORDERS_TRIGGER_CARDINALITY": plan.cardinality,
+        "ORDERS_MAX_DELIVERY_COUNT": str(plan.max_delivery_count),
+        **fault.store_settings(),
+        **plan.settings,
+    }
+    path = workdir / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": settings}))
+    return path
 
 
 class _Fault:
@@ -366,11 +411,11 @@ def _start_host(app_dir: Path, settings: Path, log: Path, *, lock_free: bool) ->
         )
 
 
-def _stop_host(proc: subprocess.Popen[bytes]) -> int:
+def _stop_host(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        return proc.wait(timeout=60)
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

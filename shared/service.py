@@ -244,6 +244,14 @@ def reset_service(service: OrderService | None = None) -> None:
         _service = service
 
 
+def release_waiting_invocations() -> None:
+    """The worker is stopping: invocations holding through a store outage give up now (their messages
+    are abandoned and redelivered) rather than keep the process alive for the rest of their budget."""
+    with _service_lock:
+        if _service is not None:
+            _service.circuit.release()
+
+
 def _log_recovered(burst: retry.RetryBurst, fields: dict[str, Any]) -> None:
     """One line per retry burst that ended well (never one per attempt)."""
     if burst.retried:

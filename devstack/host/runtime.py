@@ -334,6 +334,7 @@ class LocalHost:
             return
         log.info("local host stopping", extra={"in_flight": self._in_flight})
         self._stopping.set()
+        _release_waiting_invocations()  # invocations holding through a store outage must not pin it
         if self.http_server is not None:
             self.http_server.stop()
             self.http_server = None
@@ -863,3 +864,12 @@ def _close_quietly(receiver: Any) -> None:
         receiver.close()
     except Exception:
         log.debug("closing a receiver failed", exc_info=True)
+
+
+def _release_waiting_invocations() -> None:
+    """Stopping: the app's invocations that hold through a store outage (shared/store/circuit.py) give up
+    now. Without this the pool's worker threads, joined at interpreter exit, keep a stopped host alive
+    for the rest of their hold budget (up to ORDERS_STORE_RETRY_SECONDS)."""
+    service = sys.modules.get("shared.service")
+    if service is not None:
+        service.release_waiting_invocations()

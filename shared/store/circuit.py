@@ -51,6 +51,7 @@ class StoreCircuit:
         self._probes = 0
         self._waiting = 0
         self._first_error = ""
+        self._released = False  # the worker is stopping: nobody waits any more
         self.openings = 0  # how many times it opened (tests, the bench)
 
     @property
@@ -68,6 +69,8 @@ class StoreCircuit:
                     now = self._clock()
                     if self._opened_at is None:
                         return False
+                    if self._released:
+                        return None
                     if not self._probing and now >= self._next_probe_at:
                         self._probing = True
                         self._probes += 1
@@ -100,6 +103,7 @@ class StoreCircuit:
                 )
                 self._opened_at = None
                 self._failures = self._probes = 0
+                self._released = False
             self._cond.notify_all()
 
     def failed(self, probe: bool, exc: BaseException) -> None:
@@ -126,6 +130,14 @@ class StoreCircuit:
             if probe:
                 self._probing = False
                 self._next_probe_at = self._clock()
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """The worker is stopping: every invocation waiting on the open circuit gives up now (its message
+        is abandoned, as the host abandons it anyway) instead of holding the process open for the rest
+        of its budget. Lasts until the circuit closes."""
+        with self._cond:
+            self._released = True
             self._cond.notify_all()
 
     def _wait(self, seconds: float) -> None:

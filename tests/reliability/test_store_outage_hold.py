@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bench.store_outage import HEADER, OutagePlan, OutageReport, run_outage
+from bench.store_outage import HEADER, OutagePlan, OutageReport, hold_then_stop, run_outage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite, pytest.mark.timeout(420)]
 
@@ -90,3 +90,23 @@ def test_an_outage_of_many_hold_budgets_dead_letters_nothing_and_resumes(
         # the outage outlasted a delivery's hold (so deliveries were spent) but each cost stays bounded
         assert r.given_back >= 1, f"{r.name}: no invocation reached its budget; the outage was too short"
         assert 2 <= r.max_delivery_count <= min(most, MAX_DELIVERY - 1), r.name
+
+
+def test_a_host_stopped_during_an_outage_exits_without_waiting_out_the_hold(
+    servicebus_emulator: Any, tmp_path: Path
+) -> None:
+    """Ctrl-C / SIGTERM while invocations hold (budget 120 s): the host releases them and exits."""
+    slow = OutagePlan(
+        "sqlite",
+        "one",
+        0.0,
+        sqlite_fault="read-only",
+        host_json={**HOST_JSON, "functionTimeout": "00:05:00", "extensions": {"serviceBus": {}}},
+        settings={"ORDERS_STORE_RETRY_SECONDS": "120"},
+        customers=2,
+        orders=1,
+    )
+    stopped = hold_then_stop(slow, servicebus_emulator.server, tmp_path)
+    assert stopped.exit_code == 0
+    assert stopped.circuit_opened == 1  # the invocations were holding when it was stopped
+    assert stopped.stop_s < 60, f"the host took {stopped.stop_s:.0f} s to stop"

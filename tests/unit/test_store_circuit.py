@@ -157,6 +157,30 @@ def test_a_success_that_began_before_the_outage_does_not_close_it() -> None:
     assert not circuit.is_open
 
 
+def test_a_stopping_worker_releases_every_waiting_invocation_at_once() -> None:
+    circuit = StoreCircuit(retry.RetryPolicy(budget_s=60, first_delay_s=30, max_delay_s=30))
+    circuit.failed(False, StoreUnavailable("down"))
+    gave_up: list[float] = []
+
+    def invocation() -> None:
+        with pytest.raises(StoreUnavailable):
+            retry.run(lambda: None, circuit.policy, circuit=circuit)
+        gave_up.append(time.monotonic())
+
+    threads = [threading.Thread(target=invocation) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    released = time.monotonic()
+    circuit.release()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(gave_up) == 4 and max(gave_up) - released < 20  # not the 60 s budget
+    circuit.answered(False, time.monotonic())  # the store is back: the next outage holds again
+    circuit.failed(False, StoreUnavailable("down again"))
+    assert circuit.enter(time.monotonic() + 0.05) is None  # waited (deadline), was not released at once
+
+
 def test_the_service_holds_every_session_on_its_one_circuit(caplog: pytest.LogCaptureFixture) -> None:
     """OrderService end to end: 8 sessions arrive while the store is down; they hold (nothing is given
     back to the host), the store is reopened per probe, and all apply once it is back."""
