@@ -282,6 +282,7 @@ def _write_settings(plan: OutagePlan, server: Any, queue: str, fault: _Fault, wo
         "ORDERS_QUEUE_NAME": queue,
         "ORDERS_TRIGGER_CARDINALITY": plan.cardinality,
         "ORDERS_MAX_DELIVERY_COUNT": str(plan.max_delivery_count),
+        "PYTHON_THREADPOOL_THREAD_COUNT": "16",  # as the Function App (infra/modules/functionapp.bicep)
         **fault.store_settings(),
         **plan.settings,
     }

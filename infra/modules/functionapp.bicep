@@ -181,6 +181,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ORDERS_MAX_DELIVERY_COUNT: string(ordersMaxDeliveryCount)
     ORDERS_TRIGGER_CARDINALITY: ordersTriggerCardinality
     ORDERS_STORE_RETRY_SECONDS: string(ordersStoreRetrySeconds)
+    // One worker thread per concurrent session (host.json maxConcurrentSessions): an invocation holding
+    // through a store outage keeps its thread, and one queued behind it would overrun functionTimeout
+    // (the host counts from dispatch). The Python worker's default is min(32, CPUs + 4).
+    PYTHON_THREADPOOL_THREAD_COUNT: '16'
     // Telemetry with Entra ID authentication (the component has DisableLocalAuth: true).
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'

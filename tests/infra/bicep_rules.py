@@ -410,6 +410,16 @@ def check_store_retry_budget(parsed: dict[str, Any], host: dict[str, Any]) -> li
     except (KeyError, ValueError) as exc:
         return [f"cannot compare the store retry budget with host.json: {exc}"]
     limit = min(fn_timeout, renew)
+    # Every concurrent session's invocation gets a worker thread: one queued behind a holding invocation
+    # would count its wait towards functionTimeout (the host times from dispatch) and overrun it.
+    sessions = host["extensions"]["serviceBus"].get("maxConcurrentSessions")
+    threads = app_settings(parsed).get("PYTHON_THREADPOOL_THREAD_COUNT")
+    if not isinstance(sessions, int) or not str(threads or "").isdigit() or int(str(threads)) < sessions:
+        problems.append(
+            f"PYTHON_THREADPOOL_THREAD_COUNT {threads!r} is below host.json maxConcurrentSessions"
+            f" {sessions!r}: invocations queued behind ones holding through a store outage"
+            " would overrun functionTimeout"
+        )
     extra = STORE_ATTEMPT_S + HOLD_MARGIN_S
     for what, value in (
         ("default", param_default(parsed, "ordersStoreRetrySeconds")),

@@ -88,6 +88,12 @@ CASES = [
     ("functionapp.bicep", "@maxValue(450)", "@maxValue(500)", "@maxValue"),
     (
         "functionapp.bicep",
+        "PYTHON_THREADPOOL_THREAD_COUNT: '16'",
+        "PYTHON_THREADPOOL_THREAD_COUNT: '6'",
+        "PYTHON_THREADPOOL_THREAD_COUNT",
+    ),
+    (
+        "functionapp.bicep",
         "    ORDERS_QUEUE_NAME: ordersQueueName\n",
         "    FUNCTIONS_WORKER_RUNTIME: 'python'\n",
         "FUNCTIONS_WORKER_RUNTIME",
