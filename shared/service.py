@@ -137,24 +137,28 @@ class OrderService:
         """`work`, with transient store failures retried for up to settings.store_retry_seconds. One
         place for every conflict and outage, whoever raised it (a commit, a parked row that vanished, a
         partition read): what this process cached about the sessions is suspect, so it is evicted after
-        each failure (the redelivery, maybe on another host, re-reads). An outage opens the process's
-        store circuit: this invocation then holds, waiting on it, and the store is reopened before each
-        probe (shared/store/circuit.py), not by every waiting session."""
+        each failure and when giving up (the redelivery, maybe on another host, re-reads). An outage
+        opens the process's store circuit: this invocation then holds, waiting on it, and the store is
+        reopened before each probe (shared/store/circuit.py), not by every waiting session."""
 
         def evict(exc: TransientStoreError) -> None:
             for session_id in sessions:
                 self.store.evict(session_id)
 
-        return retry.run(
-            work,
-            self.retry_policy,
-            circuit=self.circuit,
-            after_failure=evict,
-            before_probe=self.store.reopen,
-            sleep=self._sleep,
-            clock=self._clock,
-            burst=burst,
-        )
+        try:
+            return retry.run(
+                work,
+                self.retry_policy,
+                circuit=self.circuit,
+                after_failure=evict,
+                before_probe=self.store.reopen,
+                sleep=self._sleep,
+                clock=self._clock,
+                burst=burst,
+            )
+        except TransientStoreError as exc:
+            evict(exc)  # also when it never got to try: the redelivery may follow another host's changes
+            raise
 
     def _retry_fields(
         self, exc: TransientStoreError, burst: retry.RetryBurst, started: float, envelope: SessionEnvelope
