@@ -19,12 +19,15 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from shared.store.retry import RetryPolicy
+from typing import Protocol
 
 log = logging.getLogger("orders.processing")
+
+
+class Backoff(Protocol):
+    """How long to wait before probe n (1-based): shared/store/retry.py `RetryPolicy`."""
+
+    def delay(self, attempt: int, rng: Callable[[], float]) -> float: ...
 
 
 class StoreCircuit:
@@ -35,7 +38,7 @@ class StoreCircuit:
 
     def __init__(
         self,
-        policy: RetryPolicy,
+        policy: Backoff,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,

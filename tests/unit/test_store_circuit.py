@@ -116,12 +116,13 @@ def test_probes_never_overlap_once_the_circuit_is_open() -> None:
 
 def test_a_waiter_gives_up_at_its_budget_without_calling_the_store(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="orders.processing")
-    circuit = StoreCircuit(retry.RetryPolicy(budget_s=0.3, first_delay_s=5, max_delay_s=5))
+    policy = retry.RetryPolicy(budget_s=0.3, first_delay_s=5, max_delay_s=5)
+    circuit = StoreCircuit(policy)
     circuit.failed(False, StoreUnavailable("down"))  # the next probe is seconds away
     calls: list[int] = []
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="no attempt within"):
-        retry.run(lambda: calls.append(1), circuit.policy, circuit=circuit)
+        retry.run(lambda: calls.append(1), policy, circuit=circuit)
     assert calls == []
     assert 0.3 <= time.monotonic() - started < 5  # held for the budget, not until the next probe
     assert circuit.is_open
@@ -158,13 +159,14 @@ def test_a_success_that_began_before_the_outage_does_not_close_it() -> None:
 
 
 def test_a_stopping_worker_releases_every_waiting_invocation_at_once() -> None:
-    circuit = StoreCircuit(retry.RetryPolicy(budget_s=60, first_delay_s=30, max_delay_s=30))
+    policy = retry.RetryPolicy(budget_s=60, first_delay_s=30, max_delay_s=30)
+    circuit = StoreCircuit(policy)
     circuit.failed(False, StoreUnavailable("down"))
     gave_up: list[float] = []
 
     def invocation() -> None:
         with pytest.raises(StoreUnavailable):
-            retry.run(lambda: None, circuit.policy, circuit=circuit)
+            retry.run(lambda: None, policy, circuit=circuit)
         gave_up.append(time.monotonic())
 
     threads = [threading.Thread(target=invocation) for _ in range(4)]
