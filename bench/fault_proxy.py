@@ -72,7 +72,13 @@ class FaultProxy:
                 _reset(client)
                 continue
             with self._lock:
-                self._open.update((client, upstream))
+                cut_meanwhile = self._listener is not listener
+                if not cut_meanwhile:
+                    self._open.update((client, upstream))
+            if cut_meanwhile:  # cut() ran while this pair was being made: it must not slip through
+                _reset(client)
+                _reset(upstream)
+                return
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 

@@ -59,7 +59,7 @@ class OrderService:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
+        self.retry_policy = retry_policy or retry.RetryPolicy.for_budget(settings.store_retry_seconds)
         self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
         self._clock = clock
         # One per service, i.e. per worker process and store: every session's invocation waits on it.

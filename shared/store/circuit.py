@@ -48,6 +48,7 @@ class StoreCircuit:
         self._clock, self._sleep, self._rng = clock, sleep, rng
         self._cond = threading.Condition()
         self._opened_at: float | None = None  # None: closed
+        self._closed_at = float("-inf")
         self._probing = False
         self._next_probe_at = 0.0
         self._failures = 0  # availability failures since it opened (the probe back-off step)
@@ -105,16 +106,26 @@ class StoreCircuit:
                     },
                 )
                 self._opened_at = None
+                self._closed_at = self._clock()
                 self._failures = self._probes = 0
                 self._released = False
             self._cond.notify_all()
 
-    def failed(self, probe: bool, exc: BaseException) -> None:
-        """The store did not answer (an availability failure): open if closed; schedule the next probe."""
+    def failed(self, probe: bool, exc: BaseException, started_at: float | None = None) -> None:
+        """The store did not answer (an availability failure): open if closed; schedule the next probe.
+        An attempt that began (`started_at`) before the circuit last closed is old news: ignored."""
         with self._cond:
             now = self._clock()
             if probe:
                 self._probing = False
+            if (
+                not probe
+                and started_at is not None
+                and self._opened_at is None
+                and started_at < self._closed_at
+            ):
+                self._cond.notify_all()
+                return
             self._failures += 1
             if self._opened_at is None:
                 self._opened_at = now

@@ -34,6 +34,12 @@ class RetryPolicy:
     first_delay_s: float = 0.1
     max_delay_s: float = 5.0
 
+    @classmethod
+    def for_budget(cls, budget_s: float) -> RetryPolicy:
+        """The app's policy: probes at most a tenth of the budget apart (and at most 5 s), so the store's
+        return is noticed well within one invocation's hold, whatever the budget."""
+        return cls(budget_s=budget_s, max_delay_s=min(5.0, max(0.05, budget_s / 10)))
+
     def delay(self, attempt: int, rng: Callable[[], float]) -> float:
         ceiling = min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
         return ceiling / 2 + ceiling / 2 * rng()
@@ -105,7 +111,7 @@ def run(
             sleep(wait)
             continue
         except TransientStoreError as exc:
-            circuit.failed(probe, exc)
+            circuit.failed(probe, exc, attempt_started)
             last = exc
             burst.errors.append(type(exc).__name__)
             after_failure(exc)

@@ -158,6 +158,22 @@ def test_a_success_that_began_before_the_outage_does_not_close_it() -> None:
     assert not circuit.is_open
 
 
+def test_a_failure_that_began_before_the_store_came_back_does_not_reopen_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="orders.processing")
+    circuit = StoreCircuit(POLICY)
+    circuit.failed(False, StoreUnavailable("down"))
+    began = time.monotonic()  # a request sent into the outage, answered (timed out) only much later
+    time.sleep(0.01)
+    circuit.answered(False, time.monotonic())  # meanwhile the store came back
+    circuit.failed(False, StoreUnavailable("read timed out"), began)
+    assert not circuit.is_open and circuit.openings == 1
+    circuit.failed(False, StoreUnavailable("down again"), time.monotonic())  # a new failure does open it
+    assert circuit.is_open and circuit.openings == 2
+    assert len(circuit_lines(caplog)) == 3
+
+
 def test_a_stopping_worker_releases_every_waiting_invocation_at_once() -> None:
     policy = retry.RetryPolicy(budget_s=60, first_delay_s=30, max_delay_s=30)
     circuit = StoreCircuit(policy)

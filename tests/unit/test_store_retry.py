@@ -163,3 +163,10 @@ def test_a_conflict_evicts_the_session_and_is_retried_without_reopening() -> Non
     store = OutageStore(clock, clock.now + 0.01, ConcurrencyConflict("ledger changed since it was read"))
     assert service_on(store, clock).handle(step("order.placed", 1)).outcome is Outcome.APPLIED
     assert store.evictions == ["cust-1"] and store.reopened == 0
+
+
+def test_the_apps_policy_probes_at_least_ten_times_per_budget_and_at_most_every_5_s() -> None:
+    assert retry.RetryPolicy.for_budget(420).max_delay_s == 5.0
+    assert retry.RetryPolicy.for_budget(4).max_delay_s == pytest.approx(0.4)
+    policy = retry.RetryPolicy.for_budget(4)
+    assert max(policy.delay(n, lambda: 1.0) for n in range(1, 30)) <= 0.4
