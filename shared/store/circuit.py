@@ -63,9 +63,11 @@ class StoreCircuit:
         with self._cond:
             return self._opened_at is not None
 
-    def enter(self, deadline: float) -> bool | None:
+    def enter(self, deadline: float, tried: bool = True) -> bool | None:
         """Wait until the caller may call the store: False at once while closed; True when it is the
-        caller's turn to probe an open circuit; None when `deadline` (clock time) passed first."""
+        caller's turn to probe an open circuit; None when `deadline` (clock time) passed first. A caller
+        that has not `tried` yet gets one probe at its deadline if nobody is probing then, so no delivery
+        is spent without a single attempt (a budget shorter than the probe interval, or 0)."""
         with self._cond:
             self._waiting += 1
             try:
@@ -80,7 +82,11 @@ class StoreCircuit:
                         self._probes += 1
                         return True
                     if now >= deadline:
-                        return None
+                        if tried or self._probing:
+                            return None
+                        self._probing = True
+                        self._probes += 1
+                        return True
                     wake = deadline if self._probing else min(deadline, self._next_probe_at)
                     self._wait(max(0.001, wake - now))
             finally:

@@ -86,7 +86,7 @@ def run(
     last: TransientStoreError | None = None
     conflicts = 0
     while True:
-        probe = circuit.enter(deadline)
+        probe = circuit.enter(deadline, tried=burst.attempts > 0)
         if probe is None:
             burst.elapsed_s = clock() - started
             if last is not None:

@@ -118,7 +118,8 @@ def test_a_waiter_gives_up_at_its_budget_without_calling_the_store(caplog: pytes
     caplog.set_level(logging.INFO, logger="orders.processing")
     policy = retry.RetryPolicy(budget_s=0.3, first_delay_s=5, max_delay_s=5)
     circuit = StoreCircuit(policy)
-    circuit.failed(False, StoreUnavailable("down"))  # the next probe is seconds away
+    circuit.failed(False, StoreUnavailable("down"))
+    assert circuit.enter(time.monotonic() + 10) is True  # another invocation probes (and takes its time)
     calls: list[int] = []
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="no attempt within"):
@@ -127,6 +128,25 @@ def test_a_waiter_gives_up_at_its_budget_without_calling_the_store(caplog: pytes
     assert 0.3 <= time.monotonic() - started < 5  # held for the budget, not until the next probe
     assert circuit.is_open
     assert circuit_lines(caplog) == ["order store unavailable: processing paused until it answers"]
+
+
+def test_with_no_budget_each_delivery_still_makes_one_attempt() -> None:
+    """ORDERS_STORE_RETRY_SECONDS=0 (no hold): an open circuit must not fail redeliveries untried."""
+    policy = retry.RetryPolicy(budget_s=0, first_delay_s=5, max_delay_s=5)
+    circuit = StoreCircuit(policy)
+    calls: list[int] = []
+
+    def fails_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreUnavailable("down")
+        return "ok"
+
+    with pytest.raises(StoreUnavailable):
+        retry.run(fails_once, policy, circuit=circuit)  # the first delivery: one attempt, given back
+    assert circuit.is_open
+    assert retry.run(fails_once, policy, circuit=circuit) == "ok"  # the redelivery probes at once
+    assert calls == [1, 1] and not circuit.is_open
 
 
 def test_a_conflict_is_an_answer_and_closes_instead_of_opening() -> None:
