@@ -44,10 +44,10 @@ param ordersQueueName string = 'orders-with-sessions'
 ])
 param ordersTriggerCardinality string = 'one'
 
-@description('Seconds one invocation retries a failing order store before Service Bus redelivers the message (ORDERS_STORE_RETRY_SECONDS; docs/store.md). Keep well under host.json functionTimeout and maxAutoLockRenewalDuration (5 min).')
+@description('Seconds one invocation holds while the order store is down before the message is given back and Service Bus redelivers it (ORDERS_STORE_RETRY_SECONDS; docs/reliability.md). Budget + one store attempt (110 s) + 30 s must fit host.json functionTimeout and maxAutoLockRenewalDuration (10 min); (maxDeliveryCount - 1) x budget is the outage survivable without a dead letter (9 x 420 s = 63 min).')
 @minValue(0)
-@maxValue(120)
-param ordersStoreRetrySeconds int = 20
+@maxValue(450)
+param ordersStoreRetrySeconds int = 420
 
 @description('Always-ready instances for the orders trigger (0 = scale to zero; 1+ removes cold-start latency at a fixed cost).')
 @minValue(0)

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from shared.settings import STORE_RETRY_SETTING, AppSettings, SettingsError
-from shared.store.retry import ATTEMPT_WORST_CASE_S
+from shared.store.retry import ATTEMPT_WORST_CASE_S, HOLD_MARGIN_S
 from shared.timespan import TimeSpanError, parse_timespan
+
+# The extensions.serviceBus keys validate_host_json reads (lower case; functionTimeout is top level).
+GUARDED_HOST_JSON_KEYS = frozenset({"autocompletemessages", "maxautolockrenewalduration"})
 
 HOST_JSON = "host.json"
 DEFAULT_FUNCTION_TIMEOUT_S = 300.0  # Consumption; Premium/Dedicated default to 30 min
@@ -101,10 +104,10 @@ def validate_host_json(host: Mapping[str, Any], settings: AppSettings) -> None:
             f"{HOST_JSON}: extensions.serviceBus.autoCompleteMessages is {json.dumps(auto_complete)}; it "
             "must be true: the app settles each message by returning (complete) or raising (abandon)"
         )
-    needed = settings.store_retry_seconds + ATTEMPT_WORST_CASE_S
+    needed = settings.store_retry_seconds + ATTEMPT_WORST_CASE_S + HOLD_MARGIN_S
     why = (
         f"{STORE_RETRY_SETTING}={settings.store_retry_seconds:g} s plus one store attempt's worst case "
-        f"({ATTEMPT_WORST_CASE_S:g} s)"
+        f"({ATTEMPT_WORST_CASE_S:g} s) and the step itself ({HOLD_MARGIN_S:g} s)"
     )
     timeout = function_timeout(host)
     if timeout is not None and timeout <= needed:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.settings import AppSettings
 from shared.store import retry
-from shared.store.base import ConcurrencyConflict, OrderStore, TransientStoreError
+from shared.store.base import OrderStore, TransientStoreError
+from shared.store.circuit import StoreCircuit
 from shared.workflows import GENERIC_LOG_FIELDS, ORDERS, WorkflowBinding
 
 if TYPE_CHECKING:  # the processor (pydantic, the contract) loads on the first message, not at cold start
@@ -61,9 +62,13 @@ class OrderService:
         self._span_attributes = self.binding.span_attributes()
         self._step_message = self.binding.log_message + " %s"
         self._retry_message = self.binding.log_message + " will be retried: store failed"
-        self.retry_policy = retry_policy or retry.RetryPolicy(budget_s=settings.store_retry_seconds)
+        self.retry_policy = retry_policy or retry.RetryPolicy.for_budget(settings.store_retry_seconds)
         self._sleep = sleep  # both injectable so tests run the back-off on a fake clock
         self._clock = clock
+        # One per service, i.e. per worker process and store: every session's invocation waits on it.
+        self.circuit = StoreCircuit(
+            self.retry_policy, clock=clock, sleep=None if sleep is time.sleep else sleep
+        )
         from shared.engine.processor import StreamProcessor
         from shared.tracing import traced_store
 
@@ -132,30 +137,30 @@ class OrderService:
         return results
 
     def _retrying(self, work: Callable[[], T], sessions: Sequence[str], burst: retry.RetryBurst) -> T:
-        """`work`, with transient store failures retried (back-off, up to settings.store_retry_seconds).
-        One place for every conflict and outage, whoever raised it (a commit, a parked row that vanished,
-        a partition read): what this process cached about the sessions is suspect, so it is evicted before
-        each retry and once more when giving up (the redelivery, maybe on another host, re-reads); the
-        store is reopened after an outage, not after a conflict."""
+        """`work`, with transient store failures retried for up to settings.store_retry_seconds. One
+        place for every conflict and outage, whoever raised it (a commit, a parked row that vanished, a
+        partition read): what this process cached about the sessions is suspect, so it is evicted after
+        each failure and when giving up (the redelivery, maybe on another host, re-reads). An outage
+        opens the process's store circuit: this invocation then holds, waiting on it, and the store is
+        reopened before each probe (shared/store/circuit.py), not by every waiting session."""
 
-        def recover(exc: TransientStoreError) -> None:
+        def evict(exc: TransientStoreError) -> None:
             for session_id in sessions:
                 self.store.evict(session_id)
-            if not isinstance(exc, ConcurrencyConflict):
-                self.store.reopen()
 
         try:
             return retry.run(
                 work,
                 self.retry_policy,
-                before_retry=recover,
+                circuit=self.circuit,
+                after_failure=evict,
+                before_probe=self.store.reopen,
                 sleep=self._sleep,
                 clock=self._clock,
                 burst=burst,
             )
-        except TransientStoreError:
-            for session_id in sessions:
-                self.store.evict(session_id)
+        except TransientStoreError as exc:
+            evict(exc)  # also when it never got to try: the redelivery may follow another host's changes
             raise
 
     def _retry_fields(
@@ -244,6 +249,14 @@ def reset_service(service: OrderService | None = None) -> None:
         if _service is not None and service is not _service:
             _service.store.close()
         _service = service
+
+
+def release_waiting_invocations() -> None:
+    """The worker is stopping: invocations holding through a store outage give up now (their messages
+    are abandoned and redelivered) rather than keep the process alive for the rest of their budget."""
+    with _service_lock:
+        if _service is not None:
+            _service.circuit.release()
 
 
 def _log_recovered(burst: retry.RetryBurst, fields: dict[str, Any]) -> None:

@@ -32,11 +32,13 @@ MAX_DELIVERY_SETTING = "ORDERS_MAX_DELIVERY_COUNT"
 # (host.json maxMessageBatchSize), committed in one store transaction. Read when function_app is indexed.
 CARDINALITY_SETTING = "ORDERS_TRIGGER_CARDINALITY"
 CARDINALITIES = ("one", "many")
-# How long one invocation keeps retrying a failing store before it gives the message back to the host
-# (docs/store.md "Transient failures"). Well under host.json functionTimeout and maxAutoLockRenewalDuration.
+# How long one invocation holds while the store is down (waiting on the process's store circuit) before it
+# gives the message back to the host, spending one delivery (docs/reliability.md "Store outages pause
+# processing"). Budget + one store attempt (<= 110 s) + 30 s must fit host.json functionTimeout and
+# maxAutoLockRenewalDuration (10 min); with MaxDeliveryCount 10, 9 x 420 s = 63 min of outage is survivable.
 STORE_RETRY_SETTING = "ORDERS_STORE_RETRY_SECONDS"
-DEFAULT_STORE_RETRY_SECONDS = 20.0
-MAX_STORE_RETRY_SECONDS = 120.0
+DEFAULT_STORE_RETRY_SECONDS = 420.0
+MAX_STORE_RETRY_SECONDS = 450.0
 # When an order's parked steps count as stuck (`orders status`, `orders why`): the age of its oldest parked
 # step. Read by the operator CLI only; the workbook and the Bicep alert take the same threshold as a
 # parameter (default the same 15 minutes). Not an app setting: the function never reads it.

@@ -208,7 +208,7 @@ class LocalHost:
         the worker's init or load failed: its one-line cause) or DiscoveryError."""
         if self._prepared:
             return
-        from shared.host_json import validate_host_json
+        from shared.host_json import GUARDED_HOST_JSON_KEYS, validate_host_json
         from shared.settings import AppSettings, SettingsError, merged_environment
 
         try:
@@ -224,10 +224,15 @@ class LocalHost:
         sb.update(self.host_json_overrides)
         host_json = {**host_json, "extensions": {**(host_json.get("extensions") or {}), "serviceBus": sb}}
         self.options = ServiceBusOptions.from_host_json(host_json)
-        try:  # the app's own check, on the host.json in effect (overrides applied); one line, as in Azure
-            validate_host_json(host_json, AppSettings.from_values(values))
-        except SettingsError as exc:
-            raise HostConfigError(str(exc)) from None
+        # The app checks host.json itself when the worker imports it (function_app.py, from the file on
+        # disk); the host's overrides are not in that file, so the host applies the same check to the
+        # host.json in effect when it overrides a key the check reads. An app without overrides (any app,
+        # not only this one) is checked by its own code alone, as in Azure.
+        if {k.lower() for k in self.host_json_overrides} & GUARDED_HOST_JSON_KEYS:
+            try:
+                validate_host_json(host_json, AppSettings.from_values(values))
+            except SettingsError as exc:
+                raise HostConfigError(str(exc)) from None
         if self.max_concurrent_sessions_override is not None:
             if self.max_concurrent_sessions_override < 1:
                 raise HostConfigError("max concurrent sessions must be at least 1")
@@ -368,6 +373,7 @@ class LocalHost:
             return
         log.info("local host stopping", extra={"in_flight": self._in_flight})
         self._stopping.set()
+        _release_waiting_invocations()  # invocations holding through a store outage must not pin it
         if self.http_server is not None:
             self.http_server.stop()
             self.http_server = None
@@ -943,3 +949,12 @@ def _close_quietly(receiver: Any) -> None:
         receiver.close()
     except Exception:
         log.debug("closing a receiver failed", exc_info=True)
+
+
+def _release_waiting_invocations() -> None:
+    """Stopping: the app's invocations that hold through a store outage (shared/store/circuit.py) give up
+    now. Without this the pool's worker threads, joined at interpreter exit, keep a stopped host alive
+    for the rest of their hold budget (up to ORDERS_STORE_RETRY_SECONDS)."""
+    service = sys.modules.get("shared.service")
+    if service is not None:
+        service.release_waiting_invocations()

@@ -8,6 +8,8 @@ Built-in checkov has no Bicep checks for these properties, which this app depend
 * CKV_ORD_3  Service Bus namespaces require TLS 1.2.
 * CKV_ORD_4  Storage accounts disable shared key access.
 * CKV_ORD_5  Application Insights components disable local (instrumentation key) authentication.
+* CKV_ORD_6  Service Bus queues keep maxDeliveryCount 10: with ORDERS_STORE_RETRY_SECONDS it is the
+             store-outage budget ((10 - 1) x 420 s = 63 min without a dead letter; docs/reliability.md).
 
 Loaded with ``checkov --external-checks-dir infra/checkov`` (see scripts/ci/infra_checks.sh).
 A property that is missing or not a literal fails the check: the secure value must be explicit.
@@ -67,6 +69,8 @@ _POLICIES: tuple[tuple[str, str, str, object, CheckCategories, str], ...] = (
      "Ensure Storage accounts disable shared key access"),
     ("CKV_ORD_5", "Microsoft.Insights/components", "DisableLocalAuth", True, CheckCategories.IAM,
      "Ensure Application Insights disables local (instrumentation key) authentication"),
+    ("CKV_ORD_6", f"{_SERVICE_BUS}/queues", "maxDeliveryCount", 10, CheckCategories.GENERAL_SECURITY,
+     "Ensure Service Bus queues keep maxDeliveryCount 10 (the store-outage delivery budget)"),
 )  # fmt: skip
 
 CHECKS = [_LiteralPropertyCheck(*policy) for policy in _POLICIES]

@@ -56,10 +56,10 @@ param ordersMaxDeliveryCount int
 @description('Order store table name (ORDERS_TABLE_NAME).')
 param ordersTableName string
 
-@description('ORDERS_STORE_RETRY_SECONDS: how long one invocation retries a failing store before the message is redelivered. Budget + one store attempt (<= 30 s) must stay well under host.json functionTimeout and maxAutoLockRenewalDuration (5 min); the app refuses more than 120.')
+@description('ORDERS_STORE_RETRY_SECONDS: how long one invocation holds while the store is down before the message is redelivered. Budget + one store attempt (110 s) + 30 s must fit host.json functionTimeout and maxAutoLockRenewalDuration (10 min); the app refuses more than 450.')
 @minValue(0)
-@maxValue(120)
-param ordersStoreRetrySeconds int = 20
+@maxValue(450)
+param ordersStoreRetrySeconds int = 420
 
 @description('Application Insights connection string (not a secret once local auth is disabled).')
 param applicationInsightsConnectionString string
@@ -181,6 +181,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ORDERS_MAX_DELIVERY_COUNT: string(ordersMaxDeliveryCount)
     ORDERS_TRIGGER_CARDINALITY: ordersTriggerCardinality
     ORDERS_STORE_RETRY_SECONDS: string(ordersStoreRetrySeconds)
+    // One worker thread per concurrent session (host.json maxConcurrentSessions): an invocation holding
+    // through a store outage keeps its thread, and one queued behind it would overrun functionTimeout
+    // (the host counts from dispatch). The Python worker's default is min(32, CPUs + 4).
+    PYTHON_THREADPOOL_THREAD_COUNT: '16'
     // Telemetry with Entra ID authentication (the component has DisableLocalAuth: true).
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'

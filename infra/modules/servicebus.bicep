@@ -9,13 +9,16 @@
 //      FIFO order per customer. This flag cannot be changed after the queue is created
 //      (changing it means a new queue + migration), so it is never parameterised.
 //  lockDuration: 'PT1M'
-//      The session/peek lock. host.json renews it (maxAutoLockRenewalDuration 00:05:00, equal to
-//      functionTimeout 00:05:00), so a slow invocation keeps its lock; a crashed instance only holds
-//      the session for <= 1 minute before another instance can take it over. Max allowed is 5 min.
+//      The session/peek lock. host.json renews it (maxAutoLockRenewalDuration 00:10:00, equal to
+//      functionTimeout 00:10:00), so an invocation holding through a store outage (up to
+//      ORDERS_STORE_RETRY_SECONDS, 7 min) keeps its lock; a crashed instance only holds the session
+//      for <= 1 minute before another instance can take it over. Max allowed is 5 min.
 //  maxDeliveryCount: 10
 //      Must equal ORDERS_MAX_DELIVERY_COUNT (local.settings.json.example, app setting wired from
 //      the output below): the app quarantines a message on its last delivery attempt instead of
-//      letting Service Bus dead-letter it silently.
+//      letting Service Bus dead-letter it silently. It is also the store-outage budget: each delivery
+//      holds ORDERS_STORE_RETRY_SECONDS (420 s) while the store is down, so (10 - 1) x 420 s = 63 min
+//      of outage dead-letters nothing (docs/reliability.md; tests/infra checks it stays >= 2 x 30 min).
 //  deadLetteringOnMessageExpiration: true
 //      An order that outlives its TTL is moved to the DLQ (and raises the dead-letter alert)
 //      instead of being dropped.

@@ -55,7 +55,7 @@ if [[ $checkov_rc -ne 0 ]]; then
 fi
 grep -E '^Passed checks' "$checkov_out"
 grep -A1 -E '^Check: CKV_ORD_' "$checkov_out" | grep -vE '^--$' || true
-for id in CKV_ORD_1 CKV_ORD_2 CKV_ORD_3 CKV_ORD_4 CKV_ORD_5; do
+for id in CKV_ORD_1 CKV_ORD_2 CKV_ORD_3 CKV_ORD_4 CKV_ORD_5 CKV_ORD_6; do
   grep -q "Check: $id:" "$checkov_out" || die "custom policy $id did not run (infra/checkov not loaded?)"
 done
 grep -q '^Passed checks: [1-9]' "$checkov_out" || die "checkov scanned nothing"

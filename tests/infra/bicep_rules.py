@@ -23,6 +23,9 @@ from typing import Any
 
 from pycep import BicepParser
 
+from shared.store.retry import ATTEMPT_WORST_CASE_S
+from shared.store.retry import HOLD_MARGIN_S as _HOLD_MARGIN_S
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
 MODULES = INFRA / "modules"
@@ -381,9 +384,13 @@ def check_functionapp(parsed: dict[str, Any], local: dict[str, str]) -> list[str
     return problems
 
 
-# One store attempt's own worst case on top of the retry budget (Table read timeout 30 s; SQLite
-# busy_timeout 10 s): docs/store.md "Transient failures".
-STORE_ATTEMPT_S = 30
+# One store attempt's own worst case on top of the hold budget, and the step itself: one definition, in
+# shared/store/retry.py (the app checks host.json against the same at start).
+STORE_ATTEMPT_S = int(ATTEMPT_WORST_CASE_S)
+HOLD_MARGIN_S = int(_HOLD_MARGIN_S)
+# The store outage the shipped values must ride out without a dead letter, and the safety factor on it.
+SURVIVABLE_OUTAGE_S = 30 * 60
+OUTAGE_SAFETY = 2
 
 
 def param_decorator(parsed: dict[str, Any], name: str, decorator: str) -> Any:
@@ -394,10 +401,10 @@ def param_decorator(parsed: dict[str, Any], name: str, decorator: str) -> Any:
 
 
 def check_store_retry_budget(parsed: dict[str, Any], host: dict[str, Any]) -> list[str]:
-    """ORDERS_STORE_RETRY_SECONDS against host.json: the default budget + one attempt within a quarter
-    of functionTimeout and of maxAutoLockRenewalDuration (well under: the invocation also runs the
-    step and any parked releases), and even the largest allowed value within both (never a worker
-    restart or a lost lock because a store was down)."""
+    """ORDERS_STORE_RETRY_SECONDS (the time one invocation holds while the store is down) against
+    host.json: the default and even the largest allowed value, plus one store attempt begun just before
+    the budget ran out and a margin for the step and its settlement, fit within functionTimeout and
+    maxAutoLockRenewalDuration (never a worker restart or a lost lock because a store was down)."""
     problems: list[str] = []
     try:
         fn_timeout = timespan(host["functionTimeout"]).total_seconds()
@@ -405,19 +412,48 @@ def check_store_retry_budget(parsed: dict[str, Any], host: dict[str, Any]) -> li
     except (KeyError, ValueError) as exc:
         return [f"cannot compare the store retry budget with host.json: {exc}"]
     limit = min(fn_timeout, renew)
-    default = param_default(parsed, "ordersStoreRetrySeconds")
-    largest = param_decorator(parsed, "ordersStoreRetrySeconds", "max_value")
-    if not isinstance(default, int) or default + STORE_ATTEMPT_S > limit / 4:
+    # Every concurrent session's invocation gets a worker thread: one queued behind a holding invocation
+    # would count its wait towards functionTimeout (the host times from dispatch) and overrun it.
+    sessions = host["extensions"]["serviceBus"].get("maxConcurrentSessions")
+    threads = app_settings(parsed).get("PYTHON_THREADPOOL_THREAD_COUNT")
+    if not isinstance(sessions, int) or not str(threads or "").isdigit() or int(str(threads)) < sessions:
         problems.append(
-            f"ordersStoreRetrySeconds default {default!r} + {STORE_ATTEMPT_S} s is not well under "
-            f"functionTimeout / maxAutoLockRenewalDuration ({limit:g} s; at most a quarter)"
+            f"PYTHON_THREADPOOL_THREAD_COUNT {threads!r} is below host.json maxConcurrentSessions"
+            f" {sessions!r}: invocations queued behind ones holding through a store outage"
+            " would overrun functionTimeout"
         )
-    if not isinstance(largest, int) or largest + STORE_ATTEMPT_S >= limit:
-        problems.append(
-            f"ordersStoreRetrySeconds @maxValue {largest!r} + {STORE_ATTEMPT_S} s reaches "
-            f"functionTimeout / maxAutoLockRenewalDuration ({limit:g} s)"
-        )
+    extra = STORE_ATTEMPT_S + HOLD_MARGIN_S
+    for what, value in (
+        ("default", param_default(parsed, "ordersStoreRetrySeconds")),
+        ("@maxValue", param_decorator(parsed, "ordersStoreRetrySeconds", "max_value")),
+    ):
+        if not isinstance(value, int) or value + extra > limit:
+            problems.append(
+                f"ordersStoreRetrySeconds {what} {value!r} + {STORE_ATTEMPT_S} s (one attempt) + "
+                f"{HOLD_MARGIN_S} s does not fit within functionTimeout / maxAutoLockRenewalDuration "
+                f"({limit:g} s)"
+            )
     return problems
+
+
+def check_outage_budget(servicebus: dict[str, Any], functionapp: dict[str, Any]) -> list[str]:
+    """The delivery budget of a store outage: each delivery of a message that meets it holds at least
+    the default ORDERS_STORE_RETRY_SECONDS before it is given back, and the queue dead-letters on the
+    maxDeliveryCount-th, so (maxDeliveryCount - 1) x budget of outage dead-letters nothing (the first
+    delivery may have begun just before the outage). That must cover SURVIVABLE_OUTAGE_S twice."""
+    q = props(servicebus, "Microsoft.ServiceBus/namespaces/queues")
+    deliveries = q.get("maxDeliveryCount")
+    budget = param_default(functionapp, "ordersStoreRetrySeconds")
+    if not isinstance(deliveries, int) or not isinstance(budget, int):
+        return [f"cannot compute the outage budget: maxDeliveryCount {deliveries!r}, budget {budget!r}"]
+    survivable = (deliveries - 1) * budget
+    if survivable < OUTAGE_SAFETY * SURVIVABLE_OUTAGE_S:
+        return [
+            f"store outage budget: (maxDeliveryCount {deliveries} - 1) x ordersStoreRetrySeconds {budget} s"
+            f" = {survivable} s is less than {OUTAGE_SAFETY} x {SURVIVABLE_OUTAGE_S} s: a long outage"
+            " would dead-letter messages"
+        ]
+    return []
 
 
 def role_assignments(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:

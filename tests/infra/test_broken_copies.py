@@ -40,6 +40,7 @@ CASES = [
     ("servicebus.bicep", "disableLocalAuth: true", "disableLocalAuth: false", "disableLocalAuth"),
     ("servicebus.bicep", "minimumTlsVersion: '1.2'", "minimumTlsVersion: '1.0'", "minimumTlsVersion"),
     ("servicebus.bicep", "maxDeliveryCount: 10", "maxDeliveryCount: 5", "ORDERS_MAX_DELIVERY_COUNT"),
+    ("servicebus.bicep", "maxDeliveryCount: 10", "maxDeliveryCount: 6", "outage budget"),
     ("servicebus.bicep", "lockDuration: 'PT1M'", "lockDuration: 'PT5M'", "lockDuration"),
     (
         "servicebus.bicep",
@@ -74,11 +75,23 @@ CASES = [
     ),
     (
         "functionapp.bicep",
-        "param ordersStoreRetrySeconds int = 20",
-        "param ordersStoreRetrySeconds int = 60",
-        "well under",
+        "param ordersStoreRetrySeconds int = 420",
+        "param ordersStoreRetrySeconds int = 500",
+        "does not fit",
     ),
-    ("functionapp.bicep", "@maxValue(120)", "@maxValue(290)", "@maxValue"),
+    (
+        "functionapp.bicep",
+        "param ordersStoreRetrySeconds int = 420",
+        "param ordersStoreRetrySeconds int = 300",
+        "outage budget",
+    ),
+    ("functionapp.bicep", "@maxValue(450)", "@maxValue(500)", "@maxValue"),
+    (
+        "functionapp.bicep",
+        "PYTHON_THREADPOOL_THREAD_COUNT: '16'",
+        "PYTHON_THREADPOOL_THREAD_COUNT: '6'",
+        "PYTHON_THREADPOOL_THREAD_COUNT",
+    ),
     (
         "functionapp.bicep",
         "    ORDERS_QUEUE_NAME: ordersQueueName\n",
@@ -98,13 +111,19 @@ def _run_rule(module: str, path: Path) -> list[str]:
     parsed = rules.parse_file(path)
     host, local = rules.load_host_json(), rules.load_local_settings_example()
     if module == "servicebus.bicep":
-        return rules.check_servicebus(parsed, host, local)
+        functionapp = rules.parse_file(rules.MODULES / "functionapp.bicep")
+        return rules.check_servicebus(parsed, host, local) + rules.check_outage_budget(parsed, functionapp)
     if module == "storage.bicep":
         return rules.check_storage(parsed, local)
     if module == "monitoring.bicep":
         return rules.check_monitoring(parsed)
     if module == "functionapp.bicep":
-        return rules.check_functionapp(parsed, local) + rules.check_store_retry_budget(parsed, host)
+        servicebus = rules.parse_file(rules.MODULES / "servicebus.bicep")
+        return (
+            rules.check_functionapp(parsed, local)
+            + rules.check_store_retry_budget(parsed, host)
+            + rules.check_outage_budget(servicebus, parsed)
+        )
     raise AssertionError(module)
 
 
@@ -151,6 +170,7 @@ CHECKOV = rules.REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
         ("servicebus.bicep", "disableLocalAuth: true", "disableLocalAuth: false", "CKV_ORD_2"),
         ("storage.bicep", "allowSharedKeyAccess: false", "allowSharedKeyAccess: true", "CKV_ORD_4"),
         ("monitoring.bicep", "DisableLocalAuth: true", "DisableLocalAuth: false", "CKV_ORD_5"),
+        ("servicebus.bicep", "maxDeliveryCount: 10", "maxDeliveryCount: 3", "CKV_ORD_6"),
     ],
 )
 def test_custom_checkov_policy_fails_on_broken_copy(

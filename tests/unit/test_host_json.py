@@ -18,10 +18,13 @@ from devstack.host.config import HostConfigError
 from devstack.host.runtime import LocalHost
 from shared.host_json import HostJsonError, load_host_json, validate_host_json
 from shared.settings import MAX_STORE_RETRY_SECONDS, AppSettings
+from shared.store.retry import ATTEMPT_WORST_CASE_S, HOLD_MARGIN_S
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = load_host_json(REPO)
 DEFAULTS = AppSettings()
+# what functionTimeout and lock renewal must exceed with the default hold budget
+NEEDED = f"{DEFAULTS.store_retry_seconds + ATTEMPT_WORST_CASE_S + HOLD_MARGIN_S:g} s"
 
 
 def with_sb(**changes: Any) -> dict[str, Any]:
@@ -33,7 +36,10 @@ def with_sb(**changes: Any) -> dict[str, Any]:
 def test_the_repo_host_json_passes_with_every_allowed_retry_budget() -> None:
     for budget in (0.0, DEFAULTS.store_retry_seconds, MAX_STORE_RETRY_SECONDS):
         validate_host_json(HOST, AppSettings(store_retry_seconds=budget))
-    validate_host_json({}, DEFAULTS)  # no host.json: the host's defaults (5 min each)
+    # no host.json: the host's defaults (5 min each) hold a short budget, not the default one
+    validate_host_json({}, AppSettings(store_retry_seconds=20))
+    with pytest.raises(HostJsonError, match=f"functionTimeout None .* must be longer than {NEEDED}"):
+        validate_host_json({}, DEFAULTS)
 
 
 @pytest.mark.parametrize("value", [False, "false", "False", 0])
@@ -62,13 +68,12 @@ def test_a_function_timeout_shorter_than_the_retry_budget_needs_fails_start(time
     with pytest.raises(HostJsonError) as caught:
         validate_host_json({**HOST, "functionTimeout": timeout}, DEFAULTS)
     assert str(caught.value).startswith(f"host.json: functionTimeout {timeout} (")
-    assert "must be longer than 50 s, the ORDERS_STORE_RETRY_SECONDS=20 s plus one store attempt" in str(
-        caught.value
-    )
+    budget = f"ORDERS_STORE_RETRY_SECONDS={DEFAULTS.store_retry_seconds:g} s plus one store attempt"
+    assert f"must be longer than {NEEDED}, the {budget}" in str(caught.value)
 
 
 def test_a_function_timeout_long_enough_for_a_smaller_budget_passes() -> None:
-    host = {**HOST, "functionTimeout": "00:00:50"}
+    host = {**HOST, "functionTimeout": "00:03:00"}  # > 5 s budget + one attempt + the step
     validate_host_json(host, AppSettings(store_retry_seconds=5))
     validate_host_json({**HOST, "functionTimeout": "-1"}, DEFAULTS)  # unlimited (Premium/Dedicated)
 
@@ -76,7 +81,7 @@ def test_a_function_timeout_long_enough_for_a_smaller_budget_passes() -> None:
 @pytest.mark.parametrize("renewal", ["00:00:00", "00:00:30"])
 def test_a_lock_renewal_shorter_than_the_retry_budget_needs_fails_start(renewal: str) -> None:
     with pytest.raises(
-        HostJsonError, match=f"maxAutoLockRenewalDuration {renewal} .* must be longer than 50 s"
+        HostJsonError, match=f"maxAutoLockRenewalDuration {renewal} .* must be longer than {NEEDED}"
     ):
         validate_host_json(with_sb(maxAutoLockRenewalDuration=renewal), DEFAULTS)
 
@@ -134,5 +139,8 @@ def test_the_local_host_checks_the_host_json_in_effect_with_its_overrides(tmp_pa
         settings_overrides={"ORDERS_STORE_RETRY_SECONDS": "60"},
         host_json_overrides={"maxAutoLockRenewalDuration": "00:01:00"},
     )
-    with pytest.raises(HostConfigError, match=r"maxAutoLockRenewalDuration 00:01:00 .* longer than 90 s"):
+    needed = 60 + ATTEMPT_WORST_CASE_S + HOLD_MARGIN_S
+    with pytest.raises(
+        HostConfigError, match=rf"maxAutoLockRenewalDuration 00:01:00 .* longer than {needed:g} s"
+    ):
         short.prepare()

@@ -97,7 +97,7 @@ def test_host_json_service_bus_options_from_the_repo() -> None:
     options = ServiceBusOptions.from_host_json(json.loads((REPO_ROOT / "host.json").read_text()))
     assert options.max_concurrent_sessions == 16
     assert options.session_idle_timeout == 5
-    assert options.max_auto_lock_renewal_duration == 300
+    assert options.max_auto_lock_renewal_duration == 600
     assert options.auto_complete_messages is True
     assert options.prefetch_count == 0
     assert options.max_message_batch_size == 32

@@ -91,17 +91,21 @@ def test_a_zero_budget_means_no_retry_and_other_errors_are_never_retried() -> No
     assert clock.sleeps == []
 
 
-def test_before_retry_runs_between_attempts_and_its_own_failure_is_just_another_attempt() -> None:
+def test_before_probe_runs_before_each_retry_and_its_own_failure_is_just_another_attempt() -> None:
     clock = FakeClock()
     op = FailingFor(clock, clock.now + 1, StoreUnavailable("down"))
-    seen: list[str] = []
+    reopens: list[float] = []
 
-    def reopen(exc: TransientStoreError) -> None:
-        seen.append(str(exc))
-        raise StoreUnavailable("reopen failed too")
+    def reopen() -> None:
+        reopens.append(clock.now)
+        if len(reopens) <= 2:
+            raise StoreUnavailable("reopen failed too")
 
-    assert retry.run(op, retry.RetryPolicy(budget_s=20), before_retry=reopen, clock=clock, sleep=clock.sleep)
-    assert seen == ["down"] * (op.calls - 1)
+    burst = retry.RetryBurst()
+    policy = retry.RetryPolicy(budget_s=20)
+    assert retry.run(op, policy, before_probe=reopen, clock=clock, sleep=clock.sleep, burst=burst) == "ok"
+    assert len(reopens) == burst.attempts - 1  # every attempt but the first is a probe after a reopen
+    assert op.calls == burst.attempts - 2  # the two failed reopens were attempts that never reached the store
 
 
 class OutageStore(InMemoryOrderStore):
@@ -159,3 +163,10 @@ def test_a_conflict_evicts_the_session_and_is_retried_without_reopening() -> Non
     store = OutageStore(clock, clock.now + 0.01, ConcurrencyConflict("ledger changed since it was read"))
     assert service_on(store, clock).handle(step("order.placed", 1)).outcome is Outcome.APPLIED
     assert store.evictions == ["cust-1"] and store.reopened == 0
+
+
+def test_the_apps_policy_probes_at_least_ten_times_per_budget_and_at_most_every_5_s() -> None:
+    assert retry.RetryPolicy.for_budget(420).max_delay_s == 5.0
+    assert retry.RetryPolicy.for_budget(4).max_delay_s == pytest.approx(0.4)
+    policy = retry.RetryPolicy.for_budget(4)
+    assert max(policy.delay(n, lambda: 1.0) for n in range(1, 30)) <= 0.4
