@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,20 +172,27 @@ def _warn_overlap(
     sys.stderr.flush()
 
 
-def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
-    from orders_cli import sender, traffic
+@dataclass(frozen=True)
+class Sent:
+    """What one publish sent: the sender's summary, and the ids the queue had seen within its window."""
 
-    if getattr(args, "jsonl", None):
-        return run_jsonl(args, send=send)
-    plan = plan_from_args(args)
-    messages = traffic.generate_messages(plan)
-    out = sys.stdout
-    if args.dry_run:
-        for m in messages:
-            out.write(json.dumps(m.to_json()) + "\n")
-        return 0
+    summary: Any
+    overlap: WindowOverlap | None
+
+
+def _print_or_send(
+    args: argparse.Namespace, messages: list[Any], send: SendFn | None, *, advice: str | None = None
+) -> Sent | None:
+    """The one send path of `orders publish` (generated or --jsonl): --dry-run prints the messages as JSON
+    lines (None); otherwise the target is resolved, a resend inside the queue's duplicate-detection window
+    is warned about, the messages are sent (progress bar unless --json / --no-progress) and remembered."""
+    from orders_cli import sender
     from shared.settings import merged_environment
 
+    if args.dry_run:
+        for m in messages:
+            sys.stdout.write(json.dumps(m.to_json()) + "\n")
+        return None
     connection, namespace, queue = sender.resolve_target(
         merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
     )
@@ -192,7 +200,10 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     now = datetime.now(UTC)
     overlap = window_overlap(messages, target, now=now) if (connection or namespace) else None
     if overlap is not None:
-        _warn_overlap(overlap, len(messages), target, now)
+        if advice is None:
+            _warn_overlap(overlap, len(messages), target, now)
+        else:
+            _warn_overlap(overlap, len(messages), target, now, advice=advice)
     summary = (send or sender.send_messages)(
         messages,
         connection_string=connection,
@@ -202,37 +213,68 @@ def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
         progress=not (args.no_progress or args.json),
     )
     remember_sent(messages, target, now=now)
-    outcomes = traffic.expected_outcomes(messages)
-    if args.json:
-        doc = summary.to_json() | {
-            "plan": asdict(plan),
-            "expected_outcomes": outcomes,
-            "recently_sent_ids": overlap.count if overlap else 0,
-        }
-        out.write(json.dumps(doc) + "\n")
-        return 0
+    return Sent(summary, overlap)
+
+
+def _print_summary(
+    sent: Sent,
+    *,
+    json_extra: dict[str, Any] | None,
+    head: Sequence[tuple[str, str]] = (),
+    body: Sequence[tuple[str, str]] = (),
+    tail: Sequence[tuple[str, str]] = (),
+) -> None:
+    """The summary: one JSON document (`json_extra` merged in) when it is given, else a table: `head`, the
+    sent count and window overlap, `body`, the send figures, `tail`."""
+    summary, overlap = sent.summary, sent.overlap
+    if json_extra is not None:
+        doc = summary.to_json() | {"recently_sent_ids": overlap.count if overlap else 0} | json_extra
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"published to {summary.queue} @ {summary.endpoint}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    if plan.id_prefix:
-        table.add_row("id prefix (run id)", plan.id_prefix)
-    table.add_row("messages sent", str(summary.sent))
+    rows = [*head, ("messages sent", str(summary.sent))]
     if overlap is not None:
-        table.add_row("  already sent < 10 min ago", f"{overlap.count} (dropped by the queue)")
-    for kind, count in sorted(summary.by_kind.items()):
-        table.add_row(f"  {kind}", str(count))
-    table.add_row("sessions (customers)", str(plan.customers))
-    table.add_row("orders", str(len(traffic.expected_final_state(messages))))
-    table.add_row("batches", str(summary.batches))
-    table.add_row("retries", str(summary.retries))
-    table.add_row("elapsed", f"{summary.elapsed_s:.2f} s")
-    table.add_row("rate", f"{summary.messages_per_second} msg/s")
-    for outcome, count in outcomes.items():
-        table.add_row(f"expected {outcome}", str(count))
-    Console(file=out).print(table)
+        rows.append(("  already sent < 10 min ago", f"{overlap.count} (dropped by the queue)"))
+    rows += [
+        *body,
+        ("batches", str(summary.batches)),
+        ("retries", str(summary.retries)),
+        ("elapsed", f"{summary.elapsed_s:.2f} s"),
+        ("rate", f"{summary.messages_per_second} msg/s"),
+        *tail,
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console(file=sys.stdout).print(table)
+
+
+def run(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
+    from orders_cli import traffic
+
+    if getattr(args, "jsonl", None):
+        return run_jsonl(args, send=send)
+    plan = plan_from_args(args)
+    messages = traffic.generate_messages(plan)
+    sent = _print_or_send(args, messages, send)
+    if sent is None:
+        return 0
+    outcomes = traffic.expected_outcomes(messages)
+    _print_summary(
+        sent,
+        json_extra={"plan": asdict(plan), "expected_outcomes": outcomes} if args.json else None,
+        head=[("id prefix (run id)", plan.id_prefix)] if plan.id_prefix else [],
+        body=[
+            *((f"  {kind}", str(count)) for kind, count in sorted(sent.summary.by_kind.items())),
+            ("sessions (customers)", str(plan.customers)),
+            ("orders", str(len(traffic.expected_final_state(messages)))),
+        ],
+        tail=[(f"expected {outcome}", str(count)) for outcome, count in outcomes.items()],
+    )
     return 0
 
 
@@ -259,58 +301,16 @@ def run_jsonl(args: argparse.Namespace, *, send: SendFn | None = None) -> int:
     except SettingsError as exc:
         raise sender.PublishError(str(exc)) from None
     read = read_jsonl(args.jsonl, binding)
-    messages = read.messages
-    out = sys.stdout
-    if args.dry_run:
-        for m in messages:
-            out.write(json.dumps(m.to_json()) + "\n")
+    sent = _print_or_send(args, read.messages, send, advice="Give them new message_id values to resend.")
+    if sent is None:
         return 0
-    from shared.settings import merged_environment
-
-    connection, namespace, queue = sender.resolve_target(
-        merged_environment(), connection=args.connection, namespace=args.namespace, queue=args.queue
+    rows = summary_rows(read.messages, read.derived_ids)
+    json_extra = (
+        {"file": args.jsonl, **{name.replace(" ", "_"): int(value) for name, value in rows}}
+        if args.json
+        else None
     )
-    target = _target_key(queue, connection, namespace)
-    now = datetime.now(UTC)
-    overlap = window_overlap(messages, target, now=now) if (connection or namespace) else None
-    if overlap is not None:
-        _warn_overlap(
-            overlap, len(messages), target, now, advice="Give them new message_id values to resend."
-        )
-    summary = (send or sender.send_messages)(
-        messages,
-        connection_string=connection,
-        namespace=namespace,
-        queue=queue,
-        batch_size=args.batch_size,
-        progress=not (args.no_progress or args.json),
-    )
-    remember_sent(messages, target, now=now)
-    rows = summary_rows(messages, read.derived_ids)
-    if args.json:
-        doc = summary.to_json() | {
-            "file": args.jsonl,
-            "recently_sent_ids": overlap.count if overlap else 0,
-            **{name.replace(" ", "_"): int(value) for name, value in rows},
-        }
-        out.write(json.dumps(doc) + "\n")
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"published to {summary.queue} @ {summary.endpoint}", show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("messages sent", str(summary.sent))
-    if overlap is not None:
-        table.add_row("  already sent < 10 min ago", f"{overlap.count} (dropped by the queue)")
-    for name, value in rows:
-        table.add_row(name, value)
-    table.add_row("batches", str(summary.batches))
-    table.add_row("retries", str(summary.retries))
-    table.add_row("elapsed", f"{summary.elapsed_s:.2f} s")
-    table.add_row("rate", f"{summary.messages_per_second} msg/s")
-    Console(file=out).print(table)
+    _print_summary(sent, json_extra=json_extra, body=rows)
     return 0
 
 
