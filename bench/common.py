@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
 
@@ -32,6 +35,34 @@ def host_command(app_dir: str, settings: str, until_idle: float, *extra: str) ->
         "0",
         *extra,
     ]
+
+
+def lock_free(cmd: list[str]) -> list[str]:
+    """`cmd` as root without CAP_DAC_OVERRIDE (setpriv), so file modes bind it as they bind the non-root
+    user CI runs as (a read-only store file is read-only for it too); unchanged when not root."""
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        raise RuntimeError("running as root needs setpriv (util-linux) to make file modes bind the host")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+
+
+def start_host_process(cmd: list[str], log: Path, repo: Path) -> subprocess.Popen[bytes]:
+    """A local host process with its output appended to `log`, its settings from its settings file only
+    (the environment's ORDERS_/OrderStore/ServiceBus values removed), in its own process group."""
+    env = dict(os.environ, PYTHONPATH=str(repo), PYTHONUNBUFFERED="1")
+    for key in [k for k in env if k.startswith(("ORDERS_", "OrderStore", "ServiceBus"))]:
+        del env[key]  # the settings file decides
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=str(repo),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def machine() -> str:

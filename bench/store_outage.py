@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, print_table
+from bench.common import lock_free as lock_free_command
+from bench.common import machine, print_table, start_host_process
 from bench.fault_proxy import FaultProxy
 from orders_cli.sender import send_messages
 from orders_cli.traffic import OutgoingMessage, PublishPlan, expected_final_state, generate_messages
@@ -393,23 +394,7 @@ def _start_host(app_dir: Path, settings: Path, log: Path, *, lock_free: bool) ->
         "--port",
         "0",
     ]
-    if lock_free and os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            raise RuntimeError("running as root needs setpriv (util-linux) to make file modes bind the host")
-        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    for key in [k for k in env if k.startswith(("ORDERS_", "OrderStore", "ServiceBus"))]:
-        del env[key]  # the settings file decides
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            cmd,
-            cwd=str(REPO),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return start_host_process(lock_free_command(cmd) if lock_free else cmd, log, REPO)
 
 
 def _stop_host(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:

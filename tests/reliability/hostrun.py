@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import common
 from orders_cli.sender import send_messages
 from orders_cli.traffic import OutgoingMessage, PublishPlan, expected_final_state, generate_messages
 from shared.store.base import OrderStore
@@ -75,27 +75,11 @@ def host_command(settings: Path, *, until_idle: float, lock_free: bool = False) 
         "--port",
         "0",  # no fixed HTTP port: parallel hosts must not collide
     ]
-    if lock_free and os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            raise RuntimeError("running as root needs setpriv (util-linux) to make file modes bind the host")
-        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
-    return cmd
+    return common.lock_free(cmd) if lock_free else cmd
 
 
 def start_host(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    for key in [k for k in env if k.startswith(("ORDERS_", "OrderStore", "ServiceBus"))]:
-        del env[key]  # the settings file decides
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            cmd,
-            cwd=str(REPO),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return common.start_host_process(cmd, log, REPO)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
