@@ -34,7 +34,8 @@ def _host_output(emulator: Any, queue: str, tmp_path: Path, *extra: str) -> str:
     command = [sys.executable, "-m", "devstack.host", "--app-dir", str(REPO_ROOT)]
     command += ["--settings", str(settings)]
     proc = subprocess.run(
-        [*command, "--until-idle", "3", "--session-idle-timeout", "0.5", *extra],
+        # --port 0: 7071 is the README's `make host` (tests/e2e/test_readme.py may run at the same time)
+        [*command, "--until-idle", "3", "--session-idle-timeout", "0.5", "--port", "0", *extra],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,
