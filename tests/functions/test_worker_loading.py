@@ -128,8 +128,17 @@ def test_orders_host_refuses_an_app_the_worker_refuses_in_one_line(tmp_path: Pat
         )
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "devstack.host", "--app-dir", str(app_dir), "--settings", str(settings)]
-        + ["--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "devstack.host",
+            "--app-dir",
+            str(app_dir),
+            "--settings",
+            str(settings),
+            "--port",
+            "0",
+        ],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,
