@@ -29,9 +29,14 @@ def _demo() -> ModuleType:
     return module
 
 
+# Two quarantine ids of the shape the stores make (24 hex digits): ids, not secrets.
+RULE_VIOLATION_ID = "e37f5269780353e9a782090b"  # pragma: allowlist secret
+OTHER_ID = "a8f8d04bde10b2bfa706f524"  # pragma: allowlist secret
+
+
 def record(reason: str, order: str | None, session: str) -> QuarantineRecord:
     return QuarantineRecord(
-        id="e37f5269780353e9a782090b" if reason == "rule-violation" else "a8f8d04bde10b2bfa706f524",
+        id=RULE_VIOLATION_ID if reason == "rule-violation" else OTHER_ID,
         session_id=session, reason=reason, detail="d", message_id=f"{order}:2", body="{}",
         body_encoding="utf-8", metadata={}, quarantined_at=datetime.now(UTC), stream_key=order, sequence=2,
     )  # fmt: skip
