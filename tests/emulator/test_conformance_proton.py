@@ -8,7 +8,6 @@ builds it once). One process runs every check; each gets its own pytest result h
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
@@ -56,26 +55,10 @@ def proton_results(
     url = f"amqp://{servicebus_emulator.host}:{servicebus_emulator.port}"
     config.write_text(json.dumps({"url": url, "checks": plan}))
     try:
-        proc = subprocess.run(
-            [str(python_amqp_clients.python), "-m", MODULE, str(config)],
-            env=python_amqp_clients.env(),
-            cwd=str(config.parent),
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
+        return python_amqp_clients.run_conformance(MODULE, config, RUN_TIMEOUT_S)
     finally:
         for item in plan:
             servicebus_emulator.delete_queue(item["queue"])
-    results: dict[str, Any] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            item = json.loads(line)
-            results["_client" if "client" in item else item["id"]] = item
-    if proc.returncode != 0:
-        pytest.fail(f"Proton run exited {proc.returncode}:\n{proc.stderr[-3000:]}", pytrace=False)
-    return results
 
 
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
@@ -86,13 +69,5 @@ def test_check(check_id: str, proton_results: dict[str, Any]) -> None:
 
 
 def test_the_runner_implements_exactly_these_checks(python_amqp_clients: PythonAmqpClients) -> None:  # noqa: F811
-    out = subprocess.run(
-        [str(python_amqp_clients.python), "-m", MODULE, "--list"],
-        env=python_amqp_clients.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert json.loads(out.stdout) == sorted(CHECKS)
+    assert python_amqp_clients.listed(MODULE) == sorted(CHECKS)
     assert python_amqp_clients.version("python-qpid-proton").startswith("0.40.")

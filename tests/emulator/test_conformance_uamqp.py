@@ -9,7 +9,6 @@ scenario gets its own pytest result, like the Node run (test_conformance_node.py
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,26 +66,10 @@ def uamqp_results(
         )
     )
     try:
-        proc = subprocess.run(
-            [str(python_amqp_clients.python), "-m", MODULE, str(config)],
-            env=python_amqp_clients.env(),
-            cwd=str(config.parent),
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
+        return python_amqp_clients.run_conformance(MODULE, config, RUN_TIMEOUT_S)
     finally:
         for name in created:
             tls_emulator.delete_queue(name)
-    results: dict[str, Any] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            item = json.loads(line)
-            results["_client" if "client" in item else item["id"]] = item
-    if proc.returncode != 0:
-        pytest.fail(f"uamqp conformance run exited {proc.returncode}:\n{proc.stderr[-3000:]}", pytrace=False)
-    return results
 
 
 @pytest.mark.parametrize("scenario_id", applicable("uamqp"))
@@ -98,14 +81,6 @@ def test_scenario(scenario_id: str, uamqp_results: dict[str, Any]) -> None:
 
 
 def test_runs_the_python_implementations(python_amqp_clients: PythonAmqpClients) -> None:  # noqa: F811
-    out = subprocess.run(
-        [str(python_amqp_clients.python), "-m", MODULE, "--list"],
-        env=python_amqp_clients.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert json.loads(out.stdout) == sorted(IMPLEMENTATIONS)
+    assert python_amqp_clients.listed(MODULE) == sorted(IMPLEMENTATIONS)
     assert set(applicable("uamqp")) <= set(applicable("python")), "uamqp reuses the Python implementations"
     assert python_amqp_clients.version("uamqp").startswith("1.6.")
